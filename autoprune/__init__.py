@@ -1,0 +1,18 @@
+"""autoprune: search per-layer channel-prune ratios under a latency budget on real hardware profiles.
+
+The Python API has the shape of the CLI: ``search``, ``apply``, ``space_init``.
+"""
+
+from autoprune.apply import ApplyResult, apply
+from autoprune.budget import Budget
+from autoprune.errors import AutopruneError, ConfigError
+from autoprune.models import load_model, save_checkpoint
+from autoprune.plan import Plan
+from autoprune.profiles import HardwareProfile, resolve_profile
+from autoprune.search import SearchResult, search
+from autoprune.space import SearchSpace, init_space, space_init
+
+__all__ = ["ApplyResult", "AutopruneError", "Budget", "ConfigError", "HardwareProfile", "Plan", "SearchResult",
+           "SearchSpace", "apply", "init_space", "load_model", "resolve_profile", "save_checkpoint", "search",
+           "space_init"]
+__version__ = "0.1.0"

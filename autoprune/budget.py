@@ -1,0 +1,42 @@
+"""Latency budgets: ``50ms`` (absolute, per batch on a profile) or ``0.5x`` (of the unpruned model)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from autoprune.errors import AutopruneError
+
+_UNITS_MS = {"ms": 1.0, "s": 1000.0, "us": 1e-3, "µs": 1e-3}
+_PATTERN = re.compile(r"^\s*(?P<num>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>ms|s|us|µs|x)\s*$")
+_HINT = "use a latency such as 50ms, 0.05s or 500us, or a fraction of the unpruned latency such as 0.5x"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A latency constraint; ``relative`` budgets are a fraction of the unpruned model's latency."""
+
+    value: float
+    relative: bool = False
+    text: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> Budget:
+        m = _PATTERN.match(str(text))
+        if m is None:
+            raise AutopruneError(f"budget {text!r} is not understood; {_HINT}")
+        num, unit = float(m["num"]), m["unit"]
+        if num <= 0:
+            raise AutopruneError(f"budget {text!r} must be positive; {_HINT}")
+        if unit == "x":
+            if num > 1:
+                raise AutopruneError(f"budget {text!r} asks for a slower model; use a fraction below 1, e.g. 0.5x")
+            return cls(value=num, relative=True, text=str(text).strip())
+        return cls(value=num * _UNITS_MS[unit], relative=False, text=str(text).strip())
+
+    def resolve_ms(self, *, baseline_ms: float) -> float:
+        """The budget in milliseconds, given the unpruned model's latency on the same profile."""
+        return self.value * baseline_ms if self.relative else self.value
+
+    def __str__(self) -> str:
+        return self.text or (f"{self.value}x" if self.relative else f"{self.value}ms")

@@ -1,0 +1,93 @@
+"""The command line: each command parses, calls the Python function of the same name, and prints."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from autoprune.errors import AutopruneError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Search per-layer channel-prune ratios under a latency budget, then apply the best plan.")
+space_app = typer.Typer(no_args_is_help=True, help="Search spaces: which groups are searched, and over which ratios.")
+profile_app = typer.Typer(no_args_is_help=True, help="Hardware profiles: where latency is measured.")
+app.add_typer(space_app, name="space")
+app.add_typer(profile_app, name="profile")
+
+
+@app.command("search")
+def search_cmd(
+    budget: Annotated[str, typer.Option(help="Latency budget per batch on the profile: 50ms, 0.05s, 500us, or 0.5x of the unpruned latency.")] = "50ms",
+    model: Annotated[str, typer.Option(help="builtin:demo, torchvision:NAME, a checkpoint .pt, or package.module:function.")] = "builtin:demo",
+    data: Annotated[str, typer.Option(help="builtin:digits, an ImageFolder directory (DIR?size=N), or package.module:function.")] = "builtin:digits",
+    space: Annotated[Optional[Path], typer.Option(help="Search space YAML (default: derived from the model).")] = None,
+    profile: Annotated[str, typer.Option(help="Hardware profile: a name from hw_profiles/ or a YAML path.")] = "cpu-default",
+    trials: Annotated[int, typer.Option(help="Number of trials.")] = 24,
+    concurrency: Annotated[int, typer.Option(help="Trials run at once (latency measurements never overlap).")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed of the sampler and of fine-tuning.")] = 0,
+    finetune_steps: Annotated[int, typer.Option(help="Fine-tune steps per trial before evaluation.")] = 40,
+    criterion: Annotated[Optional[str], typer.Option(help="Importance criterion (default: the space's, l1).")] = None,
+    out: Annotated[Path, typer.Option(help="Directory that receives runs/<run>/.")] = Path("runs"),
+) -> None:
+    """Search per-group prune ratios; writes trials.csv, pareto.csv, a plot and plans."""
+    from autoprune.search import search
+
+    search(budget=budget, model=model, data=data, space=space, profile=profile, trials=trials,
+           concurrency=concurrency, seed=seed, finetune_steps=finetune_steps, criterion=criterion, out=out)
+
+
+@app.command("apply")
+def apply_cmd(
+    run: Annotated[Path, typer.Argument(help="A run directory written by autoprune search.")],
+    pick: Annotated[str, typer.Option(help="best (most accurate plan within budget) or a trial, e.g. trial-007.")] = "best",
+    epochs: Annotated[float, typer.Option(help="Recovery fine-tune epochs (warm-up + cosine).")] = 5.0,
+    lr: Annotated[float, typer.Option(help="Peak learning rate of the recovery fine-tune.")] = 0.01,
+    out: Annotated[Optional[Path], typer.Option(help="Output directory (default: RUN/apply-<trial>).")] = None,
+) -> None:
+    """Prune the model with a plan from a run, fine-tune, export .pt and .onnx, and report."""
+    from autoprune.apply import apply
+
+    apply(run, pick=pick, epochs=epochs, lr=lr, out=out)
+
+
+@space_app.command("init")
+def space_init_cmd(
+    model: Annotated[str, typer.Option(help="The model to derive the space from.")] = "builtin:demo",
+    data: Annotated[str, typer.Option(help="Data whose samples give the input shape.")] = "builtin:digits",
+    input_shape: Annotated[Optional[str], typer.Option(help="Input shape of one sample, e.g. 3,224,224 (instead of --data).")] = None,
+    low: Annotated[float, typer.Option(help="Lowest ratio searched per group.")] = 0.0,
+    high: Annotated[float, typer.Option(help="Highest ratio searched per group.")] = 0.7,
+    step: Annotated[float, typer.Option(help="Ratio step.")] = 0.05,
+) -> None:
+    """Print a search space YAML covering every prunable group of a model."""
+    from autoprune.space import space_init
+
+    typer.echo(space_init(model=model, data=data, input_shape=input_shape, low=low, high=high, step=step).to_yaml(),
+               nl=False)
+
+
+@profile_app.command("list")
+def profile_list_cmd() -> None:
+    """List the shipped hardware profiles."""
+    from autoprune.profiles import available_profiles, resolve_profile
+
+    for name in available_profiles():
+        typer.echo(f"{name:<20} {resolve_profile(name).description}")
+
+
+def main() -> None:
+    try:
+        app()
+    except AutopruneError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

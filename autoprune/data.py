@@ -1,0 +1,105 @@
+"""Data sources: ``builtin:digits``, an ImageFolder directory, or ``package.module:function``."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset, Subset, TensorDataset
+
+from autoprune.errors import AutopruneError
+
+DATA_HINT = "use builtin:digits, an ImageFolder directory (optionally DIR?size=N), or package.module:function"
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    """Training and held-out validation datasets, with the shape of one input sample."""
+
+    train: Dataset
+    val: Dataset
+    source: str
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.val[0][0].shape)
+
+
+def load_data(spec: str, *, seed: int = 0) -> DataSplits:
+    """Resolve a data spec into train and validation datasets (nothing is downloaded)."""
+    spec = str(spec)
+    if spec.startswith("builtin:"):
+        name = spec.removeprefix("builtin:")
+        if name != "digits":
+            raise AutopruneError(f"data {spec!r}: unknown builtin dataset; the builtin dataset is builtin:digits")
+        return _digits(seed=seed)
+    path, _, query = spec.partition("?")
+    if Path(path).is_dir():
+        return _image_folder(Path(path), query=query, seed=seed, spec=spec)
+    if ":" in spec and not Path(path).exists():
+        return _from_function(spec)
+    raise AutopruneError(f"data {spec!r}: no such directory or function; {DATA_HINT}")
+
+
+def _split(ds: Dataset, *, seed: int, val_fraction: float = 0.2) -> tuple[Subset, Subset]:
+    n = len(ds)  # type: ignore[arg-type]
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    n_val = max(1, int(round(n * val_fraction)))
+    return Subset(ds, perm[n_val:]), Subset(ds, perm[:n_val])
+
+
+def _digits(*, seed: int) -> DataSplits:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    x = (x - 0.3) / 0.4  # roughly zero mean, unit variance
+    y = torch.tensor(bunch.target, dtype=torch.long)
+    train, val = _split(TensorDataset(x, y), seed=seed)
+    return DataSplits(train=train, val=val, source="builtin:digits")
+
+
+def _image_folder(root: Path, *, query: str, seed: int, spec: str) -> DataSplits:
+    from torchvision import datasets, transforms
+
+    size = 32
+    if query:
+        key, _, value = query.partition("=")
+        if key != "size" or not value.isdigit() or int(value) <= 0:
+            raise AutopruneError(f"data {spec!r}: unknown option {query!r}; the only option is ?size=N (pixels)")
+        size = int(value)
+    tf = transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor()])
+    try:
+        if (root / "train").is_dir() and (root / "val").is_dir():
+            return DataSplits(
+                train=datasets.ImageFolder(str(root / "train"), transform=tf),
+                val=datasets.ImageFolder(str(root / "val"), transform=tf),
+                source=spec,
+            )
+        train, val = _split(datasets.ImageFolder(str(root), transform=tf), seed=seed)
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise AutopruneError(f"data {spec!r}: not an ImageFolder ({exc}); use DIR/CLASS/IMAGE files") from None
+    return DataSplits(train=train, val=val, source=spec)
+
+
+def _from_function(spec: str) -> DataSplits:
+    fn = import_callable(spec, what="data")
+    result = fn()
+    if not (isinstance(result, (tuple, list)) and len(result) == 2):
+        raise AutopruneError(f"data {spec!r}: the function must return (train_dataset, val_dataset)")
+    return DataSplits(train=result[0], val=result[1], source=spec)
+
+
+def import_callable(spec: str, *, what: str):  # noqa: ANN201 - returns any callable
+    """Import ``package.module:function``; errors say which part was missing."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise AutopruneError(f"{what} {spec!r}: cannot import module {module_name!r} ({exc})") from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise AutopruneError(f"{what} {spec!r}: module {module_name!r} has no function {attr!r}")
+    return fn

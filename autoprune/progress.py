@@ -1,0 +1,72 @@
+"""Live progress of a search on the terminal (rich), and the closing table of the front."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+
+class SearchProgress:
+    def __init__(self, *, total: int, quiet: bool = False, console: Console | None = None) -> None:
+        self.total = total
+        self.done = 0
+        self.failed = 0
+        self.best: dict[str, Any] | None = None
+        self.console = console or Console(highlight=False, soft_wrap=True)
+        self.quiet = quiet
+        self.t0 = time.perf_counter()
+
+    def print(self, *args: Any) -> None:
+        if not self.quiet:
+            self.console.print(*args)
+
+    @contextlib.contextmanager
+    def phase(self, what: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        self.print(f"[dim]…[/] {what}")
+        yield
+        self.print(f"[dim]  done in {time.perf_counter() - t0:.1f} s[/]")
+
+    def baseline(self, base: dict[str, Any], *, budget_ms: float, budget: str) -> None:
+        ratio = base["latency_p50_ms"] / budget_ms
+        self.print(f"unpruned: accuracy {base['accuracy']:.1%}, {base['latency']}, {base['macs'] / 1e6:.1f} M MACs")
+        self.print(f"budget {budget} = {budget_ms:.2f} ms: the unpruned model is {ratio:.2f}x the budget")
+
+    def trial(self, row: dict[str, Any]) -> None:
+        self.done += 1
+        head = f"[{self.done:>3}/{self.total}] {row['trial']}"
+        if row["status"] != "completed":
+            self.failed += 1
+            self.print(f"{head} [red]failed[/]: {row['error']}")
+            return
+        if row["meets_budget"] and (self.best is None or row["accuracy"] > self.best["accuracy"]):
+            self.best = row
+        mark = "[green]within budget[/]" if row["meets_budget"] else "[yellow]over budget[/]"
+        best = (f"best within budget: {self.best['accuracy']:.1%} @ {self.best['latency_p50_ms']:.1f} ms"
+                if self.best else "none within budget yet")
+        self.print(f"{head} acc {row['accuracy']:.1%}  {row['latency_p50_ms']:.1f} ms  "
+                   f"{row['macs'] / 1e6:.1f} M MACs  {mark}  ({row['wall_s']:.1f} s)   {best}")
+
+    def summary(self, front: pd.DataFrame, *, run_dir: Path, plot: Path | None, n_failed: int) -> None:
+        if self.quiet:
+            return
+        table = Table(title=f"Pareto front ({len(front)} plans)", title_justify="left")
+        for col in ("trial", "accuracy", "latency p50 ms", "latency p90 ms", "M MACs", "meets budget"):
+            table.add_column(col, justify="right" if col != "trial" else "left")
+        for r in front.itertuples():
+            table.add_row(r.trial, f"{r.accuracy:.1%}", f"{r.latency_p50_ms:.2f}", f"{r.latency_p90_ms:.2f}",
+                          f"{r.macs / 1e6:.2f}", "yes" if r.meets_budget else "no")
+        self.console.print(table)
+        self.print(f"finished in {time.perf_counter() - self.t0:.0f} s; {n_failed} trial(s) failed")
+        for name in ("trials.csv", "pareto.csv"):
+            self.print(f"  {run_dir / name}")
+        if plot is not None:
+            self.print(f"  {plot}")
+        self.print(f"next: autoprune apply {run_dir}")

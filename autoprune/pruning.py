@@ -1,0 +1,148 @@
+"""The pruning engine: dependency-aware structural channel pruning on Torch-Pruning's DepGraph.
+
+This is the only module that maps layer *names* to modules. Removed channels physically leave
+the tensors; layers coupled by residual adds, BatchNorm or depthwise convs form one group and
+are pruned together, so the pruned model stays consistent.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from autoprune.criteria import get_criterion
+from autoprune.errors import AutopruneError
+from autoprune.plan import Plan
+
+_ROOT_TYPES = (nn.Conv2d, nn.Conv1d, nn.Linear)
+
+
+@dataclass(frozen=True)
+class PrunableGroup:
+    """Layers whose output channels must be pruned together; ``name`` is the first of them."""
+
+    name: str
+    members: tuple[str, ...]
+    channels: int
+
+
+def example_input(input_shape: Sequence[int], *, batch: int = 1) -> torch.Tensor:
+    return torch.zeros(batch, *input_shape)
+
+
+def output_layers(model: nn.Module, input_shape: Sequence[int]) -> list[str]:
+    """Names of the last conv/linear layer run in forward: its channels are the model's outputs."""
+    order: list[str] = []
+    hooks = [m.register_forward_hook(lambda mod, i, o, n=name: order.append(n))
+             for name, m in model.named_modules() if isinstance(m, _ROOT_TYPES)]
+    try:
+        with torch.no_grad():
+            model.eval()(example_input(input_shape))
+    finally:
+        for h in hooks:
+            h.remove()
+    return order[-1:]
+
+
+def _graph(model: nn.Module, input_shape: Sequence[int]) -> tp.DependencyGraph:
+    try:
+        return tp.DependencyGraph().build_dependency(model, example_inputs=example_input(input_shape),
+                                                     verbose=False)
+    except Exception as exc:  # noqa: BLE001 - tracing failures are the user's model/input mismatch
+        raise AutopruneError(f"cannot trace the model with an input of shape {tuple(input_shape)} "
+                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                             "check that the data matches the model") from None
+
+
+def _find(model: nn.Module, dg: tp.DependencyGraph, ignored: Sequence[str]) -> dict[str, tuple[PrunableGroup, nn.Module]]:
+    modules = dict(model.named_modules())
+    missing = [n for n in ignored if n not in modules]
+    if missing:
+        raise AutopruneError(f"ignored layer {missing[0]!r} does not exist in the model")
+    order = {m: i for i, (_, m) in enumerate(model.named_modules())}
+    name_of = {m: n for n, m in model.named_modules()}
+    found: dict[str, tuple[PrunableGroup, nn.Module]] = {}
+    for group in dg.get_all_groups(ignored_layers=[modules[n] for n in ignored], root_module_types=_ROOT_TYPES):
+        outs = sorted({dep.target.module for dep, _ in group
+                       if dg.is_out_channel_pruning_fn(dep.handler) and dep.target.module in name_of
+                       and isinstance(dep.target.module, _ROOT_TYPES)}, key=order.__getitem__)
+        if not outs:
+            continue
+        root = outs[0]
+        channels = dg.get_out_channels(root)
+        if channels is None or channels < 2:
+            continue
+        info = PrunableGroup(name=name_of[root], members=tuple(name_of[m] for m in outs), channels=channels)
+        found[info.name] = (info, root)
+    return dict(sorted(found.items(), key=lambda kv: order[kv[1][1]]))  # forward order reads best
+
+
+def find_groups(model: nn.Module, *, input_shape: Sequence[int], ignored: Sequence[str] | None = None) -> list[PrunableGroup]:
+    """The prunable groups of ``model``, in forward order; ``ignored=None`` ignores the output layer."""
+    ignored = output_layers(model, input_shape) if ignored is None else list(ignored)
+    return [g for g, _ in _find(model, _graph(model, input_shape), ignored).values()]
+
+
+def channels_to_remove(channels: int, ratio: float, round_to: int = 1) -> int:
+    """How many channels a ratio removes: the kept count is rounded to a multiple of ``round_to``, at least 1."""
+    keep = max(1, round(channels * (1.0 - ratio)))
+    if round_to > 1:
+        keep = min(channels, max(round_to, round_to * round(keep / round_to)))
+    return channels - keep
+
+
+def prune(model: nn.Module, plan: Plan, *, input_shape: Sequence[int],
+          calibration: tuple[torch.Tensor, torch.Tensor] | None = None) -> nn.Module:
+    """A pruned copy of ``model``; the original is left untouched.
+
+    Every channel score is computed on the unpruned weights before any channel is removed,
+    so the result does not depend on the order in which groups are visited.
+    """
+    model = copy.deepcopy(model).eval()
+    ignored = output_layers(model, input_shape) if plan.ignored is None else list(plan.ignored)
+    dg = _graph(model, input_shape)
+    groups = _find(model, dg, ignored)
+    unknown = [n for n in plan.ratios if n not in groups]
+    if unknown:
+        raise AutopruneError(f"plan names group {unknown[0]!r}, which is not a prunable group of this model; "
+                             f"prunable groups: {', '.join(groups)}")
+    criterion = get_criterion(plan.criterion)
+    if criterion.needs_gradients:
+        if calibration is None:
+            raise AutopruneError(f"criterion {plan.criterion!r} needs a calibration batch (gradients); "
+                                 "pass calibration=(inputs, labels)")
+        model.zero_grad(set_to_none=True)
+        x, y = calibration
+        nn.functional.cross_entropy(model.train()(x), y).backward()
+        model.eval()
+    scorer = criterion.make()
+    selected = []
+    with torch.random.fork_rng():
+        torch.manual_seed(plan.seed)  # only the random criterion draws; keep it reproducible
+        for name, ratio in plan.ratios.items():
+            info, root = groups[name]
+            n_remove = channels_to_remove(info.channels, ratio, plan.round_to)
+            if n_remove == 0:
+                continue
+            fn = dg.get_pruner_of_module(root).prune_out_channels
+            scores = scorer(dg.get_pruning_group(root, fn, list(range(info.channels))))
+            if scores is None or len(scores) != info.channels:
+                raise AutopruneError(f"criterion {plan.criterion!r} gave no score for group {name!r}; "
+                                     "choose a criterion that covers its layers (e.g. l1)")
+            idxs = torch.argsort(scores.detach().cpu(), stable=True)[:n_remove].tolist()
+            selected.append((root, fn, sorted(idxs)))
+    for root, fn, idxs in selected:
+        dg.get_pruning_group(root, fn, idxs).prune()
+    model.zero_grad(set_to_none=True)
+    return model
+
+
+def count_macs_params(model: nn.Module, *, input_shape: Sequence[int]) -> tuple[int, int]:
+    """MACs for one input sample, and the parameter count."""
+    macs, params = tp.utils.count_ops_and_params(model, example_input(input_shape))
+    return int(macs), int(params)

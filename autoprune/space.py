@@ -1,0 +1,123 @@
+"""SearchSpace: which prunable groups are searched, each with a ratio range and step.
+
+Stored as YAML in ``search_spaces/``; ``init_space`` writes one for any model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from torch import nn
+
+from autoprune import config
+from autoprune.config import StrictModel
+from autoprune.errors import AutopruneError, ConfigError
+
+
+class GroupRange(StrictModel):
+    low: float = Field(default=0.0, ge=0.0, lt=1.0)
+    high: float = Field(default=0.7, ge=0.0, lt=1.0)
+    step: float = Field(default=0.05, gt=0.0, lt=1.0)
+    members: list[str] = Field(default_factory=list)  # informational: the coupled layers pruned together
+    channels: int | None = None  # informational
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GroupRange:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) is above high ({self.high}); low must be <= high")
+        return self
+
+    def choices(self) -> list[float]:
+        """Every ratio on the grid from low to high (high included when it lies on the grid)."""
+        n = int(round((self.high - self.low) / self.step + 1e-9))
+        return [round(self.low + i * self.step, 6) for i in range(n + 1) if self.low + i * self.step <= self.high + 1e-9]
+
+
+class SearchSpace(StrictModel):
+    model: str = ""  # informational: what the space was generated from
+    criterion: str = "l1"
+    round_to: int = Field(default=1, ge=1)
+    ignored: list[str] | None = None  # None: the model's output layer
+    groups: dict[str, GroupRange]
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> SearchSpace:
+        if not self.groups:
+            raise ValueError("no groups; name at least one prunable group (autoprune space init lists them)")
+        return self
+
+    @classmethod
+    def load(cls, path: str | Path) -> SearchSpace:
+        return config.load(cls, path)
+
+    def save(self, path: str | Path) -> Path:
+        return config.dump(self, path, header=_HEADER)
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return _HEADER + yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def check_against(self, model: nn.Module, *, input_shape: Sequence[int], source: str = "<space>") -> None:
+        """Fail with file, key and value when a group is not a prunable group of ``model``."""
+        from autoprune.pruning import find_groups
+
+        modules = dict(model.named_modules())
+        for name in self.ignored or []:
+            if name not in modules:
+                raise ConfigError(file=source, key="ignored", value=name,
+                                  expected="no such layer in the model; name layers as in model.named_modules()")
+        groups = {g.name: g for g in find_groups(model, input_shape=input_shape, ignored=self.ignored)}
+        member_of = {m: g.name for g in groups.values() for m in g.members}
+        for name in self.groups:
+            if name in groups:
+                continue
+            if name not in modules:
+                why = "no such layer in the model"
+            elif name in member_of:
+                why = f"this layer is coupled to {member_of[name]!r} (residual add) and is pruned with it; name that group"
+            else:
+                why = "this layer has no prunable output channels (the output layer, or ignored)"
+            raise ConfigError(file=source, key=f"groups.{name}", value=name,
+                              expected=f"{why}; prunable groups: {', '.join(groups)}")
+
+
+_HEADER = ("# autoprune search space: one ratio (fraction of output channels removed) per prunable group.\n"
+           "# Layers coupled by residual adds form one group and share its ratio (members).\n")
+
+
+def init_space(model: nn.Module, *, input_shape: Sequence[int], model_name: str = "", low: float = 0.0,
+               high: float = 0.7, step: float = 0.05, criterion: str = "l1", round_to: int = 1) -> SearchSpace:
+    """A search space covering every prunable group of ``model`` (the output layer is kept)."""
+    from autoprune.pruning import find_groups
+
+    groups = find_groups(model, input_shape=input_shape)
+    if not groups:
+        raise AutopruneError(f"model {model_name or type(model).__name__} has no prunable conv or linear groups")
+    return SearchSpace(
+        model=model_name, criterion=criterion, round_to=round_to,
+        groups={g.name: GroupRange(low=low, high=high, step=step, members=list(g.members), channels=g.channels)
+                for g in groups})
+
+
+def space_init(*, model: str = "builtin:demo", data: str = "builtin:digits", input_shape: str | None = None,
+               low: float = 0.0, high: float = 0.7, step: float = 0.05) -> SearchSpace:
+    """``autoprune space init``: load the model and derive its space (input shape from data or given)."""
+    from autoprune.data import load_data
+    from autoprune.models import load_model
+
+    if input_shape is not None:
+        try:
+            shape = tuple(int(d) for d in input_shape.split(","))
+        except ValueError:
+            raise AutopruneError(f"input shape {input_shape!r} is not understood; write it like 3,224,224") from None
+    else:
+        shape = load_data(data).input_shape
+    try:
+        GroupRange(low=low, high=high, step=step)
+    except ValueError as exc:
+        raise AutopruneError(f"ratio range low={low}, high={high}, step={step} is not valid; "
+                             "use 0 <= low <= high < 1 and 0 < step < 1") from exc
+    return init_space(load_model(model), input_shape=shape, model_name=model, low=low, high=high, step=step)

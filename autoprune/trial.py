@@ -1,0 +1,88 @@
+"""One trial: prune → fine-tune briefly → evaluate → export ONNX → measure latency. No Ray here."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from autoprune.data import DataSplits
+from autoprune.finetune import FinetuneConfig, evaluate, finetune
+from autoprune.latency import export_onnx, measure_onnx
+from autoprune.models import architecture_fingerprint, fingerprint
+from autoprune.plan import Plan
+from autoprune.profiles import HardwareProfile
+from autoprune.pruning import count_macs_params, prune
+
+PHASES = ("prune", "finetune", "evaluate", "export", "measure")
+
+
+class TrialFailed(RuntimeError):
+    """A trial phase raised; the message names the phase and the cause."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrialSettings:
+    input_shape: tuple[int, ...]
+    profiles: tuple[HardwareProfile, ...]
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    calibration_size: int = 64
+
+
+def calibration_batch(dataset: Dataset, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``size`` training samples, in order: the same batch in every trial and in apply."""
+    x, y = next(iter(DataLoader(dataset, batch_size=size, shuffle=False)))
+    return x, y
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def run(self, phase: str, fn, *args, **kwargs):  # noqa: ANN001, ANN202 - a thin wrapper
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded with its phase
+            raise TrialFailed(f"{phase}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self.seconds[f"{phase}_s"] = self.seconds.get(f"{phase}_s", 0.0) + time.perf_counter() - t0
+
+
+def run_trial(model: nn.Module, data: DataSplits, plan: Plan, *, settings: TrialSettings,
+              workdir: str | Path | None = None) -> dict[str, Any]:
+    """Run one plan; returns flat metrics (accuracy, latency per profile, MACs, params, phase times)."""
+    t_start = time.perf_counter()
+    timer = _Timer()
+    calib = calibration_batch(data.train, settings.calibration_size)
+    pruned = timer.run("prune", prune, model, plan, input_shape=settings.input_shape, calibration=calib)
+    pruned_fp = fingerprint(pruned)  # apply checks it rebuilds exactly these weights
+    macs, params = timer.run("prune", count_macs_params, pruned, input_shape=settings.input_shape)
+    timer.run("finetune", finetune, pruned, data.train, config=settings.finetune)
+    accuracy = timer.run("evaluate", evaluate, pruned, data.val)
+    metrics: dict[str, Any] = {"accuracy": accuracy, "macs": macs, "params": params,
+                               "arch_fingerprint": architecture_fingerprint(pruned), "pruned_fingerprint": pruned_fp}
+    with tempfile.TemporaryDirectory(prefix="autoprune-trial-", dir=workdir) as tmp:
+        for i, profile in enumerate(settings.profiles):
+            shape = profile.input_shape or list(settings.input_shape)
+            path = timer.run("export", export_onnx, pruned, Path(tmp) / f"{profile.name}.onnx", input_shape=shape,
+                             batch_size=profile.batch_size, opset=profile.opset)
+            stats = timer.run("measure", measure_onnx, path, profile)
+            prefix = "" if i == 0 else f"{profile.name}."
+            metrics[f"{prefix}latency_p50_ms"] = stats.p50_ms
+            metrics[f"{prefix}latency_p90_ms"] = stats.p90_ms
+            metrics[f"{prefix}latency_spread"] = stats.spread
+    metrics.update({f"{p}_s": timer.seconds.get(f"{p}_s", 0.0) for p in PHASES})
+    metrics["trial_s"] = time.perf_counter() - t_start
+    return metrics
+
+
+def uniform_plan(groups: Sequence[str], ratio: float, **plan_fields: Any) -> Plan:
+    return Plan(ratios={g: ratio for g in groups}, **plan_fields)

@@ -1,0 +1,127 @@
+"""Ray Tune side of the search: the trainable, the Optuna searcher, and a recorder of finished trials."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import ray
+from ray import tune
+from ray.tune.search import ConcurrencyLimiter
+
+from autoprune.plan import Plan
+from autoprune.progress import SearchProgress
+from autoprune.report import write_trials
+from autoprune.sampler import TRIAL_NUMBER_KEY, BudgetedOptunaSearch, make_sampler
+from autoprune.search import Workload, env_for_ray, save_plan, trial_name, trials_frame
+from autoprune.trial import PHASES, TrialSettings, run_trial
+
+_OBJECTIVES = ["accuracy", "latency_p50_ms"]
+
+
+def _trainable(config: dict[str, Any], *, model, data, settings: TrialSettings, plan_fields: dict) -> None:  # noqa: ANN001
+    import torch
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    torch.set_num_threads(max(1, int(cpus)))
+    ratios = {k: float(v) for k, v in config.items() if k != TRIAL_NUMBER_KEY}
+    metrics = run_trial(model, data, Plan(ratios=ratios, **plan_fields), settings=settings)
+    tune.report(metrics)
+
+
+def _error_line(error: BaseException | None) -> str:
+    """The one line that says why a trial failed, out of Ray's wrapped traceback."""
+    text = str(error or "unknown error")
+    m = re.search(r"TrialFailed: (.+)", text)
+    if m:
+        return m.group(1).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
+class Recorder(tune.Callback):
+    """Turns finished trials into rows, saves each plan, and rewrites trials.csv as trials finish."""
+
+    def __init__(self, *, run_dir: Path, budget_ms: float, plan_fields: dict[str, Any], progress: SearchProgress,
+                 metric_keys: set[str]) -> None:
+        self.run_dir, self.budget_ms, self.plan_fields = run_dir, budget_ms, plan_fields
+        self.progress, self.metric_keys = progress, metric_keys
+        self.rows: list[dict[str, Any]] = []
+        self._started: dict[str, float] = {}
+
+    def on_trial_start(self, iteration, trials, trial, **info):  # noqa: ANN001, ANN201
+        self._started[trial.trial_id] = time.perf_counter()
+
+    def _base_row(self, trial) -> dict[str, Any]:  # noqa: ANN001
+        number = int(trial.config[TRIAL_NUMBER_KEY])
+        ratios = {k: float(v) for k, v in trial.config.items() if k != TRIAL_NUMBER_KEY}
+        plan = save_plan(self.run_dir, number, ratios, self.plan_fields)
+        wall = time.perf_counter() - self._started.get(trial.trial_id, time.perf_counter())
+        return {"trial": trial_name(number), "wall_s": wall, "plan": str(plan.relative_to(self.run_dir)),
+                **{f"ratio.{k}": v for k, v in ratios.items()}}
+
+    def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001, ANN201
+        result = trial.last_result or {}
+        row = self._base_row(trial)
+        row.update({k: v for k, v in result.items() if k in self.metric_keys})
+        row["status"] = "completed"
+        row["meets_budget"] = bool(row["latency_p50_ms"] <= self.budget_ms)
+        row["overhead_s"] = row["wall_s"] - sum(row[f"{p}_s"] for p in PHASES)
+        self._add(row)
+
+    def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001, ANN201
+        row = self._base_row(trial)
+        row.update({"status": "failed", "error": _error_line(trial.get_pickled_error()), "meets_budget": False})
+        self._add(row)
+
+    def _add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        write_trials(trials_frame(self.rows), self.run_dir)  # nothing finished is lost if the driver dies
+        self.progress.trial(row)
+
+
+def run_trials(*, work: Workload, settings: TrialSettings, plan_fields: dict[str, Any], budget_ms: float,
+               trials: int, concurrency: int, seed: int, run_dir: Path, progress: SearchProgress) -> list[dict]:
+    env_for_ray()
+    started_here = False
+    if not ray.is_initialized():
+        with progress.phase("starting a local Ray"):
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.ERROR,
+                     log_to_driver=False, configure_logging=True)
+        started_here = True
+    try:
+        total_cpus = int(ray.cluster_resources().get("CPU", 1))
+        cpus_per_trial = max(1, total_cpus // concurrency)
+        space = {name: optuna.distributions.FloatDistribution(g.low, g.high, step=g.step)
+                 for name, g in work.space.groups.items()}
+        searcher = BudgetedOptunaSearch(
+            space=space, metric=_OBJECTIVES, mode=["max", "min"], budget_ms=budget_ms, latency_metric="latency_p50_ms",
+            sampler=make_sampler(trials=trials, concurrency=concurrency, seed=seed),
+            storage=optuna.storages.RDBStorage(f"sqlite:///{(run_dir / 'study.db').resolve()}"), study_name="autoprune")
+        metric_keys = {"accuracy", "macs", "params", "arch_fingerprint", "pruned_fingerprint", "trial_s",
+                       *(f"{p}_s" for p in PHASES)}
+        metric_keys |= {f"{pre}{k}" for k in ("latency_p50_ms", "latency_p90_ms", "latency_spread")
+                        for pre in ["", *(f"{p.name}." for p in settings.profiles[1:])]}
+        recorder = Recorder(run_dir=run_dir, budget_ms=budget_ms, plan_fields=plan_fields, progress=progress,
+                            metric_keys=metric_keys)
+        trainable = tune.with_resources(
+            tune.with_parameters(_trainable, model=work.model, data=work.data, settings=settings,
+                                 plan_fields=plan_fields),
+            {"cpu": cpus_per_trial})
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=concurrency),
+                                        num_samples=trials, reuse_actors=True),
+            run_config=tune.RunConfig(name="tune", storage_path=str((run_dir / "ray").resolve()), verbose=0,
+                                      callbacks=[recorder], failure_config=tune.FailureConfig(max_failures=0)),
+        )
+        tuner.fit()
+    finally:
+        if started_here:
+            ray.shutdown()
+    return recorder.rows
