@@ -28,7 +28,7 @@ def search_cmd(
     trials: Annotated[int, typer.Option(help="Number of trials.")] = 24,
     concurrency: Annotated[int, typer.Option(help="Trials run at once (latency measurements never overlap).")] = 1,
     seed: Annotated[int, typer.Option(help="Seed of the sampler and of fine-tuning.")] = 0,
-    finetune_steps: Annotated[int, typer.Option(help="Fine-tune steps per trial before evaluation.")] = 40,
+    finetune_steps: Annotated[int, typer.Option(help="Fine-tune steps per trial before evaluation.")] = 30,
     criterion: Annotated[Optional[str], typer.Option(help="Importance criterion (default: the space's, l1).")] = None,
     out: Annotated[Path, typer.Option(help="Directory that receives runs/<run>/.")] = Path("runs"),
 ) -> None:

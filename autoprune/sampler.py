@@ -1,8 +1,9 @@
 """Optuna under Ray Tune: the sampler choice, and an adapter that lets the sampler see the budget.
 
-Optuna's ``constraints_func`` sees only a trial's params and attributes. Ray's ``OptunaSearch``
-tells Optuna the objective values alone, so the adapter copies the budget violation from the
-trial's result into a user attribute just before the ``tell`` that runs the constraint.
+Optuna's samplers read a trial's constraint values from the trial itself (``Trial.set_constraint``,
+Optuna >= 5; the older ``constraints_func`` sees only params and attributes). Ray's ``OptunaSearch``
+tells Optuna the objective values alone, so the adapter sets the budget violation from the trial's
+result on the Optuna trial just before that ``tell``.
 """
 
 from __future__ import annotations
@@ -10,20 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial
 from ray.tune.search.optuna import OptunaSearch
 
 CONSTRAINT_ATTR = "latency_over_budget_ms"
 TRIAL_NUMBER_KEY = "__trial_number"
 
 
-def budget_constraint(trial: FrozenTrial) -> list[float]:
-    """Feasible when <= 0: the trial's latency minus the budget, in ms (module-level: must pickle)."""
-    return [float(trial.user_attrs.get(CONSTRAINT_ATTR, float("inf")))]
-
-
 def make_sampler(*, trials: int, concurrency: int, seed: int) -> optuna.samplers.BaseSampler:
-    """Multi-objective TPE with the budget as a constraint.
+    """Multi-objective TPE; the budget reaches it as each trial's constraint.
 
     NSGA-II would spend a default population of 50 on random plans, i.e. all of a typical search;
     TPE starts modelling after a few random trials. The constant liar keeps parallel trials apart.
@@ -32,7 +27,6 @@ def make_sampler(*, trials: int, concurrency: int, seed: int) -> optuna.samplers
         n_startup_trials=min(10, max(4, trials // 4)),
         multivariate=True,
         constant_liar=concurrency > 1,
-        constraints_func=budget_constraint,
         seed=seed,
     )
 
@@ -55,5 +49,6 @@ class BudgetedOptunaSearch(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         ot_trial = self._ot_trials.get(trial_id)
         if ot_trial is not None and result and self._latency_metric in result:
-            ot_trial.set_user_attr(CONSTRAINT_ATTR, float(result[self._latency_metric]) - self._budget_ms)
+            # Feasible when <= 0: latency minus budget, in ms.
+            ot_trial.set_constraint(CONSTRAINT_ATTR, float(result[self._latency_metric]) - self._budget_ms)
         super().on_trial_complete(trial_id, result=result, error=error)

@@ -102,7 +102,7 @@ def new_run_dir(out: str | Path) -> Path:
 
 def search(*, budget: str = "50ms", model: str = "builtin:demo", data: str = "builtin:digits",
            space: str | Path | None = None, profile: str | Path = DEFAULT_PROFILE, trials: int = 24,
-           concurrency: int = 1, seed: int = 0, finetune_steps: int = 40, criterion: str | None = None,
+           concurrency: int = 1, seed: int = 0, finetune_steps: int = 30, criterion: str | None = None,
            out: str | Path = "runs", quiet: bool = False) -> SearchResult:
     """Search per-group prune ratios for the best accuracy/latency trade-off under ``budget``."""
     parsed = Budget.parse(budget)

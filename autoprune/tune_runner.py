@@ -34,14 +34,17 @@ def _trainable(config: dict[str, Any], *, model, data, settings: TrialSettings, 
     tune.report(metrics)
 
 
-def _error_line(error: BaseException | None) -> str:
-    """The one line that says why a trial failed, out of Ray's wrapped traceback."""
-    text = str(error or "unknown error")
+def _error_line(trial) -> str:  # noqa: ANN001 - a ray.tune Trial
+    """The one line that says why a trial failed, out of the traceback Ray wrote for it."""
+    path = trial.error_file  # written locally before the callbacks run
+    text = Path(path).read_text() if path and Path(path).is_file() else str(trial.get_pickled_error() or "")
+    if not text:
+        return "unknown error (see the Ray logs)"
     m = re.search(r"TrialFailed: (.+)", text)
     if m:
         return m.group(1).strip()
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[-1] if lines else type(error).__name__
+    return lines[-1]
 
 
 class Recorder(tune.Callback):
@@ -53,6 +56,10 @@ class Recorder(tune.Callback):
         self.progress, self.metric_keys = progress, metric_keys
         self.rows: list[dict[str, Any]] = []
         self._started: dict[str, float] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray pickles callbacks into its experiment state; the terminal console cannot travel.
+        return {k: v for k, v in self.__dict__.items() if k != "progress"}
 
     def on_trial_start(self, iteration, trials, trial, **info):  # noqa: ANN001, ANN201
         self._started[trial.trial_id] = time.perf_counter()
@@ -76,7 +83,7 @@ class Recorder(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001, ANN201
         row = self._base_row(trial)
-        row.update({"status": "failed", "error": _error_line(trial.get_pickled_error()), "meets_budget": False})
+        row.update({"status": "failed", "error": _error_line(trial), "meets_budget": False})
         self._add(row)
 
     def _add(self, row: dict[str, Any]) -> None:
@@ -88,6 +95,7 @@ class Recorder(tune.Callback):
 def run_trials(*, work: Workload, settings: TrialSettings, plan_fields: dict[str, Any], budget_ms: float,
                trials: int, concurrency: int, seed: int, run_dir: Path, progress: SearchProgress) -> list[dict]:
     env_for_ray()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     started_here = False
     if not ray.is_initialized():
         with progress.phase("starting a local Ray"):
@@ -120,7 +128,13 @@ def run_trials(*, work: Workload, settings: TrialSettings, plan_fields: dict[str
             run_config=tune.RunConfig(name="tune", storage_path=str((run_dir / "ray").resolve()), verbose=0,
                                       callbacks=[recorder], failure_config=tune.FailureConfig(max_failures=0)),
         )
-        tuner.fit()
+        tune_logger = logging.getLogger("ray.tune")
+        level = tune_logger.level
+        tune_logger.setLevel(logging.CRITICAL)  # failed trials are reported by the Recorder, in one line each
+        try:
+            tuner.fit()
+        finally:
+            tune_logger.setLevel(level)
     finally:
         if started_here:
             ray.shutdown()

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# Ray workers import tests.helpers (pickled model classes) through PYTHONPATH, set before Ray starts.
+os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+sys.path.insert(0, str(ROOT))
+
+TINY_PROFILE = ROOT / "tests" / "profiles" / "tiny.yaml"
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One small local Ray for the whole session; autoprune reuses a Ray it did not start."""
+    import ray
+
+    from autoprune.search import env_for_ray
+
+    env_for_ray()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from autoprune.data import load_data
+
+    return load_data("builtin:digits")
+
+
+@pytest.fixture
+def demo_untrained():
+    import torch
+
+    from autoprune.demo import DemoResNet
+
+    torch.manual_seed(0)
+    return DemoResNet().eval()

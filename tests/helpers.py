@@ -1,0 +1,46 @@
+"""Tiny real models for tests; importable by Ray workers (conftest puts the repo on PYTHONPATH)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from autoprune.demo import BasicBlock
+
+
+class TinyResNet(nn.Module):
+    """Stem, one identity block, one projection block, classifier: residual coupling in miniature."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        self.block1 = BasicBlock(16, 16, 1)
+        self.block2 = BasicBlock(16, 32, 2)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.block2(self.block1(self.stem(x)))), 1))
+
+
+class FlakyResNet(TinyResNet):
+    """Fails while training when its stem group was pruned hard: an injected trial fault."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.stem[0].out_channels <= 8:
+            raise RuntimeError("injected fault: stem too narrow")
+        return super().forward(x)
+
+
+def tiny_resnet() -> nn.Module:
+    torch.manual_seed(0)
+    return TinyResNet().eval()
+
+
+def flaky_resnet() -> nn.Module:
+    torch.manual_seed(0)
+    return FlakyResNet().eval()
+
+
+def broken_data():
+    return "not a pair of datasets"

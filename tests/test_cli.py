@@ -1,0 +1,71 @@
+"""The CLI on bad input: one line naming what was wrong and what would be right, exit code 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "autoprune.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=300)
+
+
+def _spaces(tmp: Path) -> dict[str, Path]:
+    files = {
+        "missing_layer": "groups:\n  layer9.conv1: {low: 0.0, high: 0.5}\n",
+        "ratio_range": "groups:\n  stem.0: {low: 0.0, high: 1.2}\n",
+    }
+    out = {}
+    for name, body in files.items():
+        out[name] = tmp / f"{name}.yaml"
+        out[name].write_text(body)
+    return out
+
+
+@pytest.mark.parametrize(("args", "needles"), [
+    (["search", "--budget", "50parsecs"], ["budget '50parsecs'", "50ms", "0.5x"]),
+    (["search", "--budget", "50ms", "--space", "nope.yaml"], ["nope.yaml", "no such file"]),
+    (["search", "--budget", "50ms", "--space", "{missing_layer}"], ["groups.layer9.conv1", "no such layer", "stem.0"]),
+    (["search", "--budget", "50ms", "--space", "{ratio_range}"], ["groups.stem.0.high", "1.2", "less than 1"]),
+    (["search", "--budget", "50ms", "--profile", "tpu-v9"], ["'tpu-v9'", "cpu-default"]),
+    (["search", "--budget", "50ms", "--trials", "0"], ["trials is 0", ">= 1"]),
+    (["search", "--budget", "50ms", "--model", "torchvision:resnet18"], ["does not accept inputs", "--data"]),
+    (["apply", "no/such/run"], ["not an autoprune run directory", "runs/<run>"]),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, needles):
+    spaces = _spaces(tmp_path)
+    args = [a.format(**{k: str(v) for k, v in spaces.items()}) for a in args]
+    proc = cli(*args, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for needle in needles:
+        assert needle in lines[0]
+    assert not (tmp_path / "runs").exists()  # nothing half-written
+
+
+def test_space_init_writes_a_space_that_loads_back(tmp_path):
+    proc = cli("space", "init", "--model", "builtin:demo", "--high", "0.6", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    data = yaml.safe_load(proc.stdout)
+    assert data["groups"]["stem.0"]["high"] == 0.6
+    assert "layer1.0.conv2" in data["groups"]["stem.0"]["members"]
+    from autoprune.space import SearchSpace
+
+    (tmp_path / "s.yaml").write_text(proc.stdout)
+    assert len(SearchSpace.load(tmp_path / "s.yaml").groups) == 9
+
+
+def test_profile_list_shows_the_registry(tmp_path):
+    proc = cli("profile", "list", cwd=tmp_path)
+    assert proc.returncode == 0 and "cpu-default" in proc.stdout

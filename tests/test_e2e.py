@@ -1,0 +1,120 @@
+"""A real tiny search through Ray Tune and Optuna, then apply: the whole spine, no mocks."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+import torch
+
+from autoprune import apply, search
+from autoprune.latency import onnx_outputs
+from autoprune.models import load_model
+from autoprune.sampler import CONSTRAINT_ATTR
+from tests.conftest import TINY_PROFILE
+
+SPACE = """
+round_to: 8
+groups:
+  stem.0: {low: 0.0, high: 0.5, step: 0.25}   # 0.5 keeps 8 channels: FlakyResNet fails its fine-tune
+  block1.conv1: {low: 0.0, high: 0.5, step: 0.25}
+  block2.conv1: {low: 0.0, high: 0.5, step: 0.25}
+  block2.conv2: {low: 0.0, high: 0.5, step: 0.25}
+"""
+
+
+@pytest.fixture(scope="module")
+def run(ray_local, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    space = out / "space.yaml"
+    space.write_text(SPACE)
+    result = search(budget="0.9x", model="tests.helpers:flaky_resnet", data="builtin:digits", space=space,
+                    profile=TINY_PROFILE, trials=8, concurrency=2, seed=3, finetune_steps=5, out=out, quiet=True)
+    return result
+
+
+def test_search_writes_every_trial_and_keeps_going_after_failures(run):
+    trials = pd.read_csv(run.run_dir / "trials.csv")
+    assert len(trials) == 8
+    assert set(trials["status"]) <= {"completed", "failed"}
+    done, failed = trials[trials["status"] == "completed"], trials[trials["status"] == "failed"]
+    assert len(done) >= 4
+    # the injected fault is recorded with its phase and cause, and only for plans that trigger it
+    assert len(failed) >= 1
+    assert failed["error"].str.contains("finetune: RuntimeError: injected fault").all()
+    assert (failed["ratio.stem.0"] == 0.5).all() and (done["ratio.stem.0"] < 0.5).all()
+    for col in ("accuracy", "latency_p50_ms", "latency_p90_ms", "macs", "params", "prune_s", "finetune_s",
+                "evaluate_s", "export_s", "measure_s", "overhead_s"):
+        assert done[col].notna().all() and (done[col] >= 0).all(), col
+    assert (done["latency_p50_ms"] <= done["latency_p90_ms"]).all()
+    assert ((done["latency_p50_ms"] <= run.budget_ms) == done["meets_budget"]).all()
+    assert run.budget_ms == pytest.approx(0.9 * run.baseline["latency_p50_ms"])
+    for plan in trials["plan"]:
+        assert (run.run_dir / plan).is_file()
+
+
+def test_pareto_csv_is_the_non_dominated_set_sorted_by_latency(run):
+    trials = pd.read_csv(run.run_dir / "trials.csv")
+    front = pd.read_csv(run.run_dir / "pareto.csv")
+    assert list(front.columns[:8]) == ["trial", "accuracy", "latency_p50_ms", "latency_p90_ms", "macs", "params",
+                                       "meets_budget", "plan"]
+    assert front["latency_p50_ms"].is_monotonic_increasing
+    done = trials[trials["status"] == "completed"]
+    for r in done.itertuples():
+        dominated = ((done["accuracy"] >= r.accuracy) & (done["latency_p50_ms"] <= r.latency_p50_ms)
+                     & ((done["accuracy"] > r.accuracy) | (done["latency_p50_ms"] < r.latency_p50_ms))).any()
+        assert (r.trial in set(front["trial"])) == (not dominated)
+    assert (run.run_dir / "pareto.png").stat().st_size > 10_000
+
+
+def test_sampler_receives_the_budget_constraint(run):
+    """Under Ray the constraint is set from each trial's result; the sampler reads trial.constraints."""
+    study = optuna.load_study(study_name="autoprune", storage=f"sqlite:///{run.run_dir / 'study.db'}")
+    trials = pd.read_csv(run.run_dir / "trials.csv").set_index("trial")
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == (trials["status"] == "completed").sum()
+    for t in complete:
+        row = trials.loc[f"trial-{t.number:03d}"]
+        assert t.constraints[CONSTRAINT_ATTR] == pytest.approx(row["latency_p50_ms"] - run.budget_ms)
+        assert (t.constraints[CONSTRAINT_ATTR] <= 0) == bool(row["meets_budget"])
+        assert t.values == pytest.approx([row["accuracy"], row["latency_p50_ms"]])
+    failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(failed) == (trials["status"] == "failed").sum()
+
+
+def test_apply_rebuilds_the_trial_model_and_exports_it(run, tmp_path):
+    trials = pd.read_csv(run.run_dir / "trials.csv")
+    if not trials["meets_budget"].any():
+        pytest.fail("no trial met the 0.9x budget; the test search space is mis-calibrated")
+    result = apply(run.run_dir, pick="best", epochs=0.5, out=tmp_path / "applied", quiet=True)
+    report = result.report
+    best = trials[trials["meets_budget"]].sort_values(["accuracy", "latency_p50_ms"], ascending=[False, True]).iloc[0]
+    assert report["trial"] == best["trial"]
+    assert report["same_pruned_weights_as_trial"] is True
+    assert report["applied"]["macs"] == best["macs"] and report["applied"]["params"] == best["params"]
+    assert 0.0 <= report["applied"]["accuracy"] <= 1.0 and report["applied"]["latency_p50_ms"] > 0
+    assert report["onnx_max_abs_diff"] <= 1e-4
+    # the .pt loads back (weights_only) into the pruned model, and the ONNX file matches it
+    model = load_model(str(result.model_path))
+    x = torch.randn(5, 1, 8, 8)
+    with torch.no_grad():
+        assert np.abs(onnx_outputs(result.onnx_path, x) - model(x).numpy()).max() <= 1e-4
+    assert (result.out_dir / "report.yaml").is_file()
+
+
+def test_apply_refuses_a_plan_for_other_weights(run, tmp_path, monkeypatch):
+    import shutil
+
+    import tests.helpers as helpers
+    from autoprune.errors import AutopruneError
+
+    def other_weights():
+        torch.manual_seed(123)
+        return helpers.FlakyResNet().eval()
+
+    copy = tmp_path / "run"
+    shutil.copytree(run.run_dir, copy, ignore=shutil.ignore_patterns("ray", "study.db"))
+    monkeypatch.setattr(helpers, "flaky_resnet", other_weights)
+    with pytest.raises(AutopruneError, match="fingerprint"):
+        apply(copy, pick="best", epochs=0, out=tmp_path / "x", quiet=True)

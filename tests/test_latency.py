@@ -1,0 +1,40 @@
+import numpy as np
+import torch
+
+from autoprune.latency import export_onnx, measure_onnx, onnx_outputs
+from autoprune.plan import Plan
+from autoprune.profiles import HardwareProfile
+from autoprune.pruning import find_groups, prune
+from tests.helpers import tiny_resnet
+
+
+def test_pruned_model_exports_and_matches_torch(tmp_path):
+    model = tiny_resnet()
+    pruned = prune(model, Plan(ratios={g.name: 0.5 for g in find_groups(model, input_shape=(1, 8, 8))}),
+                   input_shape=(1, 8, 8))
+    path = export_onnx(pruned, tmp_path / "m.onnx", input_shape=(1, 8, 8), batch_size=4, dynamic_batch=True)
+    x = torch.randn(7, 1, 8, 8)
+    with torch.no_grad():
+        assert np.abs(onnx_outputs(path, x) - pruned(x).numpy()).max() <= 1e-4
+
+
+def test_real_session_gives_positive_ordered_figures(tmp_path):
+    path = export_onnx(tiny_resnet(), tmp_path / "m.onnx", input_shape=(1, 8, 8), batch_size=8)
+    stats = measure_onnx(path, HardwareProfile(name="t", batch_size=8, warmup=2, repeats=10))
+    assert 0 < stats.min_ms <= stats.p50_ms <= stats.p90_ms
+    assert stats.batch_size == 8 and stats.repeats == 10
+    assert stats.spread >= 0
+    assert "on t" in stats.describe() and "10 runs" in stats.describe()
+
+
+def test_pruning_lowers_measured_latency(tmp_path):
+    from autoprune.demo import DemoResNet
+
+    torch.manual_seed(0)
+    model = DemoResNet().eval()
+    profile = HardwareProfile(name="t", batch_size=64, warmup=3, repeats=15)
+    groups = find_groups(model, input_shape=(1, 8, 8))
+    pruned = prune(model, Plan(ratios={g.name: 0.5 for g in groups}, round_to=8), input_shape=(1, 8, 8))
+    full = measure_onnx(export_onnx(model, tmp_path / "a.onnx", input_shape=(1, 8, 8), batch_size=64), profile)
+    half = measure_onnx(export_onnx(pruned, tmp_path / "b.onnx", input_shape=(1, 8, 8), batch_size=64), profile)
+    assert half.p50_ms < full.p50_ms

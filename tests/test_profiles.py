@@ -1,0 +1,51 @@
+"""Contract every shipped hardware profile must meet, and profile validation."""
+
+import pytest
+import torch
+
+from autoprune.errors import AutopruneError, ConfigError
+from autoprune.latency import measure_model
+from autoprune.profiles import DEFAULT_PROFILE, HardwareProfile, available_profiles, resolve_profile
+from tests.helpers import tiny_resnet
+
+
+def test_registry_has_the_default():
+    assert DEFAULT_PROFILE in available_profiles()
+
+
+@pytest.mark.parametrize("name", sorted(available_profiles()))
+def test_profile_contract(name):
+    profile = resolve_profile(name)
+    assert profile.name == name  # the file name is the registry key
+    assert profile.description
+    quick = profile.model_copy(update={"batch_size": min(profile.batch_size, 8), "repeats": 3, "warmup": 1})
+    stats = measure_model(tiny_resnet(), quick, input_shape=(1, 8, 8))
+    assert 0 < stats.min_ms <= stats.p50_ms <= stats.p90_ms
+    assert stats.profile == name and stats.repeats == 3
+
+
+def test_bad_profile_value_names_file_key_and_value(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("name: x\nbatch_size: 0\n")
+    with pytest.raises(ConfigError) as info:
+        HardwareProfile.load(path)
+    assert f"{path}: batch_size: 0" in str(info.value)
+    path.write_text("name: x\ngraph_optimization: turbo\n")
+    with pytest.raises(ConfigError, match="graph_optimization: 'turbo'"):
+        HardwareProfile.load(path)
+
+
+def test_unknown_profile_lists_shipped_ones():
+    with pytest.raises(AutopruneError, match="'gpu-9000'.*cpu-default"):
+        resolve_profile("gpu-9000")
+
+
+def test_missing_provider_is_refused_clearly():
+    profile = HardwareProfile(name="cuda", provider="CUDAExecutionProvider")
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(AutopruneError, match="CUDAExecutionProvider.*lacks"):
+        measure_model(tiny_resnet(), profile, input_shape=(1, 8, 8))
+    assert torch.cuda.is_available() is False
