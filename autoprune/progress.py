@@ -22,17 +22,20 @@ class SearchProgress:
         self.console = console or Console(highlight=False, soft_wrap=True)
         self.quiet = quiet
         self.t0 = time.perf_counter()
+        self.timings: dict[str, float] = {}
 
     def print(self, *args: Any) -> None:
         if not self.quiet:
             self.console.print(*args)
 
     @contextlib.contextmanager
-    def phase(self, what: str) -> Iterator[None]:
+    def phase(self, what: str, *, key: str) -> Iterator[None]:
+        """Announce a stage and record its duration under ``key`` in ``self.timings``."""
         t0 = time.perf_counter()
         self.print(f"[dim]…[/] {what}")
         yield
-        self.print(f"[dim]  done in {time.perf_counter() - t0:.1f} s[/]")
+        self.timings[key] = time.perf_counter() - t0
+        self.print(f"[dim]  done in {self.timings[key]:.1f} s[/]")
 
     def baseline(self, base: dict[str, Any], *, budget_ms: float, budget: str) -> None:
         ratio = base["latency_p50_ms"] / budget_ms

@@ -110,9 +110,9 @@ def search(*, budget: str = "50ms", model: str = "builtin:demo", data: str = "bu
     _positive("concurrency", concurrency)
     _positive("finetune_steps", finetune_steps, minimum=0)
     progress = SearchProgress(total=trials, quiet=quiet)
-    with progress.phase("loading model, data, space and profile"):
+    with progress.phase("loading model, data, space and profile", key="load_s"):
         work = load_workload(model=model, data=data, space=space, profile=profile, criterion=criterion)
-    with progress.phase(f"measuring the unpruned model on {work.profile.name}"):
+    with progress.phase(f"measuring the unpruned model on {work.profile.name}", key="baseline_s"):
         baseline = measure_baseline(work)
     budget_ms = parsed.resolve_ms(baseline_ms=baseline["latency_p50_ms"])
     progress.baseline(baseline, budget_ms=budget_ms, budget=str(parsed))
@@ -149,13 +149,17 @@ def finish(run_dir: Path, rows: list[dict[str, Any]], *, budget_ms: float, basel
     plot = None
     if (table["status"] == "completed").any():
         plot = plot_pareto(table, run_dir, budget_ms=budget_ms, baseline=baseline, profile=profile)
-    progress.summary(front, run_dir=run_dir, plot=plot, n_failed=int((table["status"] != "completed").sum()))
+    n_failed = int((table["status"] != "completed").sum())
+    cfg.dump({"trials": len(table), "failed": n_failed, "pareto_size": len(front), "budget_ms": budget_ms,
+              "timings_s": {**progress.timings, "total_s": time.perf_counter() - progress.t0}},
+             run_dir / "summary.yaml")
+    progress.summary(front, run_dir=run_dir, plot=plot, n_failed=n_failed)
     return SearchResult(run_dir=run_dir, trials=table, pareto=front, budget_ms=budget_ms, baseline=baseline, plot=plot)
 
 
 _FIRST = ["trial", "status", "accuracy", "latency_p50_ms", "latency_p90_ms", "latency_spread", "meets_budget",
           "macs", "params", "wall_s", "trial_s", "prune_s", "finetune_s", "evaluate_s", "export_s", "measure_s",
-          "overhead_s", "error", "plan"]
+          "overhead_s", "started_at", "finished_at", "error", "plan"]
 
 
 def trials_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -175,10 +179,6 @@ def save_plan(run_dir: Path, number: int, ratios: dict[str, float], plan_fields:
 
 def trial_name(number: int) -> str:
     return f"trial-{number:03d}"
-
-
-def elapsed(t0: float) -> float:
-    return time.perf_counter() - t0
 
 
 def env_for_ray() -> None:

@@ -62,14 +62,16 @@ class Recorder(tune.Callback):
         return {k: v for k, v in self.__dict__.items() if k != "progress"}
 
     def on_trial_start(self, iteration, trials, trial, **info):  # noqa: ANN001, ANN201
-        self._started[trial.trial_id] = time.perf_counter()
+        self._started[trial.trial_id] = time.time()
 
     def _base_row(self, trial) -> dict[str, Any]:  # noqa: ANN001
         number = int(trial.config[TRIAL_NUMBER_KEY])
         ratios = {k: float(v) for k, v in trial.config.items() if k != TRIAL_NUMBER_KEY}
         plan = save_plan(self.run_dir, number, ratios, self.plan_fields)
-        wall = time.perf_counter() - self._started.get(trial.trial_id, time.perf_counter())
-        return {"trial": trial_name(number), "wall_s": wall, "plan": str(plan.relative_to(self.run_dir)),
+        now = time.time()
+        started = self._started.get(trial.trial_id, now)
+        return {"trial": trial_name(number), "wall_s": now - started, "started_at": started, "finished_at": now,
+                "plan": str(plan.relative_to(self.run_dir)),
                 **{f"ratio.{k}": v for k, v in ratios.items()}}
 
     def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001, ANN201
@@ -98,7 +100,7 @@ def run_trials(*, work: Workload, settings: TrialSettings, plan_fields: dict[str
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started_here = False
     if not ray.is_initialized():
-        with progress.phase("starting a local Ray"):
+        with progress.phase("starting a local Ray", key="ray_start_s"):
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.ERROR,
                      log_to_driver=False, configure_logging=True)
         started_here = True
@@ -132,7 +134,8 @@ def run_trials(*, work: Workload, settings: TrialSettings, plan_fields: dict[str
         level = tune_logger.level
         tune_logger.setLevel(logging.CRITICAL)  # failed trials are reported by the Recorder, in one line each
         try:
-            tuner.fit()
+            with progress.phase(f"running {trials} trials, {concurrency} at a time", key="tune_s"):
+                tuner.fit()
         finally:
             tune_logger.setLevel(level)
     finally:
