@@ -17,6 +17,11 @@ CONSTRAINT_ATTR = "latency_over_budget_ms"
 TRIAL_NUMBER_KEY = "__trial_number"
 
 
+def ratios_from_config(config: dict[str, Any]) -> dict[str, float]:
+    """Group → ratio from a trial's config; rounding drops the float noise of Optuna's step grid."""
+    return {k: round(float(v), 6) for k, v in config.items() if k != TRIAL_NUMBER_KEY}
+
+
 def make_sampler(*, trials: int, concurrency: int, seed: int) -> optuna.samplers.BaseSampler:
     """Multi-objective TPE; the budget reaches it as each trial's constraint.
 

@@ -17,7 +17,7 @@ from ray.tune.search import ConcurrencyLimiter
 from autoprune.plan import Plan
 from autoprune.progress import SearchProgress
 from autoprune.report import write_trials
-from autoprune.sampler import TRIAL_NUMBER_KEY, BudgetedOptunaSearch, make_sampler
+from autoprune.sampler import TRIAL_NUMBER_KEY, BudgetedOptunaSearch, make_sampler, ratios_from_config
 from autoprune.search import Workload, env_for_ray, save_plan, trial_name, trials_frame
 from autoprune.trial import PHASES, TrialSettings, run_trial
 
@@ -29,8 +29,7 @@ def _trainable(config: dict[str, Any], *, model, data, settings: TrialSettings, 
 
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
-    ratios = {k: float(v) for k, v in config.items() if k != TRIAL_NUMBER_KEY}
-    metrics = run_trial(model, data, Plan(ratios=ratios, **plan_fields), settings=settings)
+    metrics = run_trial(model, data, Plan(ratios=ratios_from_config(config), **plan_fields), settings=settings)
     tune.report(metrics)
 
 
@@ -66,7 +65,7 @@ class Recorder(tune.Callback):
 
     def _base_row(self, trial) -> dict[str, Any]:  # noqa: ANN001
         number = int(trial.config[TRIAL_NUMBER_KEY])
-        ratios = {k: float(v) for k, v in trial.config.items() if k != TRIAL_NUMBER_KEY}
+        ratios = ratios_from_config(trial.config)
         plan = save_plan(self.run_dir, number, ratios, self.plan_fields)
         now = time.time()
         started = self._started.get(trial.trial_id, now)

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from autoprune.errors import ConfigError
@@ -60,3 +62,14 @@ def test_bad_ranges_name_the_key_path(tmp_path, body, key):
 def test_choices_cover_the_grid():
     assert GroupRange(low=0.1, high=0.3, step=0.1).choices() == [0.1, 0.2, 0.3]
     assert GroupRange(low=0.0, high=0.7, step=0.05).choices()[-1] == 0.7
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parent.parent / "search_spaces").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_shipped_spaces_fit_their_models(path):
+    from autoprune.data import load_data
+    from autoprune.models import load_model
+
+    space = SearchSpace.load(path)
+    model = load_model(space.model, trained=False)
+    space.check_against(model, input_shape=load_data("builtin:digits").input_shape, source=str(path))
