@@ -65,6 +65,10 @@ def demo_model(*, trained: bool = True) -> nn.Module:
     if path.is_file():
         model.load_state_dict(torch.load(path, weights_only=True))
         return model.eval()
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False).print(
+        f"[dim]training the demo model on digits (once, about 20 s; cached in {path.parent})[/]")
     _train(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Write then rename, so a concurrent reader never sees half a file.
