@@ -14,7 +14,8 @@ from rich.table import Table
 from autoprune import config as cfg
 from autoprune.errors import AutopruneError
 from autoprune.finetune import FinetuneConfig, evaluate, finetune
-from autoprune.latency import export_onnx, measure_onnx, onnx_outputs
+from autoprune.latency import export_onnx, onnx_outputs
+from autoprune.measure import latency_for
 from autoprune.models import architecture_fingerprint, fingerprint, save_checkpoint
 from autoprune.plan import Plan
 from autoprune.profiles import HardwareProfile
@@ -68,16 +69,15 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     run, conf, trials = read_run(run_dir)
     row = pick_trial(trials, str(pick), budget=conf["budget"])
     plan = Plan.load(run / row["plan"])
-    work = load_workload(model=conf["model"], data=conf["data"], space=None,
-                         profile=_profile_file(run, conf))
+    profiles = [HardwareProfile.model_validate(p) for p in conf["profiles"]]
+    work = load_workload(model=conf["model"], data=conf["data"], space=None, profiles=profiles)
     plan.check_base(fingerprint(work.model), model=conf["model"])
     console.print(f"applying {row['trial']} ({row['plan']}) to {conf['model']}")
 
     calib = calibration_batch(work.data.train, 64)
     pruned = prune(work.model, plan, input_shape=work.input_shape, calibration=calib)
     same_weights = fingerprint(pruned) == row.get("pruned_fingerprint")
-    same_arch = architecture_fingerprint(pruned) == row.get("arch_fingerprint")
-    if not same_arch:
+    if architecture_fingerprint(pruned) != row.get("arch_fingerprint"):
         raise AutopruneError(f"the plan rebuilt an architecture different from {row['trial']}'s; "
                              "the model or torch-pruning version changed since the search")
     acc_pruned = evaluate(pruned, work.data.val)
@@ -93,23 +93,32 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     model_path = save_checkpoint(pruned, out_dir / "model.pt", arch=conf["model"], plan=plan.model_dump(mode="json"),
                                  input_shape=work.input_shape)
     onnx_path = export_onnx(pruned, out_dir / "model.onnx", input_shape=work.input_shape, batch_size=1,
-                            opset=work.profile.opset, dynamic_batch=True)
+                            opset=profiles[0].opset, dynamic_batch=True)
     x = next(iter(torch.utils.data.DataLoader(work.data.val, batch_size=32)))[0]
     with torch.no_grad():
         max_diff = float(abs(onnx_outputs(onnx_path, x) - pruned(x).numpy()).max())
-    stats = measure_onnx(onnx_path, work.profile)
     macs, params = count_macs_params(pruned, input_shape=work.input_shape)
-    base = conf["baseline"]
+    base, budgets = conf["baseline"], conf.get("budgets", {})
+    latency = {}
+    for i, profile in enumerate(profiles):
+        stats = latency_for(pruned, profile, input_shape=work.input_shape, arch_key=architecture_fingerprint(pruned))
+        budget_ms = budgets.get(profile.name, {}).get("ms")
+        latency[profile.name] = {
+            "unpruned_p50_ms": base["profiles"][profile.name]["latency_p50_ms"],
+            "trial_p50_ms": _num(row["latency_p50_ms" if i == 0 else f"latency_p50_ms@{profile.name}"]),
+            "applied_p50_ms": stats.p50_ms, "applied_p90_ms": stats.p90_ms, "applied_spread": stats.spread,
+            "method": stats.describe(), "budget_ms": budget_ms,
+            "meets_budget": None if budget_ms is None else bool(stats.p50_ms <= budget_ms)}
     report = {
-        "trial": row["trial"], "plan": str(run / row["plan"]), "profile": work.profile.name,
-        "latency_method": stats.describe(), "budget": conf["budget"], "budget_ms": conf["budget_ms"],
+        "trial": row["trial"], "plan": str(run / row["plan"]), "budget": conf["budget"],
         "same_pruned_weights_as_trial": bool(same_weights), "onnx_max_abs_diff": max_diff,
         "finetune": {"epochs": epochs, "steps": total, "lr": lr, "schedule": "warm-up + cosine"},
-        "unpruned": {k: base[k] for k in ("accuracy", "latency_p50_ms", "latency_p90_ms", "macs", "params")},
-        "trial_figures": {k: _num(row[k]) for k in ("accuracy", "latency_p50_ms", "latency_p90_ms", "macs", "params")},
-        "applied": {"accuracy_before_finetune": acc_pruned, "accuracy": accuracy, "latency_p50_ms": stats.p50_ms,
-                    "latency_p90_ms": stats.p90_ms, "macs": macs, "params": params,
-                    "meets_budget": bool(stats.p50_ms <= conf["budget_ms"])},
+        "accuracy": {"unpruned": base["accuracy"], "trial": _num(row["accuracy"]),
+                     "applied_before_finetune": acc_pruned, "applied": accuracy},
+        "macs": {"unpruned": base["macs"], "trial": _num(row["macs"]), "applied": macs},
+        "params": {"unpruned": base["params"], "trial": _num(row["params"]), "applied": params},
+        "latency": latency,
+        "meets_budget": all(v["meets_budget"] for v in latency.values() if v["meets_budget"] is not None),
         "files": {"model": str(model_path), "onnx": str(onnx_path)},
     }
     report_path = cfg.dump(report, out_dir / "report.yaml")
@@ -118,29 +127,24 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
                        report=report)
 
 
-def _profile_file(run: Path, conf: dict[str, Any]) -> Path:
-    # The run keeps its resolved profile: apply measures on exactly what the search measured on.
-    path = run / "profile.yaml"
-    if not path.is_file():
-        cfg.dump(HardwareProfile.model_validate(conf["profile"]), path)
-    return path
-
-
 def _num(v: Any) -> float | int:
     return int(v) if float(v).is_integer() else float(v)
 
 
 def _print_report(console: Console, report: dict[str, Any]) -> None:
-    t = Table(title=f"{report['trial']} applied — latency per batch on {report['profile']}", title_justify="left")
+    t = Table(title=f"{report['trial']} applied", title_justify="left")
     for col in ("", "unpruned", "in search", "applied"):
         t.add_column(col, justify="right")
-    u, s, a = report["unpruned"], report["trial_figures"], report["applied"]
-    t.add_row("accuracy", f"{u['accuracy']:.1%}", f"{s['accuracy']:.1%}", f"{a['accuracy']:.1%}")
-    t.add_row("latency p50 ms", f"{u['latency_p50_ms']:.2f}", f"{s['latency_p50_ms']:.2f}", f"{a['latency_p50_ms']:.2f}")
-    t.add_row("latency p90 ms", f"{u['latency_p90_ms']:.2f}", f"{s['latency_p90_ms']:.2f}", f"{a['latency_p90_ms']:.2f}")
-    t.add_row("M MACs", f"{u['macs'] / 1e6:.2f}", f"{s['macs'] / 1e6:.2f}", f"{a['macs'] / 1e6:.2f}")
-    t.add_row("params", f"{u['params']:,}", f"{s['params']:,}", f"{a['params']:,}")
+    a, m, p = report["accuracy"], report["macs"], report["params"]
+    t.add_row("accuracy", f"{a['unpruned']:.1%}", f"{a['trial']:.1%}", f"{a['applied']:.1%}")
+    for name, lat in report["latency"].items():
+        t.add_row(f"p50 ms on {name}", f"{lat['unpruned_p50_ms']:.2f}", f"{lat['trial_p50_ms']:.2f}",
+                  f"{lat['applied_p50_ms']:.2f}")
+    t.add_row("M MACs", f"{m['unpruned'] / 1e6:.2f}", f"{m['trial'] / 1e6:.2f}", f"{m['applied'] / 1e6:.2f}")
+    t.add_row("params", f"{p['unpruned']:,}", f"{p['trial']:,}", f"{p['applied']:,}")
     console.print(t)
-    console.print(f"{report['latency_method']}; budget {report['budget']} "
-                  f"({'met' if a['meets_budget'] else 'missed'}); ONNX vs torch max |diff| {report['onnx_max_abs_diff']:.1e}")
+    for name, lat in report["latency"].items():
+        verdict = "" if lat["meets_budget"] is None else (" — budget met" if lat["meets_budget"] else " — budget MISSED")
+        console.print(f"{name}: {lat['method']}{verdict}")
+    console.print(f"ONNX vs torch max |diff| {report['onnx_max_abs_diff']:.1e}")
     console.print(f"wrote {report['files']['model']} and {report['files']['onnx']}")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from autoprune.errors import AutopruneError
 
 _UNITS_MS = {"ms": 1.0, "s": 1000.0, "us": 1e-3, "µs": 1e-3}
-_PATTERN = re.compile(r"^\s*(?P<num>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>ms|s|us|µs|x)\s*$")
-_HINT = "use a latency such as 50ms, 0.05s or 500us, or a fraction of the unpruned latency such as 0.5x"
+_PATTERN = re.compile(r"^\s*(?P<num>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>ms|s|us|µs|x)\s*(?:@(?P<profile>[\w.-]+))?\s*$")
+_HINT = ("use a latency such as 50ms, 0.05s or 500us, or a fraction of the unpruned latency such as 0.5x, "
+         "optionally @PROFILE (50ms@cpu-1thread-b1)")
 
 
 @dataclass(frozen=True)
@@ -19,20 +20,25 @@ class Budget:
     value: float
     relative: bool = False
     text: str = ""
+    profile: str | None = None  # None: the search's first profile
 
     @classmethod
     def parse(cls, text: str) -> Budget:
         m = _PATTERN.match(str(text))
         if m is None:
             raise AutopruneError(f"budget {text!r} is not understood; {_HINT}")
-        num, unit = float(m["num"]), m["unit"]
+        num, unit, profile = float(m["num"]), m["unit"], m["profile"]
         if num <= 0:
             raise AutopruneError(f"budget {text!r} must be positive; {_HINT}")
         if unit == "x":
             if num > 1:
                 raise AutopruneError(f"budget {text!r} asks for a slower model; use a fraction below 1, e.g. 0.5x")
-            return cls(value=num, relative=True, text=str(text).strip())
-        return cls(value=num * _UNITS_MS[unit], relative=False, text=str(text).strip())
+            return cls(value=num, relative=True, text=str(text).strip(), profile=profile)
+        return cls(value=num * _UNITS_MS[unit], relative=False, text=str(text).strip(), profile=profile)
+
+    def on(self, profile: str) -> Budget:
+        """This budget, bound to ``profile`` (a budget without @PROFILE binds to the first profile)."""
+        return replace(self, profile=profile)
 
     def resolve_ms(self, *, baseline_ms: float) -> float:
         """The budget in milliseconds, given the unpruned model's latency on the same profile."""

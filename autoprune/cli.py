@@ -20,11 +20,11 @@ app.add_typer(profile_app, name="profile")
 
 @app.command("search")
 def search_cmd(
-    budget: Annotated[str, typer.Option(help="Latency budget per batch on the profile: 50ms, 0.05s, 500us, or 0.5x of the unpruned latency.")] = "50ms",
+    budget: Annotated[Optional[list[str]], typer.Option(help="Latency budget per batch: 50ms, 0.05s, 500us, or 0.5x of the unpruned latency; @PROFILE binds it to a profile (default: the first). Repeatable, one per profile.")] = None,
     model: Annotated[str, typer.Option(help="builtin:demo, torchvision:NAME, a checkpoint .pt, or package.module:function.")] = "builtin:demo",
     data: Annotated[str, typer.Option(help="builtin:digits, an ImageFolder directory (DIR?size=N), or package.module:function.")] = "builtin:digits",
     space: Annotated[Optional[Path], typer.Option(help="Search space YAML (default: derived from the model).")] = None,
-    profile: Annotated[str, typer.Option(help="Hardware profile: a name from hw_profiles/ or a YAML path.")] = "cpu-default",
+    profile: Annotated[Optional[list[str]], typer.Option(help="Hardware profile: a name from hw_profiles/ or a YAML path. Repeatable: every trial is measured on each.")] = None,
     trials: Annotated[int, typer.Option(help="Number of trials.")] = 24,
     concurrency: Annotated[int, typer.Option(help="Trials run at once (latency measurements never overlap).")] = 1,
     seed: Annotated[int, typer.Option(help="Seed of the sampler and of fine-tuning.")] = 0,
@@ -35,7 +35,8 @@ def search_cmd(
     """Search per-group prune ratios; writes trials.csv, pareto.csv, a plot and plans."""
     from autoprune.search import search
 
-    search(budget=budget, model=model, data=data, space=space, profile=profile, trials=trials,
+    search(budget=budget or ["50ms"], model=model, data=data, space=space, profile=profile or ["cpu-default"],
+           trials=trials,
            concurrency=concurrency, seed=seed, finetune_steps=finetune_steps, criterion=criterion, out=out)
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ContextManager
 
 import torch
 from torch import nn
@@ -48,8 +50,13 @@ class NonFiniteLoss(RuntimeError):
 
 
 def finetune(model: nn.Module, dataset: Dataset, *, config: FinetuneConfig,
-             on_step: Callable[[int, int, float], None] | None = None) -> float:
-    """Train ``model`` in place; returns the mean loss of the last steps (or nan for zero steps)."""
+             on_step: Callable[[int, int, float], None] | None = None,
+             step_guard: Callable[[], ContextManager[None]] = contextlib.nullcontext) -> float:
+    """Train ``model`` in place; returns the mean loss of the last steps (or nan for zero steps).
+
+    Each step runs inside ``step_guard()``: trials pass the node lock, so no step overlaps a
+    latency measurement on the same machine.
+    """
     total = config.total_steps(len(dataset))  # type: ignore[arg-type]
     if total <= 0:
         return float("nan")
@@ -63,13 +70,14 @@ def finetune(model: nn.Module, dataset: Dataset, *, config: FinetuneConfig,
     step, recent = 0, []
     while step < total:
         for x, y in loader:
-            loss = loss_fn(model(x), y)
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(f"loss became {loss.item()} at fine-tune step {step}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+            with step_guard():
+                loss = loss_fn(model(x), y)
+                if not torch.isfinite(loss):
+                    raise NonFiniteLoss(f"loss became {loss.item()} at fine-tune step {step}")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
             recent = (recent + [loss.item()])[-10:]
             step += 1
             if on_step is not None:

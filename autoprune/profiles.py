@@ -26,10 +26,25 @@ class HardwareProfile(StrictModel):
     warmup: int = Field(default=5, ge=0)
     repeats: int = Field(default=20, ge=3)
     opset: int = Field(default=17, ge=11)
+    max_spread: float = Field(default=0.05, gt=0.0)  # re-measure while (p90 - p50) / p50 is above this
+    max_attempts: int = Field(default=3, ge=1)
+    # Where to measure: a Ray resource only the target node has (e.g. {edge_arm: 1}); None: where the trial runs.
+    ray_resources: dict[str, float] | None = None
+    # A latency table (autoprune profile build-table): predict instead of measuring. Relative to this file.
+    latency_table: str | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> HardwareProfile:
-        return config.load(cls, path)
+        profile = config.load(cls, path)
+        if profile.latency_table and not Path(profile.latency_table).is_absolute():
+            resolved = (Path(path).parent / profile.latency_table).resolve()
+            profile = profile.model_copy(update={"latency_table": str(resolved)})
+        return profile
+
+    def timing_key(self) -> str:
+        """What a latency figure depends on besides the architecture: the cache key of this profile."""
+        fields = self.model_dump(exclude={"name", "description", "max_spread", "max_attempts", "latency_table"})
+        return f"{self.name}:{sorted(fields.items())}"
 
 
 def profiles_dir() -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +37,14 @@ class SearchProgress:
         self.timings[key] = time.perf_counter() - t0
         self.print(f"[dim]  done in {self.timings[key]:.1f} s[/]")
 
-    def baseline(self, base: dict[str, Any], *, budget_ms: float, budget: str) -> None:
-        ratio = base["latency_p50_ms"] / budget_ms
-        self.print(f"unpruned: accuracy {base['accuracy']:.1%}, {base['latency']}, {base['macs'] / 1e6:.1f} M MACs")
-        self.print(f"budget {budget} = {budget_ms:.2f} ms: the unpruned model is {ratio:.2f}x the budget")
+    def baseline(self, base: dict[str, Any], *, budgets: Sequence[Any], budgets_ms: dict[str, float]) -> None:
+        self.print(f"unpruned: accuracy {base['accuracy']:.1%}, {base['macs'] / 1e6:.1f} M MACs")
+        for name, fig in base["profiles"].items():
+            self.print(f"  {fig['latency']}")
+        for b in budgets:
+            ms = budgets_ms[b.profile]
+            ratio = base["profiles"][b.profile]["latency_p50_ms"] / ms
+            self.print(f"budget {b} = {ms:.2f} ms on {b.profile}: the unpruned model is {ratio:.2f}x the budget")
 
     def trial(self, row: dict[str, Any]) -> None:
         self.done += 1

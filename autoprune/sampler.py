@@ -13,7 +13,7 @@ from typing import Any
 import optuna
 from ray.tune.search.optuna import OptunaSearch
 
-CONSTRAINT_ATTR = "latency_over_budget_ms"
+CONSTRAINT_PREFIX = "latency_over_budget_ms@"  # + profile name: one constraint per budget
 TRIAL_NUMBER_KEY = "__trial_number"
 
 
@@ -39,10 +39,9 @@ def make_sampler(*, trials: int, concurrency: int, seed: int) -> optuna.samplers
 class BudgetedOptunaSearch(OptunaSearch):
     """OptunaSearch that forwards the latency-budget violation to the sampler's constraint."""
 
-    def __init__(self, *, budget_ms: float, latency_metric: str, **kwargs: Any) -> None:
+    def __init__(self, *, budgets_ms: dict[str, float], **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._budget_ms = budget_ms
-        self._latency_metric = latency_metric
+        self._budgets_ms = dict(budgets_ms)  # profile name -> budget in ms
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         config = super().suggest(trial_id)
@@ -53,7 +52,10 @@ class BudgetedOptunaSearch(OptunaSearch):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         ot_trial = self._ot_trials.get(trial_id)
-        if ot_trial is not None and result and self._latency_metric in result:
-            # Feasible when <= 0: latency minus budget, in ms.
-            ot_trial.set_constraint(CONSTRAINT_ATTR, float(result[self._latency_metric]) - self._budget_ms)
+        if ot_trial is not None and result:
+            for profile, budget in self._budgets_ms.items():
+                latency = result.get(f"latency_p50_ms@{profile}")
+                if latency is not None:
+                    # Feasible when <= 0: latency minus budget, in ms.
+                    ot_trial.set_constraint(f"{CONSTRAINT_PREFIX}{profile}", float(latency) - budget)
         super().on_trial_complete(trial_id, result=result, error=error)

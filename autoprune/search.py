@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,8 @@ from autoprune.budget import Budget
 from autoprune.data import DataSplits, load_data
 from autoprune.errors import AutopruneError
 from autoprune.finetune import FinetuneConfig, evaluate
-from autoprune.latency import measure_model
-from autoprune.models import fingerprint, load_model
+from autoprune.measure import LatencyCache, latency_for
+from autoprune.models import architecture_fingerprint, fingerprint, load_model
 from autoprune.plan import Plan
 from autoprune.profiles import DEFAULT_PROFILE, HardwareProfile, resolve_profile
 from autoprune.progress import SearchProgress
@@ -35,7 +36,8 @@ class SearchResult:
     run_dir: Path
     trials: pd.DataFrame
     pareto: pd.DataFrame
-    budget_ms: float
+    budget_ms: float  # on the primary profile
+    budgets_ms: dict[str, float]  # profile name -> budget in ms
     baseline: dict[str, Any]
     plot: Path | None
 
@@ -48,7 +50,7 @@ class Workload:
     data: DataSplits
     input_shape: tuple[int, ...]
     space: SearchSpace
-    profile: HardwareProfile
+    profiles: tuple[HardwareProfile, ...]  # the primary profile first
 
 
 def _positive(name: str, value: int, *, minimum: int = 1) -> int:
@@ -57,10 +59,39 @@ def _positive(name: str, value: int, *, minimum: int = 1) -> int:
     return value
 
 
-def load_workload(*, model: str, data: str, space: str | Path | None, profile: str | Path,
+def _as_list(value: Any) -> list[Any]:
+    return [value] if isinstance(value, (str, Path)) else list(value)
+
+
+def resolve_targets(budget: str | Sequence[str], profile: str | Path | Sequence[str | Path]
+                    ) -> tuple[tuple[HardwareProfile, ...], tuple[Budget, ...]]:
+    """Profiles (primary first) and budgets bound to them; ``50ms`` binds to the first profile."""
+    profiles = [resolve_profile(p) for p in _as_list(profile)]
+    if not profiles:
+        raise AutopruneError("no profile given; pass --profile NAME (e.g. cpu-default)")
+    names = [p.name for p in profiles]
+    if len(set(names)) != len(names):
+        raise AutopruneError(f"profiles {names} repeat a name; give each --profile once")
+    budgets = [Budget.parse(b) for b in _as_list(budget)]
+    if not budgets:
+        raise AutopruneError("no budget given; pass --budget, e.g. 50ms or 0.5x@cpu-default")
+    budgets = [b if b.profile is not None else b.on(names[0]) for b in budgets]
+    for b in budgets:
+        if b.profile not in names:
+            raise AutopruneError(f"budget {b.text!r} names profile {b.profile!r}, which is not searched; "
+                                 f"profiles: {', '.join(names)} (add --profile {b.profile})")
+    bound = [b.profile for b in budgets]
+    if len(set(bound)) != len(bound):
+        raise AutopruneError(f"two budgets for one profile ({', '.join(str(b) for b in budgets)}); "
+                             "give at most one budget per profile")
+    primary = budgets[0].profile
+    profiles.sort(key=lambda p: p.name != primary)  # stable: the primary first, the rest as given
+    return tuple(profiles), tuple(budgets)
+
+
+def load_workload(*, model: str, data: str, space: str | Path | None, profiles: Sequence[HardwareProfile],
                   criterion: str | None = None) -> Workload:
-    """Resolve and cross-check model, data, space and profile: every user error surfaces here."""
-    hw = resolve_profile(profile)
+    """Resolve and cross-check model, data and space: every user error surfaces here."""
     loaded_space = SearchSpace.load(space) if space is not None else None
     splits = load_data(data)
     net = load_model(model)
@@ -80,14 +111,22 @@ def load_workload(*, model: str, data: str, space: str | Path | None, profile: s
 
         get_criterion(criterion)
         loaded_space = loaded_space.model_copy(update={"criterion": criterion})
-    return Workload(model=net, data=splits, input_shape=input_shape, space=loaded_space, profile=hw)
+    return Workload(model=net, data=splits, input_shape=input_shape, space=loaded_space, profiles=tuple(profiles))
 
 
-def measure_baseline(work: Workload) -> dict[str, Any]:
+def measure_baseline(work: Workload, *, cache: LatencyCache | None = None) -> dict[str, Any]:
+    """The unpruned model's accuracy, size and latency on every profile (the primary's also unsuffixed)."""
     macs, params = count_macs_params(work.model, input_shape=work.input_shape)
-    lat = measure_model(work.model, work.profile, input_shape=work.input_shape)
-    return {"accuracy": evaluate(work.model, work.data.val), "latency_p50_ms": lat.p50_ms,
-            "latency_p90_ms": lat.p90_ms, "macs": macs, "params": params, "latency": lat.describe()}
+    base: dict[str, Any] = {"accuracy": evaluate(work.model, work.data.val), "macs": macs, "params": params,
+                            "profiles": {}}
+    arch = architecture_fingerprint(work.model)
+    for i, profile in enumerate(work.profiles):
+        lat = latency_for(work.model, profile, input_shape=work.input_shape, arch_key=arch, cache=cache)
+        base["profiles"][profile.name] = {"latency_p50_ms": lat.p50_ms, "latency_p90_ms": lat.p90_ms,
+                                          "latency": lat.describe()}
+        if i == 0:
+            base.update({"latency_p50_ms": lat.p50_ms, "latency_p90_ms": lat.p90_ms, "latency": lat.describe()})
+    return base
 
 
 def new_run_dir(out: str | Path) -> Path:
@@ -100,61 +139,74 @@ def new_run_dir(out: str | Path) -> Path:
     return run_dir
 
 
-def search(*, budget: str = "50ms", model: str = "builtin:demo", data: str = "builtin:digits",
-           space: str | Path | None = None, profile: str | Path = DEFAULT_PROFILE, trials: int = 24,
-           concurrency: int = 1, seed: int = 0, finetune_steps: int = 30, criterion: str | None = None,
-           out: str | Path = "runs", quiet: bool = False) -> SearchResult:
-    """Search per-group prune ratios for the best accuracy/latency trade-off under ``budget``."""
-    parsed = Budget.parse(budget)
+def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo", data: str = "builtin:digits",
+           space: str | Path | None = None, profile: str | Path | Sequence[str | Path] = DEFAULT_PROFILE,
+           trials: int = 24, concurrency: int = 1, seed: int = 0, finetune_steps: int = 30,
+           criterion: str | None = None, out: str | Path = "runs", quiet: bool = False) -> SearchResult:
+    """Search per-group prune ratios for the best accuracy/latency trade-off under the budget(s).
+
+    ``profile`` may name several hardware profiles: every trial is measured on each. ``budget``
+    may be several, one per profile (``50ms@cpu-1thread-b1``, ``0.5x@cpu-default``); the first
+    budget's profile is the primary one, whose latency is the second objective.
+    """
+    profiles, budgets = resolve_targets(budget, profile)
     _positive("trials", trials)
     _positive("concurrency", concurrency)
     _positive("finetune_steps", finetune_steps, minimum=0)
     progress = SearchProgress(total=trials, quiet=quiet)
-    with progress.phase("loading model, data, space and profile", key="load_s"):
-        work = load_workload(model=model, data=data, space=space, profile=profile, criterion=criterion)
-    with progress.phase(f"measuring the unpruned model on {work.profile.name}", key="baseline_s"):
-        baseline = measure_baseline(work)
-    budget_ms = parsed.resolve_ms(baseline_ms=baseline["latency_p50_ms"])
-    progress.baseline(baseline, budget_ms=budget_ms, budget=str(parsed))
+    with progress.phase("loading model, data and space", key="load_s"):
+        work = load_workload(model=model, data=data, space=space, profiles=profiles, criterion=criterion)
 
-    run_dir = new_run_dir(out)
-    finetune = FinetuneConfig(steps=finetune_steps, seed=seed)
-    base_fp = fingerprint(work.model)
-    plan_fields = {"criterion": work.space.criterion, "round_to": work.space.round_to, "ignored": work.space.ignored,
-                   "base_model": model, "base_fingerprint": base_fp, "seed": seed}
-    cfg.dump({"format": RUN_FORMAT, "model": model, "model_fingerprint": base_fp, "data": data,
-              "input_shape": list(work.input_shape), "budget": str(parsed), "budget_ms": budget_ms,
-              "trials": trials, "concurrency": concurrency, "seed": seed,
-              "finetune": {"steps": finetune_steps, "lr": finetune.lr, "batch_size": finetune.batch_size},
-              "profile": work.profile.model_dump(mode="json"), "space": work.space.model_dump(mode="json"),
-              "plan": plan_fields, "baseline": baseline}, run_dir / "config.yaml")
-    cfg.dump(work.profile, run_dir / "profile.yaml")
-    work.space.save(run_dir / "space.yaml")
-    settings = TrialSettings(input_shape=work.input_shape, profiles=(work.profile,), finetune=finetune)
+    from autoprune.tune_runner import ray_session, run_trials  # imports Ray: keep it off the bad-input path
 
-    from autoprune.tune_runner import run_trials  # imports Ray: keep it off the bad-input path
+    with ray_session(progress) as cache:
+        names = ", ".join(p.name for p in work.profiles)
+        with progress.phase(f"measuring the unpruned model on {names}", key="baseline_s"):
+            baseline = measure_baseline(work, cache=cache)
+        budgets_ms = {b.profile: b.resolve_ms(baseline_ms=baseline["profiles"][b.profile]["latency_p50_ms"])
+                      for b in budgets}
+        progress.baseline(baseline, budgets=budgets, budgets_ms=budgets_ms)
 
-    rows = run_trials(work=work, settings=settings, plan_fields=plan_fields, budget_ms=budget_ms, trials=trials,
-                      concurrency=concurrency, seed=seed, run_dir=run_dir, progress=progress)
-    return finish(run_dir, rows, budget_ms=budget_ms, baseline=baseline, profile=work.profile.name,
+        run_dir = new_run_dir(out)
+        finetune = FinetuneConfig(steps=finetune_steps, seed=seed)
+        base_fp = fingerprint(work.model)
+        plan_fields = {"criterion": work.space.criterion, "round_to": work.space.round_to,
+                       "ignored": work.space.ignored, "base_model": model, "base_fingerprint": base_fp, "seed": seed}
+        primary = work.profiles[0].name
+        cfg.dump({"format": RUN_FORMAT, "model": model, "model_fingerprint": base_fp, "data": data,
+                  "input_shape": list(work.input_shape), "budget": str(budgets[0]), "budget_ms": budgets_ms[primary],
+                  "budgets": {b.profile: {"budget": str(b), "ms": budgets_ms[b.profile]} for b in budgets},
+                  "trials": trials, "concurrency": concurrency, "seed": seed,
+                  "finetune": {"steps": finetune_steps, "lr": finetune.lr, "batch_size": finetune.batch_size},
+                  "profiles": [p.model_dump(mode="json") for p in work.profiles],
+                  "space": work.space.model_dump(mode="json"), "plan": plan_fields, "baseline": baseline},
+                 run_dir / "config.yaml")
+        for p in work.profiles:
+            cfg.dump(p, run_dir / "profiles" / f"{p.name}.yaml")
+        work.space.save(run_dir / "space.yaml")
+        settings = TrialSettings(input_shape=work.input_shape, profiles=work.profiles, finetune=finetune, cache=cache)
+        rows = run_trials(work=work, settings=settings, plan_fields=plan_fields, budgets_ms=budgets_ms,
+                          trials=trials, concurrency=concurrency, seed=seed, run_dir=run_dir, progress=progress)
+    return finish(run_dir, rows, budgets_ms=budgets_ms, baseline=baseline, profiles=[p.name for p in work.profiles],
                   progress=progress)
 
 
-def finish(run_dir: Path, rows: list[dict[str, Any]], *, budget_ms: float, baseline: dict[str, Any], profile: str,
-           progress: SearchProgress) -> SearchResult:
-    """Write trials.csv, pareto.csv and the plot for whatever finished."""
+def finish(run_dir: Path, rows: list[dict[str, Any]], *, budgets_ms: dict[str, float], baseline: dict[str, Any],
+           profiles: list[str], progress: SearchProgress) -> SearchResult:
+    """Write trials.csv, the Pareto front(s) and the plot for whatever finished."""
     table = trials_frame(rows)
     write_trials(table, run_dir)
-    pareto_path, front = write_pareto(table, run_dir)
+    front = write_pareto(table, run_dir, profiles=profiles)
     plot = None
     if (table["status"] == "completed").any():
-        plot = plot_pareto(table, run_dir, budget_ms=budget_ms, baseline=baseline, profile=profile)
+        plot = plot_pareto(table, run_dir, budgets_ms=budgets_ms, baseline=baseline, profiles=profiles)
     n_failed = int((table["status"] != "completed").sum())
-    cfg.dump({"trials": len(table), "failed": n_failed, "pareto_size": len(front), "budget_ms": budget_ms,
+    cfg.dump({"trials": len(table), "failed": n_failed, "pareto_size": len(front), "budgets_ms": budgets_ms,
               "timings_s": {**progress.timings, "total_s": time.perf_counter() - progress.t0}},
              run_dir / "summary.yaml")
     progress.summary(front, run_dir=run_dir, plot=plot, n_failed=n_failed)
-    return SearchResult(run_dir=run_dir, trials=table, pareto=front, budget_ms=budget_ms, baseline=baseline, plot=plot)
+    return SearchResult(run_dir=run_dir, trials=table, pareto=front, budget_ms=budgets_ms[profiles[0]],
+                        budgets_ms=budgets_ms, baseline=baseline, plot=plot)
 
 
 _FIRST = ["trial", "status", "accuracy", "latency_p50_ms", "latency_p90_ms", "latency_spread", "meets_budget",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -13,9 +12,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from autoprune import node_lock
 from autoprune.data import DataSplits
 from autoprune.finetune import FinetuneConfig, evaluate, finetune
-from autoprune.latency import export_onnx, measure_onnx
+from autoprune.latency import LatencyStats
+from autoprune.measure import LatencyCache, latency_for
 from autoprune.models import architecture_fingerprint, fingerprint
 from autoprune.plan import Plan
 from autoprune.profiles import HardwareProfile
@@ -30,10 +31,24 @@ class TrialFailed(RuntimeError):
 
 @dataclass(frozen=True, kw_only=True)
 class TrialSettings:
+    """``profiles[0]`` is the primary profile: its latency is the search's second objective."""
+
     input_shape: tuple[int, ...]
     profiles: tuple[HardwareProfile, ...]
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     calibration_size: int = 64
+    cache: LatencyCache | None = None
+
+
+def latency_columns(stats: LatencyStats, *, primary: bool) -> dict[str, Any]:
+    """Columns of one profile's figure: ``latency_p50_ms@NAME``…, and unsuffixed for the primary profile."""
+    cols: dict[str, Any] = {f"latency_p50_ms@{stats.profile}": stats.p50_ms,
+                            f"latency_p90_ms@{stats.profile}": stats.p90_ms,
+                            f"latency_spread@{stats.profile}": stats.spread,
+                            f"latency_source@{stats.profile}": stats.source}
+    if primary:
+        cols.update({"latency_p50_ms": stats.p50_ms, "latency_p90_ms": stats.p90_ms, "latency_spread": stats.spread})
+    return cols
 
 
 def calibration_batch(dataset: Dataset, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,20 +80,15 @@ def run_trial(model: nn.Module, data: DataSplits, plan: Plan, *, settings: Trial
     pruned = timer.run("prune", prune, model, plan, input_shape=settings.input_shape, calibration=calib)
     pruned_fp = fingerprint(pruned)  # apply checks it rebuilds exactly these weights
     macs, params = timer.run("prune", count_macs_params, pruned, input_shape=settings.input_shape)
-    timer.run("finetune", finetune, pruned, data.train, config=settings.finetune)
+    timer.run("finetune", finetune, pruned, data.train, config=settings.finetune, step_guard=node_lock.training_step)
     accuracy = timer.run("evaluate", evaluate, pruned, data.val)
+    arch = architecture_fingerprint(pruned)
     metrics: dict[str, Any] = {"accuracy": accuracy, "macs": macs, "params": params,
-                               "arch_fingerprint": architecture_fingerprint(pruned), "pruned_fingerprint": pruned_fp}
-    with tempfile.TemporaryDirectory(prefix="autoprune-trial-", dir=workdir) as tmp:
-        for i, profile in enumerate(settings.profiles):
-            shape = profile.input_shape or list(settings.input_shape)
-            path = timer.run("export", export_onnx, pruned, Path(tmp) / f"{profile.name}.onnx", input_shape=shape,
-                             batch_size=profile.batch_size, opset=profile.opset)
-            stats = timer.run("measure", measure_onnx, path, profile)
-            prefix = "" if i == 0 else f"{profile.name}."
-            metrics[f"{prefix}latency_p50_ms"] = stats.p50_ms
-            metrics[f"{prefix}latency_p90_ms"] = stats.p90_ms
-            metrics[f"{prefix}latency_spread"] = stats.spread
+                               "arch_fingerprint": arch, "pruned_fingerprint": pruned_fp}
+    for i, profile in enumerate(settings.profiles):
+        stats = latency_for(pruned, profile, input_shape=settings.input_shape, arch_key=arch, cache=settings.cache,
+                            workdir=workdir, run=timer.run)
+        metrics.update(latency_columns(stats, primary=i == 0))
     metrics.update({f"{p}_s": timer.seconds.get(f"{p}_s", 0.0) for p in PHASES})
     metrics["trial_s"] = time.perf_counter() - t_start
     return metrics

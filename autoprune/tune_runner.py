@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import ray
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 
+from autoprune.measure import LatencyCache, RayLatencyCache
 from autoprune.plan import Plan
 from autoprune.progress import SearchProgress
 from autoprune.report import write_trials
@@ -22,6 +25,7 @@ from autoprune.search import Workload, env_for_ray, save_plan, trial_name, trial
 from autoprune.trial import PHASES, TrialSettings, run_trial
 
 _OBJECTIVES = ["accuracy", "latency_p50_ms"]
+_METRICS = {"accuracy", "macs", "params", "arch_fingerprint", "pruned_fingerprint", "trial_s", *(f"{p}_s" for p in PHASES)}
 
 
 def _trainable(config: dict[str, Any], *, model, data, settings: TrialSettings, plan_fields: dict) -> None:  # noqa: ANN001
@@ -49,10 +53,10 @@ def _error_line(trial) -> str:  # noqa: ANN001 - a ray.tune Trial
 class Recorder(tune.Callback):
     """Turns finished trials into rows, saves each plan, and rewrites trials.csv as trials finish."""
 
-    def __init__(self, *, run_dir: Path, budget_ms: float, plan_fields: dict[str, Any], progress: SearchProgress,
-                 metric_keys: set[str]) -> None:
-        self.run_dir, self.budget_ms, self.plan_fields = run_dir, budget_ms, plan_fields
-        self.progress, self.metric_keys = progress, metric_keys
+    def __init__(self, *, run_dir: Path, budgets_ms: dict[str, float], plan_fields: dict[str, Any],
+                 progress: SearchProgress) -> None:
+        self.run_dir, self.budgets_ms, self.plan_fields = run_dir, budgets_ms, plan_fields
+        self.progress = progress
         self.rows: list[dict[str, Any]] = []
         self._started: dict[str, float] = {}
 
@@ -76,9 +80,11 @@ class Recorder(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001, ANN201
         result = trial.last_result or {}
         row = self._base_row(trial)
-        row.update({k: v for k, v in result.items() if k in self.metric_keys})
+        row.update({k: v for k, v in result.items() if k in _METRICS or k.startswith("latency_")})
         row["status"] = "completed"
-        row["meets_budget"] = bool(row["latency_p50_ms"] <= self.budget_ms)
+        for name, budget in self.budgets_ms.items():
+            row[f"meets_budget@{name}"] = bool(row[f"latency_p50_ms@{name}"] <= budget)
+        row["meets_budget"] = all(row[f"meets_budget@{name}"] for name in self.budgets_ms)
         row["overhead_s"] = row["wall_s"] - sum(row[f"{p}_s"] for p in PHASES)
         self._add(row)
 
@@ -93,8 +99,10 @@ class Recorder(tune.Callback):
         self.progress.trial(row)
 
 
-def run_trials(*, work: Workload, settings: TrialSettings, plan_fields: dict[str, Any], budget_ms: float,
-               trials: int, concurrency: int, seed: int, run_dir: Path, progress: SearchProgress) -> list[dict]:
+@contextlib.contextmanager
+def ray_session(progress: SearchProgress) -> Iterator[LatencyCache]:
+    """A Ray for the search (a running one is reused, else a local one is started and stopped),
+    and the latency cache its trials share."""
     env_for_ray()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started_here = False
@@ -104,40 +112,40 @@ def run_trials(*, work: Workload, settings: TrialSettings, plan_fields: dict[str
                      log_to_driver=False, configure_logging=True)
         started_here = True
     try:
-        total_cpus = int(ray.cluster_resources().get("CPU", 1))
-        cpus_per_trial = max(1, total_cpus // concurrency)
-        space = {name: optuna.distributions.FloatDistribution(g.low, g.high, step=g.step)
-                 for name, g in work.space.groups.items()}
-        searcher = BudgetedOptunaSearch(
-            space=space, metric=_OBJECTIVES, mode=["max", "min"], budget_ms=budget_ms, latency_metric="latency_p50_ms",
-            sampler=make_sampler(trials=trials, concurrency=concurrency, seed=seed),
-            storage=optuna.storages.RDBStorage(f"sqlite:///{(run_dir / 'study.db').resolve()}"), study_name="autoprune")
-        metric_keys = {"accuracy", "macs", "params", "arch_fingerprint", "pruned_fingerprint", "trial_s",
-                       *(f"{p}_s" for p in PHASES)}
-        metric_keys |= {f"{pre}{k}" for k in ("latency_p50_ms", "latency_p90_ms", "latency_spread")
-                        for pre in ["", *(f"{p.name}." for p in settings.profiles[1:])]}
-        recorder = Recorder(run_dir=run_dir, budget_ms=budget_ms, plan_fields=plan_fields, progress=progress,
-                            metric_keys=metric_keys)
-        trainable = tune.with_resources(
-            tune.with_parameters(_trainable, model=work.model, data=work.data, settings=settings,
-                                 plan_fields=plan_fields),
-            {"cpu": cpus_per_trial})
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=concurrency),
-                                        num_samples=trials, reuse_actors=True),
-            run_config=tune.RunConfig(name="tune", storage_path=str((run_dir / "ray").resolve()), verbose=0,
-                                      callbacks=[recorder], failure_config=tune.FailureConfig(max_failures=0)),
-        )
-        tune_logger = logging.getLogger("ray.tune")
-        level = tune_logger.level
-        tune_logger.setLevel(logging.CRITICAL)  # failed trials are reported by the Recorder, in one line each
-        try:
-            with progress.phase(f"running {trials} trials, {concurrency} at a time", key="tune_s"):
-                tuner.fit()
-        finally:
-            tune_logger.setLevel(level)
+        yield RayLatencyCache()
     finally:
         if started_here:
             ray.shutdown()
+
+
+def run_trials(*, work: Workload, settings: TrialSettings, plan_fields: dict[str, Any], budgets_ms: dict[str, float],
+               trials: int, concurrency: int, seed: int, run_dir: Path, progress: SearchProgress) -> list[dict]:
+    """Run the trials on the Ray the caller holds (see ``ray_session``); returns one row per trial."""
+    total_cpus = int(ray.cluster_resources().get("CPU", 1))
+    cpus_per_trial = max(1, total_cpus // concurrency)
+    space = {name: optuna.distributions.FloatDistribution(g.low, g.high, step=g.step)
+             for name, g in work.space.groups.items()}
+    searcher = BudgetedOptunaSearch(
+        space=space, metric=_OBJECTIVES, mode=["max", "min"], budgets_ms=budgets_ms,
+        sampler=make_sampler(trials=trials, concurrency=concurrency, seed=seed),
+        storage=optuna.storages.RDBStorage(f"sqlite:///{(run_dir / 'study.db').resolve()}"), study_name="autoprune")
+    recorder = Recorder(run_dir=run_dir, budgets_ms=budgets_ms, plan_fields=plan_fields, progress=progress)
+    trainable = tune.with_resources(
+        tune.with_parameters(_trainable, model=work.model, data=work.data, settings=settings, plan_fields=plan_fields),
+        {"cpu": cpus_per_trial})
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=concurrency),
+                                    num_samples=trials, reuse_actors=True),
+        run_config=tune.RunConfig(name="tune", storage_path=str((run_dir / "ray").resolve()), verbose=0,
+                                  callbacks=[recorder], failure_config=tune.FailureConfig(max_failures=0)),
+    )
+    tune_logger = logging.getLogger("ray.tune")
+    level = tune_logger.level
+    tune_logger.setLevel(logging.CRITICAL)  # failed trials are reported by the Recorder, in one line each
+    try:
+        with progress.phase(f"running {trials} trials, {concurrency} at a time", key="tune_s"):
+            tuner.fit()
+    finally:
+        tune_logger.setLevel(level)
     return recorder.rows

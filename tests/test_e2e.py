@@ -11,7 +11,7 @@ import torch
 from autoprune import apply, search
 from autoprune.latency import onnx_outputs
 from autoprune.models import load_model
-from autoprune.sampler import CONSTRAINT_ATTR
+from autoprune.sampler import CONSTRAINT_PREFIX
 from tests.conftest import TINY_PROFILE
 
 SPACE = """
@@ -76,8 +76,9 @@ def test_sampler_receives_the_budget_constraint(run):
     assert len(complete) == (trials["status"] == "completed").sum()
     for t in complete:
         row = trials.loc[f"trial-{t.number:03d}"]
-        assert t.constraints[CONSTRAINT_ATTR] == pytest.approx(row["latency_p50_ms"] - run.budget_ms)
-        assert (t.constraints[CONSTRAINT_ATTR] <= 0) == bool(row["meets_budget"])
+        key = f"{CONSTRAINT_PREFIX}tiny"
+        assert t.constraints[key] == pytest.approx(row["latency_p50_ms"] - run.budget_ms)
+        assert (t.constraints[key] <= 0) == bool(row["meets_budget"])
         assert t.values == pytest.approx([row["accuracy"], row["latency_p50_ms"]])
     failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
     assert len(failed) == (trials["status"] == "failed").sum()
@@ -92,8 +93,9 @@ def test_apply_rebuilds_the_trial_model_and_exports_it(run, tmp_path):
     best = trials[trials["meets_budget"]].sort_values(["accuracy", "latency_p50_ms"], ascending=[False, True]).iloc[0]
     assert report["trial"] == best["trial"]
     assert report["same_pruned_weights_as_trial"] is True
-    assert report["applied"]["macs"] == best["macs"] and report["applied"]["params"] == best["params"]
-    assert 0.0 <= report["applied"]["accuracy"] <= 1.0 and report["applied"]["latency_p50_ms"] > 0
+    assert report["macs"]["applied"] == best["macs"] and report["params"]["applied"] == best["params"]
+    assert 0.0 <= report["accuracy"]["applied"] <= 1.0 and report["latency"]["tiny"]["applied_p50_ms"] > 0
+    assert "on tiny" in report["latency"]["tiny"]["method"]
     assert report["onnx_max_abs_diff"] <= 1e-4
     # the .pt loads back (weights_only) into the pruned model, and the ONNX file matches it
     model = load_model(str(result.model_path))

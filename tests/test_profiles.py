@@ -19,6 +19,13 @@ def test_profile_contract(name):
     assert profile.name == name  # the file name is the registry key
     assert profile.description
     quick = profile.model_copy(update={"batch_size": min(profile.batch_size, 8), "repeats": 3, "warmup": 1})
+    import onnxruntime
+
+    if profile.provider not in onnxruntime.get_available_providers():
+        # part of the contract: a profile this machine cannot run is refused in one clear line
+        with pytest.raises(AutopruneError, match=f"{name}.*{profile.provider}.*lacks"):
+            measure_model(tiny_resnet(), quick, input_shape=(1, 8, 8))
+        return
     stats = measure_model(tiny_resnet(), quick, input_shape=(1, 8, 8))
     assert 0 < stats.min_ms <= stats.p50_ms <= stats.p90_ms
     assert stats.profile == name and stats.repeats == 3

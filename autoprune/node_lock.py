@@ -1,0 +1,61 @@
+"""One machine, one latency measurement at a time, and no fine-tuning while it runs.
+
+A reader-writer file lock per machine (so per Ray node): a latency measurement holds it
+exclusively; each fine-tune step holds it shared. A turnstile gives measurements priority, so a
+stream of fine-tune steps cannot starve them: a waiting measurement closes the turnstile, the
+steps in flight finish, and new steps wait until the measurement is done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+_handles: dict[tuple[int, str], IO[str]] = {}
+
+
+def _lock_dir() -> Path:
+    return Path(os.environ.get("AUTOPRUNE_LOCK_DIR", tempfile.gettempdir()))
+
+
+def _handle(name: str) -> IO[str]:
+    # One open file per process and lock: flock locks belong to the open file description.
+    key = (os.getpid(), name)
+    if key not in _handles:
+        _handles[key] = open(_lock_dir() / f"autoprune-{name}.lock", "a")  # noqa: SIM115 - kept open on purpose
+    return _handles[key]
+
+
+@contextlib.contextmanager
+def _flock(name: str, mode: int) -> Iterator[None]:
+    fh = _handle(name)
+    fcntl.flock(fh, mode)
+    try:
+        yield
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def measuring() -> Iterator[None]:
+    """Exclusive: no other measurement and no fine-tune step on this machine meanwhile."""
+    with _flock("turnstile", fcntl.LOCK_EX):
+        fcntl.flock(_handle("cores"), fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(_handle("cores"), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def training_step() -> Iterator[None]:
+    """Shared: many fine-tune steps at once, none while a measurement runs or waits."""
+    with _flock("turnstile", fcntl.LOCK_EX):
+        pass
+    with _flock("cores", fcntl.LOCK_SH):
+        yield
