@@ -79,6 +79,48 @@ def profile_list_cmd() -> None:
         typer.echo(f"{name:<20} {resolve_profile(name).description}")
 
 
+@profile_app.command("measure")
+def profile_measure_cmd(
+    model: Annotated[str, typer.Option(help="A model spec, an applied model.pt, or a .onnx file.")],
+    profile: Annotated[str, typer.Option(help="Hardware profile: a name from hw_profiles/ or a YAML path.")] = "cpu-default",
+    data: Annotated[str, typer.Option(help="Data whose samples give the input shape.")] = "builtin:digits",
+    input_shape: Annotated[Optional[str], typer.Option(help="Input shape of one sample, e.g. 3,224,224 (instead of --data).")] = None,
+) -> None:
+    """Measure a model's latency on a profile: p50, p90 and spread."""
+    from autoprune.profiling import profile_measure
+
+    stats = profile_measure(model=model, profile=profile, data=data, input_shape=input_shape)
+    typer.echo(f"p50 {stats.p50_ms:.3f} ms  p90 {stats.p90_ms:.3f} ms  spread {stats.spread:.1%}")
+    typer.echo(stats.describe())
+
+
+@profile_app.command("build-table")
+def profile_build_table_cmd(
+    model: Annotated[str, typer.Option(help="The model to tabulate (a model spec or checkpoint).")],
+    profile: Annotated[str, typer.Option(help="The target profile to measure on.")] = "cpu-default",
+    space: Annotated[Optional[Path], typer.Option(help="Search space YAML (default: derived from the model).")] = None,
+    data: Annotated[str, typer.Option(help="Data whose samples give the input shape.")] = "builtin:digits",
+    input_shape: Annotated[Optional[str], typer.Option(help="Input shape of one sample, e.g. 3,224,224.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Table file (default: tables/<model>@<profile>.yaml).")] = None,
+    check: Annotated[int, typer.Option(help="Random plans measured to report the table's prediction error.")] = 10,
+) -> None:
+    """Measure per-layer latencies on a profile into a table that predicts latency without measuring."""
+    from rich.console import Console
+
+    from autoprune.profiling import describe_errors, profile_build_table
+
+    console = Console(stderr=True)
+    with console.status("measuring layers") as status:
+        report = profile_build_table(model=model, profile=profile, space=space, data=data, input_shape=input_shape,
+                                     out=out, check=check,
+                                     on_progress=lambda n, i, t: status.update(f"measuring layers: {i}/{t} ({n})"))
+    t = report.table
+    typer.echo(f"wrote {report.path}: {len(t.layers)} layers; calibration latency = {t.scale:.3f} x sum of layers "
+               f"{t.offset_ms:+.3f} ms")
+    typer.echo(f"predicted against measured on {t.profile}: {describe_errors(report.errors)}")
+    typer.echo(f"to use it, add to a profile: latency_table: {report.path.resolve()}")
+
+
 def main() -> None:
     try:
         app()

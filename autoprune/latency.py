@@ -51,7 +51,7 @@ class LatencyStats:
             return f"{head} (predicted from the profile's latency table, not measured)"
         how = f"median of {self.repeats} runs after {self.warmup} warm-up"
         if self.attempts > 1:
-            how += f", best of {self.attempts} measurements by spread"
+            how += f", steadiest of {self.attempts} measurements"
         if self.node:
             how += f", on {self.node}"
         if self.source == "cached":
@@ -116,17 +116,17 @@ def measure_onnx(path: str | Path, profile: HardwareProfile, *, exclusive: bool 
     shape = [d if isinstance(d, int) else profile.batch_size for d in inp.shape]
     feed = {inp.name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
     best: LatencyStats | None = None
-    for attempt in range(1, profile.max_attempts + 1):
+    taken = 0
+    while taken < profile.max_attempts and (best is None or best.spread > profile.max_spread):
         arr = _time_once(session, feed, profile, exclusive=exclusive)
+        taken += 1
         stats = LatencyStats(profile=profile.name, batch_size=shape[0], p50_ms=float(np.median(arr)),
                              p90_ms=float(np.percentile(arr, 90)), mean_ms=float(arr.mean()),
                              min_ms=float(arr.min()), repeats=profile.repeats, warmup=profile.warmup,
-                             node=socket.gethostname(), attempts=attempt)
+                             node=socket.gethostname())
         if best is None or stats.spread < best.spread:
-            best = replace(stats, attempts=attempt)
-        if best.spread <= profile.max_spread:
-            break
-    return best  # type: ignore[return-value] - max_attempts >= 1
+            best = stats
+    return replace(best, attempts=taken)  # type: ignore[arg-type] - max_attempts >= 1
 
 
 def measure_model(model: nn.Module, profile: HardwareProfile, *, input_shape: Sequence[int]) -> LatencyStats:

@@ -1,0 +1,79 @@
+"""``autoprune profile measure`` and ``autoprune profile build-table``, as Python functions."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from autoprune.errors import AutopruneError
+from autoprune.latency import LatencyStats
+from autoprune.latency_table import LatencyTable, build_table, prediction_error, random_plans
+from autoprune.measure import latency_for, measure_on_profile
+from autoprune.models import architecture_fingerprint, load_model
+from autoprune.profiles import resolve_profile
+from autoprune.pruning import prune
+from autoprune.space import SearchSpace, init_space
+
+
+def _input_shape(*, data: str, input_shape: str | None) -> tuple[int, ...]:
+    if input_shape is not None:
+        try:
+            return tuple(int(d) for d in input_shape.split(","))
+        except ValueError:
+            raise AutopruneError(f"input shape {input_shape!r} is not understood; write it like 3,224,224") from None
+    from autoprune.data import load_data
+
+    return load_data(data).input_shape
+
+
+def profile_measure(*, model: str, profile: str, data: str = "builtin:digits",
+                    input_shape: str | None = None) -> LatencyStats:
+    """Latency of any model on a profile: a model spec, an applied ``model.pt``, or an ``.onnx`` file."""
+    hw = resolve_profile(profile)
+    if model.endswith(".onnx"):
+        if not Path(model).is_file():
+            raise AutopruneError(f"model {model!r}: no such file; pass an existing .onnx file")
+        return measure_on_profile(model, hw)
+    net = load_model(model)
+    return latency_for(net, hw, input_shape=_input_shape(data=data, input_shape=input_shape),
+                       arch_key=architecture_fingerprint(net))
+
+
+@dataclass(frozen=True)
+class TableReport:
+    table: LatencyTable
+    path: Path
+    checks: list[tuple[float, float]]  # (predicted, measured) p50 ms for random plans
+
+    @property
+    def errors(self) -> list[float]:
+        return [abs(p - m) / m for p, m in self.checks]
+
+
+def profile_build_table(*, model: str, profile: str, space: str | Path | None = None, data: str = "builtin:digits",
+                        input_shape: str | None = None, out: str | Path | None = None, check: int = 10,
+                        seed: int = 0, on_progress: Callable[[str, int, int], None] | None = None) -> TableReport:
+    """Measure a latency table for ``model`` on ``profile``; check it against ``check`` random plans."""
+    hw = resolve_profile(profile)
+    net = load_model(model)
+    shape = _input_shape(data=data, input_shape=input_shape)
+    sp = SearchSpace.load(space) if space is not None else init_space(net, input_shape=shape, model_name=model)
+    if space is not None:
+        sp.check_against(net, input_shape=shape, source=str(space))
+    table = build_table(net, input_shape=shape, profile=hw, space=sp, model_name=model, on_progress=on_progress)
+    slug = re.sub(r"[^\w.-]+", "_", Path(model).stem if model.endswith((".pt", ".pth")) else model)
+    path = table.save(Path(out) if out is not None else Path("tables") / f"{slug}@{hw.name}.yaml")
+    pruned = [prune(net, p, input_shape=shape) for p in random_plans(sp, check, seed=seed)]
+    checks = prediction_error(table, pruned, profile=hw, input_shape=shape) if check else []
+    return TableReport(table=table, path=path, checks=checks)
+
+
+def describe_errors(errors: list[float]) -> str:
+    if not errors:
+        return "not checked"
+    arr = np.asarray(errors)
+    return f"median {np.median(arr):.1%}, max {arr.max():.1%} over {len(arr)} random plans"
