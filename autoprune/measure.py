@@ -104,7 +104,8 @@ def measure_on_profile(path: str | Path, profile: HardwareProfile) -> LatencySta
                              "cluster has; start the target's node with --resources='{\"%s\": 1}'" % missing[0])
     if _remote_measure is None:
         _remote_measure = ray.remote(num_cpus=0)(_measure_bytes)
-    task = _remote_measure.options(resources=dict(profile.ray_resources))
+    # "DEFAULT": not captured by the calling trial's placement group, which lacks the target's resource.
+    task = _remote_measure.options(resources=dict(profile.ray_resources), scheduling_strategy="DEFAULT")
     return ray.get(task.remote(Path(path).read_bytes(), profile))
 
 

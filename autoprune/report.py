@@ -13,6 +13,8 @@ PARETO_COLUMNS = ["trial", "accuracy", "latency_p50_ms", "latency_p90_ms", "macs
 def pareto_front(trials: pd.DataFrame, *, latency: str = "latency_p50_ms") -> pd.DataFrame:
     """Completed trials no other trial beats on both accuracy and ``latency``, sorted by latency."""
     done = trials[trials["status"] == "completed"] if "status" in trials else trials
+    if latency not in done or done.empty:
+        return done.iloc[0:0]  # nothing finished on this profile yet
     done = done.dropna(subset=["accuracy", latency])
     acc, lat = done["accuracy"].to_numpy(), done[latency].to_numpy(dtype=float)
     keep = [not ((acc >= acc[i]) & (lat <= lat[i]) & ((acc > acc[i]) | (lat < lat[i]))).any() for i in range(len(done))]

@@ -45,7 +45,9 @@ def latency_columns(stats: LatencyStats, *, primary: bool) -> dict[str, Any]:
     cols: dict[str, Any] = {f"latency_p50_ms@{stats.profile}": stats.p50_ms,
                             f"latency_p90_ms@{stats.profile}": stats.p90_ms,
                             f"latency_spread@{stats.profile}": stats.spread,
-                            f"latency_source@{stats.profile}": stats.source}
+                            f"latency_source@{stats.profile}": stats.source,
+                            f"latency_repeats@{stats.profile}": stats.repeats,
+                            f"latency_node@{stats.profile}": stats.node}
     if primary:
         cols.update({"latency_p50_ms": stats.p50_ms, "latency_p90_ms": stats.p90_ms, "latency_spread": stats.spread})
     return cols

@@ -122,7 +122,9 @@ def run_trials(*, work: Workload, settings: TrialSettings, plan_fields: dict[str
                trials: int, concurrency: int, seed: int, run_dir: Path, progress: SearchProgress) -> list[dict]:
     """Run the trials on the Ray the caller holds (see ``ray_session``); returns one row per trial."""
     total_cpus = int(ray.cluster_resources().get("CPU", 1))
-    cpus_per_trial = max(1, total_cpus // concurrency)
+    # A trial runs on one node: never ask for more CPUs than the biggest node has.
+    node_cpus = max((int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")), default=1)
+    cpus_per_trial = max(1, min(total_cpus // concurrency, node_cpus))
     space = {name: optuna.distributions.FloatDistribution(g.low, g.high, step=g.step)
              for name, g in work.space.groups.items()}
     searcher = BudgetedOptunaSearch(

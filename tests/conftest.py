@@ -14,9 +14,9 @@ sys.path.insert(0, str(ROOT))
 TINY_PROFILE = ROOT / "tests" / "profiles" / "tiny.yaml"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_local():
-    """One small local Ray for the whole session; autoprune reuses a Ray it did not start."""
+    """A small local Ray per test module (the cluster tests start their own); autoprune reuses it."""
     import ray
 
     from autoprune.search import env_for_ray

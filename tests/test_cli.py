@@ -40,6 +40,10 @@ def _spaces(tmp: Path) -> dict[str, Path]:
     (["search", "--budget", "50ms", "--trials", "0"], ["trials is 0", ">= 1"]),
     (["search", "--budget", "50ms", "--model", "torchvision:resnet18"], ["does not accept inputs", "--data"]),
     (["apply", "no/such/run"], ["not an autoprune run directory", "runs/<run>"]),
+    (["search", "--budget", "50ms@nowhere"], ["'nowhere', which is not searched", "--profile nowhere"]),
+    (["profile", "measure", "--model", "tests.helpers:tiny_resnet", "--profile", "cuda-b1"],
+     ["CUDAExecutionProvider", "lacks"]),
+    (["profile", "measure", "--model", "gone.onnx"], ["gone.onnx", "no such file"]),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, needles):
     spaces = _spaces(tmp_path)
@@ -69,3 +73,28 @@ def test_space_init_writes_a_space_that_loads_back(tmp_path):
 def test_profile_list_shows_the_registry(tmp_path):
     proc = cli("profile", "list", cwd=tmp_path)
     assert proc.returncode == 0 and "cpu-default" in proc.stdout
+
+
+def test_profile_measure_on_a_model_and_an_onnx_file(tmp_path):
+    from autoprune.latency import export_onnx
+    from tests.helpers import tiny_resnet
+
+    tiny = str(ROOT / "tests/profiles/tiny.yaml")
+    proc = cli("profile", "measure", "--model", "tests.helpers:tiny_resnet", "--profile", tiny, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("p50 ") and "spread" in proc.stdout and "on tiny (median of 5 runs" in proc.stdout
+    onnx = export_onnx(tiny_resnet(), tmp_path / "m.onnx", input_shape=(1, 8, 8), batch_size=1, dynamic_batch=True)
+    proc = cli("profile", "measure", "--model", str(onnx), "--profile", tiny, cwd=tmp_path)
+    assert proc.returncode == 0 and "per batch of 16 on tiny" in proc.stdout
+
+
+def test_profile_build_table_writes_a_table_and_reports_its_error(tmp_path):
+    tiny = str(ROOT / "tests/profiles/tiny.yaml")
+    proc = cli("profile", "build-table", "--model", "tests.helpers:tiny_resnet", "--profile", tiny,
+               "--out", "t.yaml", "--check", "2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "predicted against measured on tiny: median" in proc.stdout
+    assert "latency_table:" in proc.stdout
+    from autoprune.latency_table import LatencyTable
+
+    assert len(LatencyTable.load(tmp_path / "t.yaml").layers) == 7
