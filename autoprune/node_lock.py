@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-_handles: dict[tuple[int, str], IO[str]] = {}
+_handles: dict[tuple[int, Path], IO[str]] = {}
 
 
 def _lock_dir() -> Path:
@@ -24,10 +24,11 @@ def _lock_dir() -> Path:
 
 
 def _handle(name: str) -> IO[str]:
-    # One open file per process and lock: flock locks belong to the open file description.
-    key = (os.getpid(), name)
+    # One open file per process and lock file: flock locks belong to the open file description.
+    path = _lock_dir() / f"autoprune-{name}.lock"
+    key = (os.getpid(), path)
     if key not in _handles:
-        _handles[key] = open(_lock_dir() / f"autoprune-{name}.lock", "a")  # noqa: SIM115 - kept open on purpose
+        _handles[key] = open(path, "a")  # noqa: SIM115 - kept open on purpose
     return _handles[key]
 
 

@@ -107,9 +107,14 @@ def ray_session(progress: SearchProgress) -> Iterator[LatencyCache]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started_here = False
     if not ray.is_initialized():
-        with progress.phase("starting a local Ray", key="ray_start_s"):
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.ERROR,
-                     log_to_driver=False, configure_logging=True)
+        address = os.environ.get("RAY_ADDRESS")
+        with progress.phase(f"joining the Ray cluster at {address}" if address else "starting a local Ray",
+                            key="ray_start_s"):
+            if address:  # an existing cluster: its nodes bring their own CPUs and resources
+                ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+            else:
+                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.ERROR,
+                         log_to_driver=False, configure_logging=True)
         started_here = True
     try:
         yield RayLatencyCache()
