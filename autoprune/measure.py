@@ -29,38 +29,8 @@ class LatencyCache(Protocol):
 
 
 class LocalLatencyCache:
-    """In-process cache: for one process (apply, tests, benchmarks)."""
+    """In-process cache (apply, tests, benchmarks); also what the Ray actor behind RayLatencyCache holds."""
 
-    def __init__(self) -> None:
-        self._data: dict[str, LatencyStats] = {}
-
-    def get(self, key: str) -> LatencyStats | None:
-        return self._data.get(key)
-
-    def put(self, key: str, stats: LatencyStats) -> None:
-        self._data[key] = stats
-
-
-class RayLatencyCache:
-    """A cache every trial of a search shares, wherever it runs: a small Ray actor holds it."""
-
-    def __init__(self) -> None:
-        import ray
-
-        self._actor = ray.remote(num_cpus=0)(_CacheStore).remote()
-
-    def get(self, key: str) -> LatencyStats | None:
-        import ray
-
-        return ray.get(self._actor.get.remote(key))
-
-    def put(self, key: str, stats: LatencyStats) -> None:
-        import ray
-
-        ray.get(self._actor.put.remote(key, stats))
-
-
-class _CacheStore:
     def __init__(self) -> None:
         self._data: dict[str, LatencyStats] = {}
 
@@ -72,6 +42,25 @@ class _CacheStore:
         old = self._data.get(key)
         if old is None or stats.spread < old.spread:
             self._data[key] = stats
+
+
+class RayLatencyCache:
+    """A cache every trial of a search shares, wherever it runs: a small Ray actor holds it."""
+
+    def __init__(self) -> None:
+        import ray
+
+        self._actor = ray.remote(num_cpus=0)(LocalLatencyCache).remote()
+
+    def get(self, key: str) -> LatencyStats | None:
+        import ray
+
+        return ray.get(self._actor.get.remote(key))
+
+    def put(self, key: str, stats: LatencyStats) -> None:
+        import ray
+
+        ray.get(self._actor.put.remote(key, stats))
 
 
 def _measure_bytes(data: bytes, profile: HardwareProfile) -> LatencyStats:

@@ -39,7 +39,7 @@ class SearchProgress:
 
     def baseline(self, base: dict[str, Any], *, budgets: Sequence[Any], budgets_ms: dict[str, float]) -> None:
         self.print(f"unpruned: accuracy {base['accuracy']:.1%}, {base['macs'] / 1e6:.1f} M MACs")
-        for name, fig in base["profiles"].items():
+        for fig in base["profiles"].values():
             self.print(f"  {fig['latency']}")
         for b in budgets:
             ms = budgets_ms[b.profile]

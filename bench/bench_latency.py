@@ -79,6 +79,11 @@ def _uniform(model: torch.nn.Module, ratio: float, shape: tuple[int, ...]) -> to
     return prune(model, Plan(ratios={g.name: ratio for g in groups}, round_to=8), input_shape=shape)
 
 
+def _latency(model: torch.nn.Module, profile, shape: tuple[int, ...]) -> float:  # noqa: ANN001
+    path = export_onnx(model, "/tmp/autoprune-bench.onnx", input_shape=shape, batch_size=profile.batch_size)
+    return measure_onnx(path, profile).p50_ms
+
+
 def part2(quick: bool) -> None:
     print("\n2. realised speedup / MAC reduction, uniform ratios, cpu-1thread-b1 settings, input 3x224x224")
     shape = (3, 224, 224)
@@ -91,13 +96,10 @@ def part2(quick: bool) -> None:
         pruned = {r: _uniform(model, r, shape) for r in ratios}
         for batch in (1, 8):
             profile = base_profile.model_copy(update={"batch_size": batch})
-            def lat(m: torch.nn.Module) -> float:
-                path = export_onnx(m, "/tmp/autoprune-bench.onnx", input_shape=shape, batch_size=batch)
-                return measure_onnx(path, profile).p50_ms
-            lat0 = lat(model)
+            lat0 = _latency(model, profile, shape)
             for r, m in pruned.items():
                 macs, _ = count_macs_params(m, input_shape=shape)
-                red, speed = macs0 / macs, lat0 / lat(m)
+                red, speed = macs0 / macs, lat0 / _latency(m, profile, shape)
                 print(f"  {name:<14}{batch:>6}{r:>7.1f}{red:>10.2f}{speed:>9.2f}{speed / red:>8.2f}"
                       f"{'' if speed / red >= 0.9 else '  < 0.9'}")
 

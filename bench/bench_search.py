@@ -60,7 +60,6 @@ def main() -> None:
         wall = time.perf_counter() - t0
         timings = read_yaml(result.run_dir / "summary.yaml")["timings_s"]
     done = result.trials[result.trials["status"] == "completed"]
-    phase_sum = done[[f"{p}_s" for p in PHASES]].sum(axis=1)
     tune_s = timings["tune_s"]
     # Overhead seen from the driver, per trial: trial wall minus the five measured phases, plus the
     # gap before the next trial starts (Ray scheduling, Optuna ask/tell, result transport). The

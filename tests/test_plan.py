@@ -1,4 +1,5 @@
 import pytest
+from pydantic import ValidationError
 
 from autoprune.errors import AutopruneError, ConfigError
 from autoprune.plan import Plan
@@ -13,7 +14,7 @@ def test_plan_round_trips_through_yaml(tmp_path):
 
 def test_plan_is_immutable():
     plan = Plan(ratios={"a": 0.1})
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         plan.criterion = "l2"
 
 
