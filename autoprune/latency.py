@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
-import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -127,15 +125,6 @@ def measure_onnx(path: str | Path, profile: HardwareProfile, *, exclusive: bool 
         if best is None or stats.spread < best.spread:
             best = stats
     return replace(best, attempts=taken)  # type: ignore[arg-type] - max_attempts >= 1
-
-
-def measure_model(model: nn.Module, profile: HardwareProfile, *, input_shape: Sequence[int]) -> LatencyStats:
-    """Export ``model`` to a temporary ONNX file and time it on ``profile``."""
-    shape = profile.input_shape or list(input_shape)
-    with tempfile.TemporaryDirectory(prefix="autoprune-") as tmp:
-        path = export_onnx(model, os.path.join(tmp, "model.onnx"), input_shape=shape,
-                           batch_size=profile.batch_size, opset=profile.opset)
-        return measure_onnx(path, profile)
 
 
 def onnx_outputs(path: str | Path, x: torch.Tensor) -> np.ndarray:

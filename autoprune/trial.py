@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,7 +93,3 @@ def run_trial(model: nn.Module, data: DataSplits, plan: Plan, *, settings: Trial
     metrics.update({f"{p}_s": timer.seconds.get(f"{p}_s", 0.0) for p in PHASES})
     metrics["trial_s"] = time.perf_counter() - t_start
     return metrics
-
-
-def uniform_plan(groups: Sequence[str], ratio: float, **plan_fields: Any) -> Plan:
-    return Plan(ratios={g: ratio for g in groups}, **plan_fields)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from autoprune.errors import AutopruneError, ConfigError
-from autoprune.latency import measure_model
+from autoprune.measure import latency_for
 from autoprune.profiles import DEFAULT_PROFILE, HardwareProfile, available_profiles, resolve_profile
 from tests.helpers import tiny_resnet
 
@@ -24,9 +24,9 @@ def test_profile_contract(name):
     if profile.provider not in onnxruntime.get_available_providers():
         # part of the contract: a profile this machine cannot run is refused in one clear line
         with pytest.raises(AutopruneError, match=f"{name}.*{profile.provider}.*lacks"):
-            measure_model(tiny_resnet(), quick, input_shape=(1, 8, 8))
+            latency_for(tiny_resnet(), quick, input_shape=(1, 8, 8), arch_key=name)
         return
-    stats = measure_model(tiny_resnet(), quick, input_shape=(1, 8, 8))
+    stats = latency_for(tiny_resnet(), quick, input_shape=(1, 8, 8), arch_key=name)
     assert 0 < stats.min_ms <= stats.p50_ms <= stats.p90_ms
     assert stats.profile == name and stats.repeats == 3
 
@@ -54,5 +54,5 @@ def test_missing_provider_is_refused_clearly():
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("this machine has CUDA")
     with pytest.raises(AutopruneError, match="CUDAExecutionProvider.*lacks"):
-        measure_model(tiny_resnet(), profile, input_shape=(1, 8, 8))
+        latency_for(tiny_resnet(), profile, input_shape=(1, 8, 8), arch_key='cuda')
     assert torch.cuda.is_available() is False
