@@ -13,54 +13,14 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from torch import nn
 
 from autoprune.errors import AutopruneError
 from autoprune.latency import LatencyStats, export_onnx, measure_onnx
+from autoprune.latency_cache import LatencyCache
 from autoprune.profiles import HardwareProfile
-
-
-class LatencyCache(Protocol):
-    def get(self, key: str) -> LatencyStats | None: ...
-
-    def put(self, key: str, stats: LatencyStats) -> None: ...
-
-
-class LocalLatencyCache:
-    """In-process cache (apply, tests, benchmarks); also what the Ray actor behind RayLatencyCache holds."""
-
-    def __init__(self) -> None:
-        self._data: dict[str, LatencyStats] = {}
-
-    def get(self, key: str) -> LatencyStats | None:
-        return self._data.get(key)
-
-    def put(self, key: str, stats: LatencyStats) -> None:
-        # Keep the steadier figure if two trials raced to measure the same architecture.
-        old = self._data.get(key)
-        if old is None or stats.spread < old.spread:
-            self._data[key] = stats
-
-
-class RayLatencyCache:
-    """A cache every trial of a search shares, wherever it runs: a small Ray actor holds it."""
-
-    def __init__(self) -> None:
-        import ray
-
-        self._actor = ray.remote(num_cpus=0)(LocalLatencyCache).remote()
-
-    def get(self, key: str) -> LatencyStats | None:
-        import ray
-
-        return ray.get(self._actor.get.remote(key))
-
-    def put(self, key: str, stats: LatencyStats) -> None:
-        import ray
-
-        ray.get(self._actor.put.remote(key, stats))
 
 
 def _measure_bytes(data: bytes, profile: HardwareProfile) -> LatencyStats:
@@ -112,7 +72,7 @@ def latency_for(model: nn.Module, profile: HardwareProfile, *, input_shape: Sequ
     key = f"{arch_key}|{profile.timing_key()}"
     hit = cache.get(key) if cache is not None else None
     if hit is not None:
-        return replace(hit, source="cached")
+        return replace(LatencyStats(**hit), source="cached")
     shape = profile.input_shape or list(input_shape)
     if profile.latency_table:
         from autoprune.latency_table import LatencyTable
@@ -124,5 +84,5 @@ def latency_for(model: nn.Module, profile: HardwareProfile, *, input_shape: Sequ
                        batch_size=profile.batch_size, opset=profile.opset)
             stats = run("measure", measure_on_profile, path, profile)
     if cache is not None:
-        cache.put(key, stats)
+        cache.put(key, stats.as_dict())
     return stats

@@ -18,7 +18,8 @@ from autoprune.budget import Budget
 from autoprune.data import DataSplits, load_data
 from autoprune.errors import AutopruneError
 from autoprune.finetune import FinetuneConfig, evaluate
-from autoprune.measure import LatencyCache, latency_for
+from autoprune.latency_cache import LatencyCache
+from autoprune.measure import latency_for
 from autoprune.models import architecture_fingerprint, fingerprint, load_model
 from autoprune.plan import Plan
 from autoprune.profiles import DEFAULT_PROFILE, HardwareProfile, resolve_profile

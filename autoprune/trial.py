@@ -15,7 +15,8 @@ from autoprune import node_lock
 from autoprune.data import DataSplits
 from autoprune.finetune import FinetuneConfig, evaluate, finetune
 from autoprune.latency import LatencyStats
-from autoprune.measure import LatencyCache, latency_for
+from autoprune.latency_cache import LatencyCache
+from autoprune.measure import latency_for
 from autoprune.models import architecture_fingerprint, fingerprint
 from autoprune.plan import Plan
 from autoprune.profiles import HardwareProfile

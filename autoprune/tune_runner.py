@@ -16,7 +16,7 @@ import ray
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 
-from autoprune.measure import LatencyCache, RayLatencyCache
+from autoprune.latency_cache import LatencyCache, RayLatencyCache
 from autoprune.plan import Plan
 from autoprune.progress import SearchProgress
 from autoprune.report import write_trials

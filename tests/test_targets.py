@@ -10,7 +10,8 @@ import pytest
 from autoprune import node_lock
 from autoprune.budget import Budget
 from autoprune.errors import AutopruneError
-from autoprune.measure import LocalLatencyCache, latency_for
+from autoprune.latency_cache import LocalLatencyCache
+from autoprune.measure import latency_for
 from autoprune.profiles import HardwareProfile
 from autoprune.search import resolve_targets
 from tests.conftest import ROOT
