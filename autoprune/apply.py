@@ -77,7 +77,8 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     calib = calibration_batch(work.data.train, 64)
     pruned = prune(work.model, plan, input_shape=work.input_shape, calibration=calib)
     same_weights = fingerprint(pruned) == row.get("pruned_fingerprint")
-    if architecture_fingerprint(pruned) != row.get("arch_fingerprint"):
+    arch = architecture_fingerprint(pruned)
+    if arch != row.get("arch_fingerprint"):
         raise AutopruneError(f"the plan rebuilt an architecture different from {row['trial']}'s; "
                              "the model or torch-pruning version changed since the search")
     acc_pruned = evaluate(pruned, work.data.val)
@@ -101,7 +102,7 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     base, budgets = conf["baseline"], conf.get("budgets", {})
     latency = {}
     for i, profile in enumerate(profiles):
-        stats = latency_for(pruned, profile, input_shape=work.input_shape, arch_key=architecture_fingerprint(pruned))
+        stats = latency_for(pruned, profile, input_shape=work.input_shape, arch_key=arch)
         budget_ms = budgets.get(profile.name, {}).get("ms")
         latency[profile.name] = {
             "unpruned_p50_ms": base["profiles"][profile.name]["latency_p50_ms"],

@@ -43,6 +43,16 @@ def load_data(spec: str, *, seed: int = 0) -> DataSplits:
     raise AutopruneError(f"data {spec!r}: no such directory or function; {DATA_HINT}")
 
 
+def resolve_input_shape(*, data: str, input_shape: str | None = None) -> tuple[int, ...]:
+    """One sample's shape: parsed from ``3,224,224`` when given, else read off the data."""
+    if input_shape is None:
+        return load_data(data).input_shape
+    try:
+        return tuple(int(d) for d in input_shape.split(","))
+    except ValueError:
+        raise AutopruneError(f"input shape {input_shape!r} is not understood; write it like 3,224,224") from None
+
+
 def _split(ds: Dataset, *, seed: int, val_fraction: float = 0.2) -> tuple[Subset, Subset]:
     n = len(ds)  # type: ignore[arg-type]
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()

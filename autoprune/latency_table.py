@@ -114,7 +114,7 @@ def _widths(channels: int, space_group, round_to: int) -> list[int]:  # noqa: AN
     return sorted({channels - channels_to_remove(channels, r, round_to) for r in [0.0, *space_group.choices()]})
 
 
-def _standalone(name: str, layer: nn.Module, table: LayerTable, c_in: int, c_out: int) -> tuple[nn.Module, list[int]]:
+def _standalone(table: LayerTable, c_in: int, c_out: int) -> tuple[nn.Module, list[int]]:
     if table.kind == "linear":
         return nn.Linear(c_in, c_out), [c_in]
     groups = c_in if table.depthwise else table.groups
@@ -161,7 +161,7 @@ def build_table(model: nn.Module, *, input_shape: Sequence[int], profile: Hardwa
         for c_in in table.in_widths:
             row = []
             for c_out in table.out_widths:
-                layer, shape = _standalone(n, m, table, c_in, c_out)
+                layer, shape = _standalone(table, c_in, c_out)
                 stats = latency_for(layer.eval(), profile, input_shape=shape, arch_key=f"{n}:{c_in}:{c_out}")
                 row.append(stats.p50_ms)
                 done += 1

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from autoprune.data import resolve_input_shape
 from autoprune.errors import AutopruneError
 from autoprune.latency import LatencyStats
 from autoprune.latency_table import LatencyTable, build_table, prediction_error, random_plans
@@ -17,17 +18,6 @@ from autoprune.models import architecture_fingerprint, load_model
 from autoprune.profiles import resolve_profile
 from autoprune.pruning import prune
 from autoprune.space import SearchSpace, init_space
-
-
-def _input_shape(*, data: str, input_shape: str | None) -> tuple[int, ...]:
-    if input_shape is not None:
-        try:
-            return tuple(int(d) for d in input_shape.split(","))
-        except ValueError:
-            raise AutopruneError(f"input shape {input_shape!r} is not understood; write it like 3,224,224") from None
-    from autoprune.data import load_data
-
-    return load_data(data).input_shape
 
 
 def profile_measure(*, model: str, profile: str, data: str = "builtin:digits",
@@ -39,7 +29,7 @@ def profile_measure(*, model: str, profile: str, data: str = "builtin:digits",
             raise AutopruneError(f"model {model!r}: no such file; pass an existing .onnx file")
         return measure_on_profile(model, hw)
     net = load_model(model)
-    return latency_for(net, hw, input_shape=_input_shape(data=data, input_shape=input_shape),
+    return latency_for(net, hw, input_shape=resolve_input_shape(data=data, input_shape=input_shape),
                        arch_key=architecture_fingerprint(net))
 
 
@@ -60,7 +50,7 @@ def profile_build_table(*, model: str, profile: str, space: str | Path | None = 
     """Measure a latency table for ``model`` on ``profile``; check it against ``check`` random plans."""
     hw = resolve_profile(profile)
     net = load_model(model)
-    shape = _input_shape(data=data, input_shape=input_shape)
+    shape = resolve_input_shape(data=data, input_shape=input_shape)
     sp = SearchSpace.load(space) if space is not None else init_space(net, input_shape=shape, model_name=model)
     if space is not None:
         sp.check_against(net, input_shape=shape, source=str(space))

@@ -110,16 +110,10 @@ def init_space(model: nn.Module, *, input_shape: Sequence[int], model_name: str 
 def space_init(*, model: str = "builtin:demo", data: str = "builtin:digits", input_shape: str | None = None,
                low: float = 0.0, high: float = 0.7, step: float = 0.05) -> SearchSpace:
     """``autoprune space init``: load the model and derive its space (input shape from data or given)."""
-    from autoprune.data import load_data
+    from autoprune.data import resolve_input_shape
     from autoprune.models import load_model
 
-    if input_shape is not None:
-        try:
-            shape = tuple(int(d) for d in input_shape.split(","))
-        except ValueError:
-            raise AutopruneError(f"input shape {input_shape!r} is not understood; write it like 3,224,224") from None
-    else:
-        shape = load_data(data).input_shape
+    shape = resolve_input_shape(data=data, input_shape=input_shape)
     try:
         GroupRange(low=low, high=high, step=step)
     except ValueError as exc:
