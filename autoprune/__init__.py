@@ -6,7 +6,7 @@ The Python API has the shape of the CLI: ``search``, ``apply``, ``space_init``, 
 
 from autoprune.apply import ApplyResult, apply
 from autoprune.budget import Budget
-from autoprune.errors import AutopruneError, ConfigError
+from autoprune.errors import AutopruneError, ConfigError, SearchInterrupted
 from autoprune.models import load_model, save_checkpoint
 from autoprune.plan import Plan
 from autoprune.profiles import HardwareProfile, resolve_profile
@@ -14,7 +14,7 @@ from autoprune.profiling import profile_build_table, profile_measure
 from autoprune.search import SearchResult, search
 from autoprune.space import SearchSpace, init_space, space_init
 
-__all__ = ["ApplyResult", "AutopruneError", "Budget", "ConfigError", "HardwareProfile", "Plan", "SearchResult",
+__all__ = ["ApplyResult", "AutopruneError", "Budget", "ConfigError", "HardwareProfile", "Plan", "SearchInterrupted", "SearchResult",
            "SearchSpace", "apply", "init_space", "load_model", "profile_build_table", "profile_measure",
            "resolve_profile", "save_checkpoint", "search", "space_init"]
 __version__ = "0.1.0"

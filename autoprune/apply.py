@@ -53,10 +53,12 @@ def pick_trial(trials: pd.DataFrame, pick: str, *, budget: str) -> pd.Series:
                                  "with --pick TRIAL, or search again with more trials or a looser budget")
         return ok.sort_values(["accuracy", "latency_p50_ms"], ascending=[False, True]).iloc[0]
     name = f"trial-{int(pick):03d}" if pick.isdigit() else pick
-    match = done[done["trial"] == name]
+    # An infeasible or early-stopped plan may still be applied by name: apply fine-tunes it fully.
+    usable = trials[trials["status"] != "failed"]
+    match = usable[usable["trial"] == name]
     if match.empty:
-        known = ", ".join(done["trial"].head(8))
-        raise AutopruneError(f"--pick {pick!r}: no completed trial of that name; use best or one of: {known}")
+        known = ", ".join(usable["trial"].head(8))
+        raise AutopruneError(f"--pick {pick!r}: no finished trial of that name; use best or one of: {known}")
     return match.iloc[0]
 
 

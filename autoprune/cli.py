@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from autoprune.errors import AutopruneError
+from autoprune.errors import AutopruneError, SearchInterrupted
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Search per-layer channel-prune ratios under a latency budget, then apply the best plan.")
@@ -20,24 +20,35 @@ app.add_typer(profile_app, name="profile")
 
 @app.command("search")
 def search_cmd(
-    budget: Annotated[Optional[list[str]], typer.Option(help="Latency budget per batch: 50ms, 0.05s, 500us, or 0.5x of the unpruned latency; @PROFILE binds it to a profile (default: the first). Repeatable, one per profile.")] = None,
+    budget: Annotated[list[str] | None, typer.Option(help="Latency budget per batch: 50ms, 0.05s, 500us, or 0.5x of the unpruned latency; @PROFILE binds it to a profile (default: the first). Repeatable, one per profile.")] = None,
     model: Annotated[str, typer.Option(help="builtin:demo, torchvision:NAME, a checkpoint .pt, or package.module:function.")] = "builtin:demo",
     data: Annotated[str, typer.Option(help="builtin:digits, an ImageFolder directory (DIR?size=N), or package.module:function.")] = "builtin:digits",
-    space: Annotated[Optional[Path], typer.Option(help="Search space YAML (default: derived from the model).")] = None,
-    profile: Annotated[Optional[list[str]], typer.Option(help="Hardware profile: a name from hw_profiles/ or a YAML path. Repeatable: every trial is measured on each.")] = None,
-    trials: Annotated[int, typer.Option(help="Number of trials.")] = 24,
+    space: Annotated[Path | None, typer.Option(help="Search space YAML (default: derived from the model).")] = None,
+    profile: Annotated[list[str] | None, typer.Option(help="Hardware profile: a name from hw_profiles/ or a YAML path. Repeatable: every trial is measured on each.")] = None,
+    trials: Annotated[int | None, typer.Option(help="Number of trials (default 24; with --resume, the run's own count).")] = None,
     concurrency: Annotated[int, typer.Option(help="Trials run at once (latency measurements never overlap).")] = 1,
     seed: Annotated[int, typer.Option(help="Seed of the sampler and of fine-tuning.")] = 0,
     finetune_steps: Annotated[int, typer.Option(help="Fine-tune steps per trial before evaluation.")] = 30,
-    criterion: Annotated[Optional[str], typer.Option(help="Importance criterion (default: the space's, l1).")] = None,
+    criterion: Annotated[str | None, typer.Option(help="Importance criterion (default: the space's, l1).")] = None,
     out: Annotated[Path, typer.Option(help="Directory that receives runs/<run>/.")] = Path("runs"),
+    sampler: Annotated[str, typer.Option(help="Optuna sampler: tpe (constant liar when concurrent), nsga2, random or gp.")] = "tpe",
+    precheck: Annotated[bool, typer.Option(help="Measure latency first; a plan over budget is recorded as infeasible, not fine-tuned.")] = True,
+    bn_recalibration: Annotated[int, typer.Option(help="Batches of adaptive BatchNorm recalibration before evaluating a trial (0: off).")] = 0,
+    early_stop: Annotated[str, typer.Option(help="Early stopping of trials across fine-tune steps: none or asha.")] = "none",
+    storage: Annotated[str | None, typer.Option(help="Optuna storage URL for the study (default: sqlite in the run directory).")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory (after Ctrl-C, kill or crash).")] = None,
+    address: Annotated[str | None, typer.Option(help="Join an existing Ray cluster: auto or ray://HOST:PORT (default: RAY_ADDRESS, else a local Ray).")] = None,
+    cpus_per_trial: Annotated[float | None, typer.Option(help="CPUs per trial (default: the CPUs shared by the concurrent trials).")] = None,
+    gpus_per_trial: Annotated[float, typer.Option(help="GPUs per trial: trials fine-tune on a GPU; latency is still measured on the profiles.")] = 0.0,
 ) -> None:
     """Search per-group prune ratios; writes trials.csv, pareto.csv, a plot and plans."""
     from autoprune.search import search
 
     search(budget=budget or ["50ms"], model=model, data=data, space=space, profile=profile or ["cpu-default"],
-           trials=trials,
-           concurrency=concurrency, seed=seed, finetune_steps=finetune_steps, criterion=criterion, out=out)
+           trials=trials, concurrency=concurrency, seed=seed, finetune_steps=finetune_steps, criterion=criterion,
+           out=out, sampler=sampler, precheck=precheck, bn_recalibration=bn_recalibration, early_stop=early_stop,
+           storage=storage, resume=resume, address=address, cpus_per_trial=cpus_per_trial,
+           gpus_per_trial=gpus_per_trial)
 
 
 @app.command("apply")
@@ -46,7 +57,7 @@ def apply_cmd(
     pick: Annotated[str, typer.Option(help="best (most accurate plan within budget) or a trial, e.g. trial-007.")] = "best",
     epochs: Annotated[float, typer.Option(help="Recovery fine-tune epochs (warm-up + cosine).")] = 5.0,
     lr: Annotated[float, typer.Option(help="Peak learning rate of the recovery fine-tune.")] = 0.01,
-    out: Annotated[Optional[Path], typer.Option(help="Output directory (default: RUN/apply-<trial>).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output directory (default: RUN/apply-<trial>).")] = None,
 ) -> None:
     """Prune the model with a plan from a run, fine-tune, export .pt and .onnx, and report."""
     from autoprune.apply import apply
@@ -58,7 +69,7 @@ def apply_cmd(
 def space_init_cmd(
     model: Annotated[str, typer.Option(help="The model to derive the space from.")] = "builtin:demo",
     data: Annotated[str, typer.Option(help="Data whose samples give the input shape.")] = "builtin:digits",
-    input_shape: Annotated[Optional[str], typer.Option(help="Input shape of one sample, e.g. 3,224,224 (instead of --data).")] = None,
+    input_shape: Annotated[str | None, typer.Option(help="Input shape of one sample, e.g. 3,224,224 (instead of --data).")] = None,
     low: Annotated[float, typer.Option(help="Lowest ratio searched per group.")] = 0.0,
     high: Annotated[float, typer.Option(help="Highest ratio searched per group.")] = 0.7,
     step: Annotated[float, typer.Option(help="Ratio step.")] = 0.05,
@@ -84,7 +95,7 @@ def profile_measure_cmd(
     model: Annotated[str, typer.Option(help="A model spec, an applied model.pt, or a .onnx file.")],
     profile: Annotated[str, typer.Option(help="Hardware profile: a name from hw_profiles/ or a YAML path.")] = "cpu-default",
     data: Annotated[str, typer.Option(help="Data whose samples give the input shape.")] = "builtin:digits",
-    input_shape: Annotated[Optional[str], typer.Option(help="Input shape of one sample, e.g. 3,224,224 (instead of --data).")] = None,
+    input_shape: Annotated[str | None, typer.Option(help="Input shape of one sample, e.g. 3,224,224 (instead of --data).")] = None,
 ) -> None:
     """Measure a model's latency on a profile: p50, p90 and spread."""
     from autoprune.profiling import profile_measure
@@ -98,10 +109,10 @@ def profile_measure_cmd(
 def profile_build_table_cmd(
     model: Annotated[str, typer.Option(help="The model to tabulate (a model spec or checkpoint).")],
     profile: Annotated[str, typer.Option(help="The target profile to measure on.")] = "cpu-default",
-    space: Annotated[Optional[Path], typer.Option(help="Search space YAML (default: derived from the model).")] = None,
+    space: Annotated[Path | None, typer.Option(help="Search space YAML (default: derived from the model).")] = None,
     data: Annotated[str, typer.Option(help="Data whose samples give the input shape.")] = "builtin:digits",
-    input_shape: Annotated[Optional[str], typer.Option(help="Input shape of one sample, e.g. 3,224,224.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Table file (default: tables/<model>@<profile>.yaml).")] = None,
+    input_shape: Annotated[str | None, typer.Option(help="Input shape of one sample, e.g. 3,224,224.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Table file (default: tables/<model>@<profile>.yaml).")] = None,
     check: Annotated[int, typer.Option(help="Random plans measured to report the table's prediction error.")] = 10,
 ) -> None:
     """Measure per-layer latencies on a profile into a table that predicts latency without measuring."""
@@ -127,6 +138,9 @@ def main() -> None:
     except AutopruneError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except SearchInterrupted as exc:
+        typer.echo(f"interrupted: {exc}", err=True)
+        sys.exit(130)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)

@@ -102,7 +102,7 @@ def _from_function(spec: str) -> DataSplits:
     return DataSplits(train=result[0], val=result[1], source=spec)
 
 
-def import_callable(spec: str, *, what: str):  # noqa: ANN201 - returns any callable
+def import_callable(spec: str, *, what: str):
     """Import ``package.module:function``; errors say which part was missing."""
     module_name, _, attr = spec.partition(":")
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class AutopruneError(Exception):
     """Bad input: the message names what was wrong and what would be right."""
@@ -14,3 +16,12 @@ class ConfigError(AutopruneError):
         self.file, self.key, self.value, self.expected = file, key, value, expected
         where = f"{file}: {key}" if key else file
         super().__init__(f"{where}: {value!r} is not valid; {expected}")
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a search: what finished is written; ``search(resume=run_dir)`` continues."""
+
+    def __init__(self, run_dir: Path, *, done: int, total: int) -> None:
+        super().__init__(f"stopped after {done} of {total} trials; trials.csv and pareto.csv hold what finished. "
+                         f"Continue with: autoprune search --resume {run_dir}")
+        self.run_dir = run_dir

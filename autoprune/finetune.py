@@ -51,11 +51,12 @@ class NonFiniteLoss(RuntimeError):
 
 def finetune(model: nn.Module, dataset: Dataset, *, config: FinetuneConfig,
              on_step: Callable[[int, int, float], None] | None = None,
-             step_guard: Callable[[], ContextManager[None]] = contextlib.nullcontext) -> float:
+             step_guard: Callable[[], ContextManager[None]] = contextlib.nullcontext,
+             device: str | torch.device = "cpu") -> float:
     """Train ``model`` in place; returns the mean loss of the last steps (or nan for zero steps).
 
     Each step runs inside ``step_guard()``: trials pass the node lock, so no step overlaps a
-    latency measurement on the same machine.
+    latency measurement on the same machine. ``model`` must already be on ``device``.
     """
     total = config.total_steps(len(dataset))  # type: ignore[arg-type]
     if total <= 0:
@@ -70,6 +71,7 @@ def finetune(model: nn.Module, dataset: Dataset, *, config: FinetuneConfig,
     step, recent = 0, []
     while step < total:
         for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with step_guard():
                 loss = loss_fn(model(x), y)
                 if not torch.isfinite(loss):
@@ -89,11 +91,37 @@ def finetune(model: nn.Module, dataset: Dataset, *, config: FinetuneConfig,
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset: Dataset, *, batch_size: int = 256) -> float:
+def evaluate(model: nn.Module, dataset: Dataset, *, batch_size: int = 256, device: str | torch.device = "cpu") -> float:
     """Top-1 accuracy in [0, 1]."""
     model.eval()
     correct = total = 0
     for x, y in DataLoader(dataset, batch_size=batch_size):
-        correct += (model(x).argmax(1) == y).sum().item()
+        correct += (model(x.to(device)).argmax(1).cpu() == y).sum().item()
         total += len(y)
     return correct / max(1, total)
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, dataset: Dataset, *, batches: int, batch_size: int = 64, seed: int = 0,
+                   device: str | torch.device = "cpu") -> int:
+    """Adaptive BatchNorm (EagleEye): re-estimate every BN layer's running statistics from a few
+    training batches. Pruning leaves the old statistics describing channels that now see other
+    inputs; fresh ones make a pruned model's accuracy before fine-tuning a better ranking signal.
+    Returns the number of BN layers recalibrated."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns or batches <= 0:
+        return 0
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches, not an exponential one
+    model.train()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    for i, (x, _) in enumerate(loader):
+        if i >= batches:
+            break
+        model(x.to(device))
+    for m, momentum in zip(bns, momenta, strict=True):
+        m.momentum = momentum
+    model.eval()
+    return len(bns)

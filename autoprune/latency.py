@@ -75,7 +75,7 @@ def export_onnx(model: nn.Module, path: str | Path, *, input_shape: Sequence[int
     return p
 
 
-def _session(path: str | Path, profile: HardwareProfile):  # noqa: ANN202 - onnxruntime.InferenceSession
+def _session(path: str | Path, profile: HardwareProfile):
     import onnxruntime as ort
 
     available = ort.get_available_providers()
@@ -90,7 +90,7 @@ def _session(path: str | Path, profile: HardwareProfile):  # noqa: ANN202 - onnx
     return ort.InferenceSession(str(path), so, providers=[profile.provider])
 
 
-def _time_once(session, feed: dict, profile: HardwareProfile, *, exclusive: bool) -> np.ndarray:  # noqa: ANN001
+def _time_once(session, feed: dict, profile: HardwareProfile, *, exclusive: bool) -> np.ndarray:
     times = []
     with node_lock.measuring() if exclusive else contextlib.nullcontext():
         for _ in range(profile.warmup):

@@ -110,7 +110,7 @@ def _layer_inputs(model: nn.Module, input_shape: Sequence[int]) -> dict[str, tup
     return shapes
 
 
-def _widths(channels: int, space_group, round_to: int) -> list[int]:  # noqa: ANN001 - a GroupRange
+def _widths(channels: int, space_group, round_to: int) -> list[int]:
     return sorted({channels - channels_to_remove(channels, r, round_to) for r in [0.0, *space_group.choices()]})
 
 

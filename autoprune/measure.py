@@ -58,7 +58,7 @@ def measure_on_profile(path: str | Path, profile: HardwareProfile) -> LatencySta
     return ray.get(task.remote(Path(path).read_bytes(), profile))
 
 
-def _call(phase: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:  # noqa: ARG001 - same shape as a timer
+def _call(phase: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
     return fn(*args, **kwargs)
 
 

@@ -12,7 +12,12 @@ import numpy as np
 from autoprune.data import resolve_input_shape
 from autoprune.errors import AutopruneError
 from autoprune.latency import LatencyStats
-from autoprune.latency_table import LatencyTable, build_table, prediction_error, random_plans
+from autoprune.latency_table import (
+    LatencyTable,
+    build_table,
+    prediction_error,
+    random_plans,
+)
 from autoprune.measure import latency_for, measure_on_profile
 from autoprune.models import architecture_fingerprint, load_model
 from autoprune.profiles import resolve_profile

@@ -14,9 +14,9 @@ from rich.table import Table
 
 
 class SearchProgress:
-    def __init__(self, *, total: int, quiet: bool = False, console: Console | None = None) -> None:
+    def __init__(self, *, total: int, quiet: bool = False, console: Console | None = None, done: int = 0) -> None:
         self.total = total
-        self.done = 0
+        self.done = done  # a resumed run counts on from the trials it already has
         self.failed = 0
         self.best: dict[str, Any] | None = None
         self.console = console or Console(highlight=False, soft_wrap=True)
@@ -49,9 +49,17 @@ class SearchProgress:
     def trial(self, row: dict[str, Any]) -> None:
         self.done += 1
         head = f"[{self.done:>3}/{self.total}] {row['trial']}"
-        if row["status"] != "completed":
+        if row["status"] == "failed":
             self.failed += 1
             self.print(f"{head} [red]failed[/]: {row['error']}")
+            return
+        if row["status"] == "infeasible":
+            self.print(f"{head} [yellow]infeasible[/]: {row['latency_p50_ms']:.1f} ms is over budget; "
+                       f"not fine-tuned ({row['wall_s']:.1f} s)")
+            return
+        if row["status"] == "stopped":
+            self.print(f"{head} [dim]stopped early[/] at step {row.get('finetune_step', '?')}: interim acc "
+                       f"{row['accuracy']:.1%}  {row['latency_p50_ms']:.1f} ms ({row['wall_s']:.1f} s)")
             return
         if row["meets_budget"] and (self.best is None or row["accuracy"] > self.best["accuracy"]):
             self.best = row
@@ -61,7 +69,7 @@ class SearchProgress:
         self.print(f"{head} acc {row['accuracy']:.1%}  {row['latency_p50_ms']:.1f} ms  "
                    f"{row['macs'] / 1e6:.1f} M MACs  {mark}  ({row['wall_s']:.1f} s)   {best}")
 
-    def summary(self, front: pd.DataFrame, *, run_dir: Path, plot: Path | None, n_failed: int) -> None:
+    def summary(self, front: pd.DataFrame, *, run_dir: Path, plot: Path | None, counts: dict[str, int]) -> None:
         if self.quiet:
             return
         table = Table(title=f"Pareto front ({len(front)} plans)", title_justify="left")
@@ -71,7 +79,8 @@ class SearchProgress:
             table.add_row(r.trial, f"{r.accuracy:.1%}", f"{r.latency_p50_ms:.2f}", f"{r.latency_p90_ms:.2f}",
                           f"{r.macs / 1e6:.2f}", "yes" if r.meets_budget else "no")
         self.console.print(table)
-        self.print(f"finished in {time.perf_counter() - self.t0:.0f} s; {n_failed} trial(s) failed")
+        states = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+        self.print(f"finished in {time.perf_counter() - self.t0:.0f} s; trials: {states}")
         for name in ("trials.csv", "pareto.csv"):
             self.print(f"  {run_dir / name}")
         if plot is not None:

@@ -56,6 +56,10 @@ def plot_pareto(trials: pd.DataFrame, run_dir: Path, *, budgets_ms: dict[str, fl
         lat = f"latency_p50_ms@{name}"
         front = pareto_front(trials, latency=lat)
         ok, over = done[done["meets_budget"]], done[~done["meets_budget"]]
+        skipped = trials[trials["status"] == "infeasible"] if "accuracy_before_finetune" in trials else trials.iloc[0:0]
+        if not skipped.empty:
+            ax.scatter(skipped[lat], skipped["accuracy_before_finetune"] * 100, s=14, marker="x", c="#d5a6a6",
+                       label="over budget, not fine-tuned (accuracy before)")
         ax.scatter(over[lat], over["accuracy"] * 100, s=18, c="#bbbbbb", label="trial over budget")
         ax.scatter(ok[lat], ok["accuracy"] * 100, s=18, c="#7fb3d5", label="trial within budget")
         ax.step(front[lat], front["accuracy"] * 100, where="post", c="#1f4e79", lw=1.5)

@@ -1,17 +1,15 @@
-"""Optuna under Ray Tune: the sampler choice, and an adapter that lets the sampler see the budget.
-
-Optuna's samplers read a trial's constraint values from the trial itself (``Trial.set_constraint``,
-Optuna >= 5; the older ``constraints_func`` sees only params and attributes). Ray's ``OptunaSearch``
-tells Optuna the objective values alone, so the adapter sets the budget violation from the trial's
-result on the Optuna trial just before that ``tell``.
-"""
+"""The Optuna side of the search: which sampler, and which plans it tries first. No Ray here."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any
 
 import optuna
-from ray.tune.search.optuna import OptunaSearch
+
+from autoprune.errors import AutopruneError
+from autoprune.space import SearchSpace
 
 CONSTRAINT_PREFIX = "latency_over_budget_ms@"  # + profile name: one constraint per budget
 TRIAL_NUMBER_KEY = "__trial_number"
@@ -22,40 +20,44 @@ def ratios_from_config(config: dict[str, Any]) -> dict[str, float]:
     return {k: round(float(v), 6) for k, v in config.items() if k != TRIAL_NUMBER_KEY}
 
 
-def make_sampler(*, trials: int, concurrency: int, seed: int) -> optuna.samplers.BaseSampler:
-    """Multi-objective TPE; the budget reaches it as each trial's constraint.
+SAMPLERS = ("tpe", "nsga2", "random", "gp")
 
-    NSGA-II would spend a default population of 50 on random plans, i.e. all of a typical search;
-    TPE starts modelling after a few random trials. The constant liar keeps parallel trials apart.
+
+def make_sampler(name: str = "tpe", *, trials: int, concurrency: int, seed: int) -> optuna.samplers.BaseSampler:
+    """An Optuna sampler by name, with defaults suited to the trial count and concurrency.
+
+    Every one reads the budget from each trial's constraints (``Trial.set_constraint``).
+    - tpe (default): multi-objective TPE; starts modelling after trials/4 random plans (4..10), and
+      the constant liar keeps parallel trials apart.
+    - nsga2: a population of trials/4 (4..50): the default of 50 would spend a typical search on
+      its first, random generation.
+    - gp: Gaussian-process log-EHVI; best per trial for small budgets, seconds per suggestion.
+    - random: the baseline the others must beat.
     """
-    return optuna.samplers.TPESampler(
-        n_startup_trials=min(10, max(4, trials // 4)),
-        multivariate=True,
-        constant_liar=concurrency > 1,
-        seed=seed,
-    )
+    startup = min(10, max(4, trials // 4))
+    if name == "tpe":
+        return optuna.samplers.TPESampler(n_startup_trials=startup, multivariate=True, constant_liar=concurrency > 1,
+                                          seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(population_size=min(50, max(4, trials // 4)), seed=seed)
+    if name == "gp":
+        return optuna.samplers.GPSampler(n_startup_trials=startup, seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise AutopruneError(f"sampler {name!r} is unknown; choose one of {', '.join(SAMPLERS)}")
 
 
-class BudgetedOptunaSearch(OptunaSearch):
-    """OptunaSearch that forwards the latency-budget violation to the sampler's constraint."""
+def uniform_seeds(space: SearchSpace, *, budgets: Mapping[str, tuple[float, float]]) -> list[dict[str, float]]:
+    """Uniform-ratio plans that bracket the budget, for the sampler to try first.
 
-    def __init__(self, *, budgets_ms: dict[str, float], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._budgets_ms = dict(budgets_ms)  # profile name -> budget in ms
-
-    def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        config = super().suggest(trial_id)
-        if isinstance(config, dict):
-            # Optuna's trial number names the trial in every output file: stable and sequential.
-            config = {**config, TRIAL_NUMBER_KEY: self._ot_trials[trial_id].number}
-        return config
-
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        ot_trial = self._ot_trials.get(trial_id)
-        if ot_trial is not None and result:
-            for profile, budget in self._budgets_ms.items():
-                latency = result.get(f"latency_p50_ms@{profile}")
-                if latency is not None:
-                    # Feasible when <= 0: latency minus budget, in ms.
-                    ot_trial.set_constraint(f"{CONSTRAINT_PREFIX}{profile}", float(latency) - budget)
-        super().on_trial_complete(trial_id, result=result, error=error)
+    ``budgets`` maps a profile to (budget ms, unpruned ms). A convolution's cost scales with its
+    input times its output channels, so a uniform ratio r leaves about (1 - r)² of the latency:
+    r* = 1 - sqrt(budget / unpruned) for the tightest budget, and one grid step either side of it.
+    """
+    need = max((1.0 - math.sqrt(min(1.0, b / base)) for b, base in budgets.values() if base > 0), default=0.0)
+    plans: list[dict[str, float]] = []
+    for target in (need - 0.1, need, need + 0.1):
+        plan = {name: min(g.choices(), key=lambda v: abs(v - target)) for name, g in space.groups.items()}
+        if plan not in plans:
+            plans.append(plan)
+    return plans

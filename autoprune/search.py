@@ -16,7 +16,7 @@ import torch
 from autoprune import config as cfg
 from autoprune.budget import Budget
 from autoprune.data import DataSplits, load_data
-from autoprune.errors import AutopruneError
+from autoprune.errors import AutopruneError, SearchInterrupted
 from autoprune.finetune import FinetuneConfig, evaluate
 from autoprune.latency_cache import LatencyCache
 from autoprune.measure import latency_for
@@ -26,7 +26,9 @@ from autoprune.profiles import DEFAULT_PROFILE, HardwareProfile, resolve_profile
 from autoprune.progress import SearchProgress
 from autoprune.pruning import count_macs_params
 from autoprune.report import plot_pareto, write_pareto, write_trials
+from autoprune.sampler import SAMPLERS, uniform_seeds
 from autoprune.space import SearchSpace, init_space
+from autoprune.study import load_study, reconcile, storage_url, study_name
 from autoprune.trial import TrialSettings
 
 RUN_FORMAT = 1
@@ -140,56 +142,182 @@ def new_run_dir(out: str | Path) -> Path:
     return run_dir
 
 
+EARLY_STOP = ("none", "asha")
+FINISHED = ("completed", "infeasible", "stopped", "failed")  # a trial in one of these states is not re-run
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    """How the trials are run: the sampler, the study's storage, resources and early stopping."""
+
+    trials: int
+    concurrency: int = 1
+    seed: int = 0
+    sampler: str = "tpe"
+    storage: str = ""  # an Optuna RDB URL
+    study_name: str = "autoprune"
+    cpus_per_trial: float | None = None  # None: the cluster's CPUs shared by the concurrent trials
+    gpus_per_trial: float = 0.0
+    early_stop: str = "none"
+    initial_plans: tuple[dict[str, float], ...] = ()  # tried first, in order
+
+
+def _choice(name: str, value: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise AutopruneError(f"{name} {value!r} is unknown; choose one of {', '.join(choices)}")
+    return value
+
+
 def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo", data: str = "builtin:digits",
            space: str | Path | None = None, profile: str | Path | Sequence[str | Path] = DEFAULT_PROFILE,
-           trials: int = 24, concurrency: int = 1, seed: int = 0, finetune_steps: int = 30,
-           criterion: str | None = None, out: str | Path = "runs", quiet: bool = False) -> SearchResult:
+           trials: int | None = None, concurrency: int = 1, seed: int = 0, finetune_steps: int = 30,
+           criterion: str | None = None, out: str | Path = "runs", quiet: bool = False, sampler: str = "tpe",
+           precheck: bool = True, bn_recalibration: int = 0, early_stop: str = "none",
+           initial_plans: Sequence[dict[str, float]] | None = None, storage: str | None = None,
+           address: str | None = None, cpus_per_trial: float | None = None, gpus_per_trial: float = 0.0,
+           resume: str | Path | None = None) -> SearchResult:
     """Search per-group prune ratios for the best accuracy/latency trade-off under the budget(s).
 
     ``profile`` may name several hardware profiles: every trial is measured on each. ``budget``
     may be several, one per profile (``50ms@cpu-1thread-b1``, ``0.5x@cpu-default``); the first
     budget's profile is the primary one, whose latency is the second objective.
+
+    ``precheck`` reports a plan whose latency misses a budget as infeasible without fine-tuning
+    it. ``initial_plans`` are tried first (default: uniform ratios bracketing the budget; ``[]``
+    for none). The study lives in ``storage`` (an Optuna RDB URL; default ``RUN/study.db``).
+    ``resume`` continues the run in that directory with its own settings, up to its trial count
+    (or ``trials``, when given); only ``concurrency``, ``address``, the per-trial resources and
+    ``quiet`` are taken from this call.
     """
+    if resume is not None:
+        return _resume(Path(resume), trials=trials, concurrency=concurrency, quiet=quiet, address=address,
+                       cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial)
+    trials = 24 if trials is None else trials
     profiles, budgets = resolve_targets(budget, profile)
     _positive("trials", trials)
     _positive("concurrency", concurrency)
     _positive("finetune_steps", finetune_steps, minimum=0)
+    _positive("bn_recalibration", bn_recalibration, minimum=0)
+    _choice("sampler", sampler, SAMPLERS)
+    _choice("early_stop", early_stop, EARLY_STOP)
     progress = SearchProgress(total=trials, quiet=quiet)
     with progress.phase("loading model, data and space", key="load_s"):
         work = load_workload(model=model, data=data, space=space, profiles=profiles, criterion=criterion)
+    if initial_plans is not None:
+        initial_plans = [work.space.check_plan(p, source=f"initial plan {i}") for i, p in enumerate(initial_plans)]
 
-    from autoprune.tune_runner import ray_session, run_trials  # imports Ray: keep it off the bad-input path
+    from autoprune.tune_runner import (
+        ray_session,  # imports Ray: keep it off the bad-input path
+    )
 
-    with ray_session(progress) as cache:
+    with ray_session(progress, address=address) as cache:
         names = ", ".join(p.name for p in work.profiles)
         with progress.phase(f"measuring the unpruned model on {names}", key="baseline_s"):
             baseline = measure_baseline(work, cache=cache)
         budgets_ms = {b.profile: b.resolve_ms(baseline_ms=baseline["profiles"][b.profile]["latency_p50_ms"])
                       for b in budgets}
         progress.baseline(baseline, budgets=budgets, budgets_ms=budgets_ms)
+        if initial_plans is None:
+            initial_plans = uniform_seeds(work.space, budgets={
+                p: (ms, baseline["profiles"][p]["latency_p50_ms"]) for p, ms in budgets_ms.items()})
 
         run_dir = new_run_dir(out)
-        finetune = FinetuneConfig(steps=finetune_steps, seed=seed)
         base_fp = fingerprint(work.model)
         plan_fields = {"criterion": work.space.criterion, "round_to": work.space.round_to,
                        "ignored": work.space.ignored, "base_model": model, "base_fingerprint": base_fp, "seed": seed}
+        finetune = FinetuneConfig(steps=finetune_steps, seed=seed)
         primary = work.profiles[0].name
-        cfg.dump({"format": RUN_FORMAT, "model": model, "model_fingerprint": base_fp, "data": data,
-                  "input_shape": list(work.input_shape), "budget": str(budgets[0]), "budget_ms": budgets_ms[primary],
-                  "budgets": {b.profile: {"budget": str(b), "ms": budgets_ms[b.profile]} for b in budgets},
-                  "trials": trials, "concurrency": concurrency, "seed": seed,
-                  "finetune": {"steps": finetune_steps, "lr": finetune.lr, "batch_size": finetune.batch_size},
-                  "profiles": [p.model_dump(mode="json") for p in work.profiles],
-                  "space": work.space.model_dump(mode="json"), "plan": plan_fields, "baseline": baseline},
-                 run_dir / "config.yaml")
+        run_config = {
+            "format": RUN_FORMAT, "model": model, "model_fingerprint": base_fp, "data": data,
+            "input_shape": list(work.input_shape), "budget": str(budgets[0]), "budget_ms": budgets_ms[primary],
+            "budgets": {b.profile: {"budget": str(b), "ms": budgets_ms[b.profile]} for b in budgets},
+            "trials": trials, "concurrency": concurrency, "seed": seed, "sampler": sampler,
+            "precheck": precheck, "bn_recalibration": bn_recalibration, "early_stop": early_stop,
+            "eval_every": max(1, finetune_steps // 4) if early_stop != "none" else 0,
+            "finetune": {"steps": finetune_steps, "lr": finetune.lr, "batch_size": finetune.batch_size},
+            "study": {"storage": storage, "name": study_name(run_dir, storage)},
+            "initial_plans": [dict(p) for p in initial_plans],
+            "profiles": [p.model_dump(mode="json") for p in work.profiles],
+            "space": work.space.model_dump(mode="json"), "plan": plan_fields, "baseline": baseline}
+        cfg.dump(run_config, run_dir / "config.yaml")
         for p in work.profiles:
             cfg.dump(p, run_dir / "profiles" / f"{p.name}.yaml")
         work.space.save(run_dir / "space.yaml")
-        settings = TrialSettings(input_shape=work.input_shape, profiles=work.profiles, finetune=finetune, cache=cache)
-        rows = run_trials(work=work, settings=settings, plan_fields=plan_fields, budgets_ms=budgets_ms,
-                          trials=trials, concurrency=concurrency, seed=seed, run_dir=run_dir, progress=progress)
-    return finish(run_dir, rows, budgets_ms=budgets_ms, baseline=baseline, profiles=[p.name for p in work.profiles],
-                  progress=progress)
+        opts = _run_options(run_config, run_dir, trials=trials, concurrency=concurrency,
+                            cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
+                            initial_plans=tuple(initial_plans))
+        return _execute(work, run_dir, run_config, opts, cache=cache, progress=progress, rows=[])
+
+
+def _run_options(run_config: dict[str, Any], run_dir: Path, **kwargs: Any) -> RunOptions:
+    study = run_config["study"]
+    return RunOptions(seed=run_config["seed"], sampler=run_config["sampler"], early_stop=run_config["early_stop"],
+                      storage=storage_url(run_dir, study["storage"]), study_name=study["name"], **kwargs)
+
+
+def _execute(work: Workload, run_dir: Path, run_config: dict[str, Any], opts: RunOptions, *, cache: LatencyCache,
+             progress: SearchProgress, rows: list[dict[str, Any]]) -> SearchResult:
+    """Run the trials of a new or resumed run, then write its outputs (also after Ctrl-C)."""
+    from autoprune.tune_runner import run_trials
+
+    budgets_ms = {name: b["ms"] for name, b in run_config["budgets"].items()}
+    ft = run_config["finetune"]
+    settings = TrialSettings(
+        input_shape=work.input_shape, profiles=work.profiles, cache=cache, budgets_ms=budgets_ms,
+        finetune=FinetuneConfig(steps=ft["steps"], lr=ft["lr"], batch_size=ft["batch_size"], seed=run_config["seed"]),
+        precheck=run_config["precheck"], bn_recalibration=run_config["bn_recalibration"],
+        eval_every=run_config["eval_every"])
+    rows, interrupted = run_trials(work=work, settings=settings, plan_fields=run_config["plan"], budgets_ms=budgets_ms,
+                                   opts=opts, run_dir=run_dir, progress=progress, rows=rows)
+    result = finish(run_dir, rows, budgets_ms=budgets_ms, baseline=run_config["baseline"],
+                    profiles=[p.name for p in work.profiles], progress=progress)
+    if interrupted:
+        raise SearchInterrupted(run_dir, done=len(rows), total=run_config["trials"])
+    return result
+
+
+def _resume(run_dir: Path, *, trials: int | None, concurrency: int, quiet: bool, address: str | None,
+            cpus_per_trial: float | None, gpus_per_trial: float) -> SearchResult:
+    """Continue a run (stopped by Ctrl-C, ``kill -9`` or a crash) up to its trial count."""
+    if not (run_dir / "config.yaml").is_file():
+        raise AutopruneError(f"--resume {run_dir}: not an autoprune run directory (no config.yaml); "
+                             "pass the runs/<run> directory that autoprune search printed")
+    run_config = cfg.read_yaml(run_dir / "config.yaml")
+    if run_config.get("format") != RUN_FORMAT or "study" not in run_config:
+        raise AutopruneError(f"--resume {run_dir}: written by another autoprune version (format "
+                             f"{run_config.get('format')!r}); start a new search")
+    total = run_config["trials"] if trials is None else _positive("trials", trials)
+    _positive("concurrency", concurrency)
+    rows = (pd.read_csv(run_dir / "trials.csv").to_dict("records")
+            if (run_dir / "trials.csv").is_file() else [])
+    rows = [r for r in rows if r.get("status") in FINISHED]
+    progress = SearchProgress(total=total, quiet=quiet, done=len(rows))
+    profiles = [resolve_profile(run_dir / "profiles" / f"{p['name']}.yaml") for p in run_config["profiles"]]
+    with progress.phase(f"resuming {run_dir}: loading model, data and space", key="load_s"):
+        work = load_workload(model=run_config["model"], data=run_config["data"], space=run_dir / "space.yaml",
+                             profiles=profiles)
+    if fingerprint(work.model) != run_config["model_fingerprint"]:
+        raise AutopruneError(f"--resume {run_dir}: model {run_config['model']!r} no longer has the weights this "
+                             "run searched (fingerprint differs); start a new search for the new weights")
+    study = run_config["study"]
+    url = storage_url(run_dir, study["storage"])
+    requeued = reconcile(load_study(url, study["name"]), rows=rows,
+                         budgets_ms={name: b["ms"] for name, b in run_config["budgets"].items()})
+    remaining = total - len(rows)
+    progress.print(f"{len(rows)} of {total} trials already finished; {requeued} interrupted plan(s) queued again")
+    if remaining <= 0:
+        return finish(run_dir, rows, budgets_ms={n: b["ms"] for n, b in run_config["budgets"].items()},
+                      baseline=run_config["baseline"], profiles=[p.name for p in profiles], progress=progress)
+    if total != run_config["trials"]:
+        cfg.dump({**run_config, "trials": total}, run_dir / "config.yaml")
+        run_config = {**run_config, "trials": total}
+
+    from autoprune.tune_runner import ray_session
+
+    with ray_session(progress, address=address) as cache:
+        opts = _run_options(run_config, run_dir, trials=remaining, concurrency=concurrency,
+                            cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial)
+        return _execute(work, run_dir, run_config, opts, cache=cache, progress=progress, rows=rows)
 
 
 def finish(run_dir: Path, rows: list[dict[str, Any]], *, budgets_ms: dict[str, float], baseline: dict[str, Any],
@@ -201,18 +329,21 @@ def finish(run_dir: Path, rows: list[dict[str, Any]], *, budgets_ms: dict[str, f
     plot = None
     if (table["status"] == "completed").any():
         plot = plot_pareto(table, run_dir, budgets_ms=budgets_ms, baseline=baseline, profiles=profiles)
-    n_failed = int((table["status"] != "completed").sum())
-    cfg.dump({"trials": len(table), "failed": n_failed, "pareto_size": len(front), "budgets_ms": budgets_ms,
+    n_failed = int((table["status"] == "failed").sum())
+    counts = {k: int(v) for k, v in table["status"].value_counts().items()}
+    cfg.dump({"trials": len(table), "failed": n_failed, "status": counts, "pareto_size": len(front),
+              "budgets_ms": budgets_ms,
               "timings_s": {**progress.timings, "total_s": time.perf_counter() - progress.t0}},
              run_dir / "summary.yaml")
-    progress.summary(front, run_dir=run_dir, plot=plot, n_failed=n_failed)
+    progress.summary(front, run_dir=run_dir, plot=plot, counts=counts)
     return SearchResult(run_dir=run_dir, trials=table, pareto=front, budget_ms=budgets_ms[profiles[0]],
                         budgets_ms=budgets_ms, baseline=baseline, plot=plot)
 
 
 _FIRST = ["trial", "status", "accuracy", "latency_p50_ms", "latency_p90_ms", "latency_spread", "meets_budget",
-          "macs", "params", "wall_s", "trial_s", "prune_s", "finetune_s", "evaluate_s", "export_s", "measure_s",
-          "overhead_s", "started_at", "finished_at", "error", "plan"]
+          "accuracy_before_finetune", "finetuned", "macs", "params", "wall_s", "trial_s", "prune_s", "export_s",
+          "measure_s", "recalibrate_s", "finetune_s", "evaluate_s", "overhead_s", "node", "started_at", "finished_at",
+          "error", "plan"]
 
 
 def trials_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:

@@ -84,6 +84,26 @@ class SearchSpace(StrictModel):
             raise ConfigError(file=source, key=f"groups.{name}", value=name,
                               expected=f"{why}; prunable groups: {', '.join(groups)}")
 
+    def check_plan(self, ratios: dict[str, float], *, source: str = "<plan>") -> dict[str, float]:
+        """A ratio for every group, each on that group's grid; returns them as floats."""
+        if not isinstance(ratios, dict):
+            raise ConfigError(file=source, key="", value=ratios, expected="a mapping of group name to ratio")
+        for name, value in ratios.items():
+            if name not in self.groups:
+                raise ConfigError(file=source, key=name, value=value,
+                                  expected=f"a group of the space: {', '.join(self.groups)}")
+        out = {}
+        for name, g in self.groups.items():
+            if name not in ratios:
+                raise ConfigError(file=source, key=name, value=None, expected="a ratio for every group of the space")
+            value = ratios[name]
+            grid = g.choices()
+            if not isinstance(value, (int, float)) or min(abs(float(value) - v) for v in grid) > 1e-6:
+                raise ConfigError(file=source, key=name, value=value,
+                                  expected=f"one of the group's ratios {grid[0]}..{grid[-1]} in steps of {g.step}")
+            out[name] = float(value)
+        return out
+
 
 _HEADER = ("# autoprune search space: one ratio (fraction of output channels removed) per prunable group.\n"
            "# Layers coupled by residual adds form one group and share its ratio (members).\n")

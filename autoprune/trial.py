@@ -1,8 +1,13 @@
-"""One trial: prune → fine-tune briefly → evaluate → export ONNX → measure latency. No Ray here."""
+"""One trial: prune → export ONNX and measure latency → (if within budget) fine-tune briefly → evaluate.
+
+Latency depends only on the pruned shapes, so it is known before any training: a plan that misses
+a budget is reported as infeasible without spending a fine-tune on it. No Ray here.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from autoprune import node_lock
 from autoprune.data import DataSplits
-from autoprune.finetune import FinetuneConfig, evaluate, finetune
+from autoprune.finetune import FinetuneConfig, evaluate, finetune, recalibrate_bn
 from autoprune.latency import LatencyStats
 from autoprune.latency_cache import LatencyCache
 from autoprune.measure import latency_for
@@ -22,7 +27,7 @@ from autoprune.plan import Plan
 from autoprune.profiles import HardwareProfile
 from autoprune.pruning import count_macs_params, prune
 
-PHASES = ("prune", "finetune", "evaluate", "export", "measure")
+PHASES = ("prune", "export", "measure", "recalibrate", "finetune", "evaluate")
 
 
 class TrialFailed(RuntimeError):
@@ -38,6 +43,11 @@ class TrialSettings:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     calibration_size: int = 64
     cache: LatencyCache | None = None
+    budgets_ms: Mapping[str, float] = field(default_factory=dict)  # profile name -> budget
+    precheck: bool = True  # skip the fine-tune of a plan whose latency misses a budget
+    bn_recalibration: int = 0  # batches of adaptive-BN recalibration before evaluation (0: off)
+    eval_every: int = 0  # report accuracy every N fine-tune steps (for an early-stopping scheduler)
+    device: str = "cpu"  # where fine-tuning runs; latency is measured on the profiles regardless
 
 
 def latency_columns(stats: LatencyStats, *, primary: bool) -> dict[str, Any]:
@@ -63,34 +73,71 @@ class _Timer:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
 
-    def run(self, phase: str, fn, *args, **kwargs):  # noqa: ANN001, ANN202 - a thin wrapper
+    def run(self, phase: str, fn, *args, **kwargs):
         t0 = time.perf_counter()
         try:
             return fn(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - every failure is recorded with its phase
+        except Exception as exc:
             raise TrialFailed(f"{phase}: {type(exc).__name__}: {exc}") from exc
         finally:
             self.seconds[f"{phase}_s"] = self.seconds.get(f"{phase}_s", 0.0) + time.perf_counter() - t0
 
 
+def over_budget(metrics: Mapping[str, Any], budgets_ms: Mapping[str, float]) -> list[str]:
+    """Profiles whose budget the trial's latency misses."""
+    return [name for name, ms in budgets_ms.items() if metrics[f"latency_p50_ms@{name}"] > ms]
+
+
 def run_trial(model: nn.Module, data: DataSplits, plan: Plan, *, settings: TrialSettings,
-              workdir: str | Path | None = None) -> dict[str, Any]:
-    """Run one plan; returns flat metrics (accuracy, latency per profile, MACs, params, phase times)."""
+              workdir: str | Path | None = None,
+              report: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Run one plan; returns flat metrics (accuracy, latency per profile, MACs, params, phase times).
+
+    ``finetuned`` is False for a plan the pre-check found over budget: its ``accuracy`` is then
+    the one before fine-tuning (a ranking signal for the sampler, not a result). ``report`` receives
+    interim metrics every ``settings.eval_every`` fine-tune steps (``final`` False).
+    """
     t_start = time.perf_counter()
     timer = _Timer()
     calib = calibration_batch(data.train, settings.calibration_size)
     pruned = timer.run("prune", prune, model, plan, input_shape=settings.input_shape, calibration=calib)
     pruned_fp = fingerprint(pruned)  # apply checks it rebuilds exactly these weights
     macs, params = timer.run("prune", count_macs_params, pruned, input_shape=settings.input_shape)
-    timer.run("finetune", finetune, pruned, data.train, config=settings.finetune, step_guard=node_lock.training_step)
-    accuracy = timer.run("evaluate", evaluate, pruned, data.val)
     arch = architecture_fingerprint(pruned)
-    metrics: dict[str, Any] = {"accuracy": accuracy, "macs": macs, "params": params,
-                               "arch_fingerprint": arch, "pruned_fingerprint": pruned_fp}
+    metrics: dict[str, Any] = {"macs": macs, "params": params, "arch_fingerprint": arch,
+                               "pruned_fingerprint": pruned_fp}
     for i, profile in enumerate(settings.profiles):
         stats = latency_for(pruned, profile, input_shape=settings.input_shape, arch_key=arch, cache=settings.cache,
                             workdir=workdir, run=timer.run)
         metrics.update(latency_columns(stats, primary=i == 0))
-    metrics.update({f"{p}_s": timer.seconds.get(f"{p}_s", 0.0) for p in PHASES})
+    missed = over_budget(metrics, settings.budgets_ms)
+    feasible = not (settings.precheck and missed)
+    device = torch.device(settings.device)
+    pruned.to(device)
+    if settings.bn_recalibration:
+        timer.run("recalibrate", recalibrate_bn, pruned, data.train, batches=settings.bn_recalibration,
+                  seed=settings.finetune.seed, device=device)
+    metrics["accuracy_before_finetune"] = timer.run("evaluate", evaluate, pruned, data.val, device=device)
+    metrics["accuracy"] = metrics["accuracy_before_finetune"]
+    metrics["finetuned"] = False
+    metrics["final"] = True
+
+    def phase_times() -> dict[str, float]:
+        return {f"{p}_s": timer.seconds.get(f"{p}_s", 0.0) for p in PHASES}
+
+    if feasible:
+        on_step = None
+        if report is not None and settings.eval_every > 0:
+            def on_step(step: int, total: int, loss: float) -> None:
+                if step % settings.eval_every == 0 and step < total:
+                    acc = evaluate(pruned, data.val, device=device)
+                    pruned.train()
+                    report({**metrics, **phase_times(), "accuracy": acc, "finetune_step": step, "final": False})
+
+        timer.run("finetune", finetune, pruned, data.train, config=settings.finetune,
+                  step_guard=node_lock.training_step, device=device, on_step=on_step)
+        metrics["accuracy"] = timer.run("evaluate", evaluate, pruned, data.val, device=device)
+        metrics["finetuned"] = True
+    metrics.update(phase_times())
     metrics["trial_s"] = time.perf_counter() - t_start
     return metrics

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import re
+import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,28 +18,46 @@ import ray
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 
+from autoprune.budgeted_search import BudgetedOptunaSearch
+from autoprune.errors import AutopruneError
 from autoprune.latency_cache import LatencyCache, RayLatencyCache
 from autoprune.plan import Plan
 from autoprune.progress import SearchProgress
 from autoprune.report import write_trials
-from autoprune.sampler import TRIAL_NUMBER_KEY, BudgetedOptunaSearch, make_sampler, ratios_from_config
-from autoprune.search import Workload, env_for_ray, save_plan, trial_name, trials_frame
+from autoprune.sampler import TRIAL_NUMBER_KEY, make_sampler, ratios_from_config
+from autoprune.search import (
+    RunOptions,
+    Workload,
+    env_for_ray,
+    save_plan,
+    trial_name,
+    trials_frame,
+)
 from autoprune.trial import PHASES, TrialSettings, run_trial
 
 _OBJECTIVES = ["accuracy", "latency_p50_ms"]
-_METRICS = {"accuracy", "macs", "params", "arch_fingerprint", "pruned_fingerprint", "trial_s", *(f"{p}_s" for p in PHASES)}
+_METRICS = {"accuracy", "accuracy_before_finetune", "finetuned", "finetune_step", "macs", "params", "node",
+            "arch_fingerprint", "pruned_fingerprint", "trial_s", *(f"{p}_s" for p in PHASES)}
 
 
-def _trainable(config: dict[str, Any], *, model, data, settings: TrialSettings, plan_fields: dict) -> None:  # noqa: ANN001
+def _trainable(config: dict[str, Any], *, model, data, settings: TrialSettings, plan_fields: dict) -> None:
     import torch
 
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
-    torch.set_num_threads(max(1, int(cpus)))
-    metrics = run_trial(model, data, Plan(ratios=ratios_from_config(config), **plan_fields), settings=settings)
-    tune.report(metrics)
+    ctx = ray.get_runtime_context()
+    assigned = ctx.get_assigned_resources()
+    torch.set_num_threads(max(1, int(assigned.get("CPU", 1))))
+    if assigned.get("GPU", 0) > 0 and torch.cuda.is_available():  # Ray sets CUDA_VISIBLE_DEVICES for the trial
+        settings = dataclasses.replace(settings, device="cuda")
+    node = f"{socket.gethostname()} ray-node:{ctx.get_node_id()}"
+    plan = Plan(ratios=ratios_from_config(config), **plan_fields)
+    metrics = run_trial(model, data, plan, settings=settings, report=lambda m: tune.report({**m, "node": node}))
+    tune.report({**metrics, "node": node, "finetune_step": settings.finetune.steps if metrics["finetuned"] else 0})
 
 
-def _error_line(trial) -> str:  # noqa: ANN001 - a ray.tune Trial
+_DIED = ("ActorDiedError", "WorkerCrashedError", "ActorUnavailableError", "OutOfMemoryError")
+
+
+def _error_line(trial) -> str:
     """The one line that says why a trial failed, out of the traceback Ray wrote for it."""
     path = trial.error_file  # written locally before the callbacks run
     text = Path(path).read_text() if path and Path(path).is_file() else str(trial.get_pickled_error() or "")
@@ -46,6 +66,9 @@ def _error_line(trial) -> str:  # noqa: ANN001 - a ray.tune Trial
     m = re.search(r"TrialFailed: (.+)", text)
     if m:
         return m.group(1).strip()
+    died = next((d for d in _DIED if d in text), None)
+    if died:
+        return f"worker: the trial's process died ({died}: killed, crashed or out of memory)"
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return lines[-1]
 
@@ -54,20 +77,21 @@ class Recorder(tune.Callback):
     """Turns finished trials into rows, saves each plan, and rewrites trials.csv as trials finish."""
 
     def __init__(self, *, run_dir: Path, budgets_ms: dict[str, float], plan_fields: dict[str, Any],
-                 progress: SearchProgress) -> None:
+                 progress: SearchProgress, rows: Sequence[dict[str, Any]] = ()) -> None:
         self.run_dir, self.budgets_ms, self.plan_fields = run_dir, budgets_ms, plan_fields
         self.progress = progress
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[dict[str, Any]] = list(rows)  # a resumed run starts with the trials already done
+        self.finished_here = 0
         self._started: dict[str, float] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         # Ray pickles callbacks into its experiment state; the terminal console cannot travel.
         return {k: v for k, v in self.__dict__.items() if k != "progress"}
 
-    def on_trial_start(self, iteration, trials, trial, **info):  # noqa: ANN001, ANN201
+    def on_trial_start(self, iteration, trials, trial, **info):
         self._started[trial.trial_id] = time.time()
 
-    def _base_row(self, trial) -> dict[str, Any]:  # noqa: ANN001
+    def _base_row(self, trial) -> dict[str, Any]:
         number = int(trial.config[TRIAL_NUMBER_KEY])
         ratios = ratios_from_config(trial.config)
         plan = save_plan(self.run_dir, number, ratios, self.plan_fields)
@@ -77,41 +101,53 @@ class Recorder(tune.Callback):
                 "plan": str(plan.relative_to(self.run_dir)),
                 **{f"ratio.{k}": v for k, v in ratios.items()}}
 
-    def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001, ANN201
+    def on_trial_complete(self, iteration, trials, trial, **info):
         result = trial.last_result or {}
         row = self._base_row(trial)
         row.update({k: v for k, v in result.items() if k in _METRICS or k.startswith("latency_")})
-        row["status"] = "completed"
+        if not result.get("final", True):
+            row["status"] = "stopped"  # early-stopped by the scheduler: accuracy is an interim figure
+        elif result.get("finetuned") is False:
+            row["status"] = "infeasible"  # over budget, so never fine-tuned: no accuracy to report
+            row["accuracy"] = float("nan")
+        else:
+            row["status"] = "completed"
         for name, budget in self.budgets_ms.items():
             row[f"meets_budget@{name}"] = bool(row[f"latency_p50_ms@{name}"] <= budget)
         row["meets_budget"] = all(row[f"meets_budget@{name}"] for name in self.budgets_ms)
         row["overhead_s"] = row["wall_s"] - sum(row[f"{p}_s"] for p in PHASES)
         self._add(row)
 
-    def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001, ANN201
+    def on_trial_error(self, iteration, trials, trial, **info):
         row = self._base_row(trial)
         row.update({"status": "failed", "error": _error_line(trial), "meets_budget": False})
         self._add(row)
 
     def _add(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
+        self.finished_here += 1
         write_trials(trials_frame(self.rows), self.run_dir)  # nothing finished is lost if the driver dies
         self.progress.trial(row)
 
 
 @contextlib.contextmanager
-def ray_session(progress: SearchProgress) -> Iterator[LatencyCache]:
-    """A Ray for the search (a running one is reused, else a local one is started and stopped),
-    and the latency cache its trials share."""
+def ray_session(progress: SearchProgress, *, address: str | None = None) -> Iterator[LatencyCache]:
+    """A Ray for the search, and the latency cache its trials share: a running one is reused;
+    ``address`` (``auto``, ``ray://HOST:PORT``, or ``RAY_ADDRESS``, as ``ray job submit`` sets it)
+    joins an existing cluster; else a local Ray is started, and stopped at the end."""
     env_for_ray()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started_here = False
     if not ray.is_initialized():
-        address = os.environ.get("RAY_ADDRESS")
+        address = address or os.environ.get("RAY_ADDRESS")
         with progress.phase(f"joining the Ray cluster at {address}" if address else "starting a local Ray",
                             key="ray_start_s"):
             if address:  # an existing cluster: its nodes bring their own CPUs and resources
-                ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+                try:
+                    ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+                except (ConnectionError, RuntimeError, ValueError) as exc:
+                    raise AutopruneError(f"cannot join the Ray cluster at --address {address!r} ({exc}); start one "
+                                         "with `ray start --head`, or leave --address out for a local Ray") from None
             else:
                 ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.ERROR,
                          log_to_driver=False, configure_logging=True)
@@ -123,36 +159,82 @@ def ray_session(progress: SearchProgress) -> Iterator[LatencyCache]:
             ray.shutdown()
 
 
-def run_trials(*, work: Workload, settings: TrialSettings, plan_fields: dict[str, Any], budgets_ms: dict[str, float],
-               trials: int, concurrency: int, seed: int, run_dir: Path, progress: SearchProgress) -> list[dict]:
-    """Run the trials on the Ray the caller holds (see ``ray_session``); returns one row per trial."""
-    total_cpus = int(ray.cluster_resources().get("CPU", 1))
+def _trial_resources(opts: RunOptions) -> dict[str, float]:
+    """CPUs (and GPUs) per trial: as asked, else the cluster's CPUs shared by the concurrent trials."""
     # A trial runs on one node: never ask for more CPUs than the biggest node has.
-    node_cpus = max((int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")), default=1)
-    cpus_per_trial = max(1, min(total_cpus // concurrency, node_cpus))
+    node_cpus = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=1)
+    if opts.cpus_per_trial is not None:
+        if opts.cpus_per_trial > node_cpus:
+            raise AutopruneError(f"--cpus-per-trial {opts.cpus_per_trial:g} is more than any node has "
+                                 f"({node_cpus:g}); use at most {node_cpus:g}")
+        cpus = opts.cpus_per_trial
+    else:
+        total = int(ray.cluster_resources().get("CPU", 1))
+        cpus = max(1, min(total // opts.concurrency, int(node_cpus)))
+    res: dict[str, float] = {"cpu": cpus}
+    if opts.gpus_per_trial:
+        gpus = ray.cluster_resources().get("GPU", 0)
+        if gpus < opts.gpus_per_trial:
+            raise AutopruneError(f"--gpus-per-trial {opts.gpus_per_trial:g} but the cluster has {gpus:g} GPU(s); "
+                                 "leave it out to fine-tune on CPUs")
+        res["gpu"] = opts.gpus_per_trial
+    return res
+
+
+def _scheduler(opts: RunOptions, settings: TrialSettings):
+    if opts.early_stop == "none":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    steps = settings.finetune.steps or 1
+    # Rungs at fine-tune steps eval_every, 2x, 4x…: a trial continues while in the top half there.
+    return ASHAScheduler(time_attr="finetune_step", metric="accuracy", mode="max", max_t=steps,
+                         grace_period=max(1, settings.eval_every), reduction_factor=2)
+
+
+def run_trials(*, work: Workload, settings: TrialSettings, plan_fields: dict[str, Any], budgets_ms: dict[str, float],
+               opts: RunOptions, run_dir: Path, progress: SearchProgress,
+               rows: Sequence[dict[str, Any]] = ()) -> tuple[list[dict], bool]:
+    """Run ``opts.trials`` trials on the Ray the caller holds (see ``ray_session``).
+
+    Returns every row (``rows`` given, then one per trial finished here) and whether the run was
+    interrupted (Ctrl-C) before all its trials finished.
+    """
+    resources = _trial_resources(opts)
     space = {name: optuna.distributions.FloatDistribution(g.low, g.high, step=g.step)
              for name, g in work.space.groups.items()}
     searcher = BudgetedOptunaSearch(
         space=space, metric=_OBJECTIVES, mode=["max", "min"], budgets_ms=budgets_ms,
-        sampler=make_sampler(trials=trials, concurrency=concurrency, seed=seed),
-        storage=optuna.storages.RDBStorage(f"sqlite:///{(run_dir / 'study.db').resolve()}"), study_name="autoprune")
-    recorder = Recorder(run_dir=run_dir, budgets_ms=budgets_ms, plan_fields=plan_fields, progress=progress)
+        sampler=make_sampler(opts.sampler, trials=opts.trials, concurrency=opts.concurrency, seed=opts.seed),
+        storage=optuna.storages.RDBStorage(opts.storage), study_name=opts.study_name,
+        points_to_evaluate=[dict(p) for p in opts.initial_plans] or None)
+    recorder = Recorder(run_dir=run_dir, budgets_ms=budgets_ms, plan_fields=plan_fields, progress=progress, rows=rows)
     trainable = tune.with_resources(
+        # with_parameters puts model and data in the object store once; every trial reads that copy.
         tune.with_parameters(_trainable, model=work.model, data=work.data, settings=settings, plan_fields=plan_fields),
-        {"cpu": cpus_per_trial})
+        resources)
+    n = 1 + sum(1 for _ in (run_dir / "ray").glob("tune*")) if (run_dir / "ray").is_dir() else 1
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=concurrency),
-                                    num_samples=trials, reuse_actors=True),
-        run_config=tune.RunConfig(name="tune", storage_path=str((run_dir / "ray").resolve()), verbose=0,
-                                  callbacks=[recorder], failure_config=tune.FailureConfig(max_failures=0)),
+        tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=opts.concurrency),
+                                    scheduler=_scheduler(opts, settings), num_samples=opts.trials,
+                                    reuse_actors=True),
+        run_config=tune.RunConfig(name="tune" if n == 1 else f"tune-{n}", storage_path=str((run_dir / "ray").resolve()),
+                                  verbose=0, callbacks=[recorder], failure_config=tune.FailureConfig(max_failures=0)),
     )
     tune_logger = logging.getLogger("ray.tune")
     level = tune_logger.level
     tune_logger.setLevel(logging.CRITICAL)  # failed trials are reported by the Recorder, in one line each
+    interrupted = False
+    what = f"running {opts.trials} trials, {opts.concurrency} at a time on {resources}"
     try:
-        with progress.phase(f"running {trials} trials, {concurrency} at a time", key="tune_s"):
+        with progress.phase(what, key="tune_s"):
+            # Ctrl-C: Ray Tune's handler ends the loop and stops the running trials; a second Ctrl-C
+            # raises here. Either way the trials that finished are in recorder.rows.
             tuner.fit()
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         tune_logger.setLevel(level)
-    return recorder.rows
+    interrupted = interrupted or recorder.finished_here < opts.trials
+    return recorder.rows, interrupted

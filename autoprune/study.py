@@ -1,0 +1,60 @@
+"""The persistent Optuna study of a run: where it lives, and making it whole again before a resume.
+
+The study is the sampler's memory; ``trials.csv`` is the run's record. A driver killed mid-search
+(Ctrl-C, ``kill -9``) leaves trials RUNNING in the study that will never report: they are marked
+failed and their plans queued again, so a resumed search re-runs them and loses nothing finished.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from autoprune.errors import AutopruneError
+from autoprune.sampler import CONSTRAINT_PREFIX
+
+DEFAULT_STUDY = "autoprune"
+
+
+def storage_url(run_dir: Path, storage: str | None) -> str:
+    """``storage`` as given (any Optuna RDB URL), else a SQLite file in the run directory."""
+    return storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
+
+
+def study_name(run_dir: Path, storage: str | None) -> str:
+    # A shared database holds many runs' studies: name each after its run.
+    return f"{DEFAULT_STUDY}-{run_dir.name}" if storage else DEFAULT_STUDY
+
+
+def load_study(url: str, name: str) -> optuna.Study:
+    try:
+        return optuna.load_study(study_name=name, storage=url, sampler=optuna.samplers.RandomSampler())
+    except KeyError:
+        raise AutopruneError(f"no study {name!r} in storage {url}; resume a run whose search started "
+                             "(see its config.yaml, key study)") from None
+
+
+def reconcile(study: optuna.Study, *, rows: Sequence[Mapping[str, Any]], budgets_ms: Mapping[str, float]) -> int:
+    """Close the trials a dead driver left RUNNING; returns how many plans were queued again.
+
+    A trial whose row reached trials.csv is told its result (the driver died between the two);
+    any other is failed, and its plan enqueued so the resumed search runs it first.
+    """
+    done = {r["trial"]: r for r in rows if r.get("status") in ("completed", "infeasible", "stopped")}
+    requeued = 0
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        row = done.get(f"trial-{t.number:03d}")
+        if row is not None:
+            trial = optuna.Trial(study, t._trial_id)
+            for profile, budget in budgets_ms.items():
+                trial.set_constraint(f"{CONSTRAINT_PREFIX}{profile}", float(row[f"latency_p50_ms@{profile}"]) - budget)
+            accuracy = row["accuracy"] if row["status"] != "infeasible" else row["accuracy_before_finetune"]
+            study.tell(t.number, [float(accuracy), float(row["latency_p50_ms"])])
+        else:
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            study.enqueue_trial(dict(t.params), skip_if_exists=False)
+            requeued += 1
+    return requeued
