@@ -18,7 +18,7 @@ class ConfigError(AutopruneError):
         super().__init__(f"{where}: {value!r} is not valid; {expected}")
 
 
-class SearchInterrupted(KeyboardInterrupt):
+class SearchInterrupted(Exception):
     """Ctrl-C during a search: what finished is written; ``search(resume=run_dir)`` continues."""
 
     def __init__(self, run_dir: Path, *, done: int, total: int) -> None:

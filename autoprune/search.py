@@ -369,4 +369,3 @@ def env_for_ray() -> None:
     # Quiet Ray: no dashboard, no per-trial logger files we never read.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "1")

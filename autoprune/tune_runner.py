@@ -54,7 +54,8 @@ def _trainable(config: dict[str, Any], *, model, data, settings: TrialSettings, 
     tune.report({**metrics, "node": node, "finetune_step": settings.finetune.steps if metrics["finetuned"] else 0})
 
 
-_DIED = ("ActorDiedError", "WorkerCrashedError", "ActorUnavailableError", "OutOfMemoryError")
+# How Ray says a trial's process is gone (its error file holds the message, not always the type).
+_DIED = ("ActorDiedError", "WorkerCrashedError", "OutOfMemoryError", "worker process has died", "actor died")
 
 
 def _error_line(trial) -> str:
@@ -66,9 +67,10 @@ def _error_line(trial) -> str:
     m = re.search(r"TrialFailed: (.+)", text)
     if m:
         return m.group(1).strip()
-    died = next((d for d in _DIED if d in text), None)
-    if died:
-        return f"worker: the trial's process died ({died}: killed, crashed or out of memory)"
+    if any(d in text for d in _DIED):
+        exit_type = re.search(r"Worker exit type: (\w+)", text)
+        how = f", {exit_type.group(1)}" if exit_type else ""
+        return f"worker: the trial's process died (killed, crashed or out of memory{how})"
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return lines[-1]
 
@@ -201,6 +203,9 @@ def run_trials(*, work: Workload, settings: TrialSettings, plan_fields: dict[str
     interrupted (Ctrl-C) before all its trials finished.
     """
     resources = _trial_resources(opts)
+    # Trials waiting for resources are proposed early, before results the sampler could use: allow
+    # just enough of them to keep ``concurrency`` trials running (1 would run them one at a time).
+    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(opts.concurrency)
     space = {name: optuna.distributions.FloatDistribution(g.low, g.high, step=g.step)
              for name, g in work.space.groups.items()}
     searcher = BudgetedOptunaSearch(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import torch
 from torch import nn
 
@@ -44,3 +47,43 @@ def flaky_resnet() -> nn.Module:
 
 def broken_data():
     return "not a pair of datasets"
+
+
+class FaultyResNet(TinyResNet):
+    """One injected fault per group pruned to half (tests/test_faults.py):
+
+    - ``block2.conv1`` → the ONNX export fails;
+    - ``stem.0`` → training raises;
+    - ``block2.conv2`` → the trial's worker process is killed (SIGKILL) while training;
+    - ``block1.conv1`` → the loss becomes NaN.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.onnx.is_in_onnx_export() and self.block2.conv1.out_channels <= 16:
+            raise RuntimeError("injected export fault")
+        if self.training and self.stem[0].out_channels <= 8:
+            raise RuntimeError("injected fault: stem too narrow")
+        if self.training and self.block2.conv2.out_channels <= 16:
+            os.kill(os.getpid(), signal.SIGKILL)
+        out = super().forward(x)
+        if self.training and self.block1.conv1.out_channels <= 8:
+            out = out * float("nan")
+        return out
+
+
+def faulty_resnet() -> nn.Module:
+    torch.manual_seed(0)
+    return FaultyResNet().eval()
+
+
+def expected_fault(ratios: dict[str, float]) -> str | None:
+    """What FaultyResNet does with a plan, in the order the trial meets the faults."""
+    if ratios["block2.conv1"] >= 0.5:
+        return "export: RuntimeError: injected export fault"
+    if ratios["stem.0"] >= 0.5:
+        return "finetune: RuntimeError: injected fault"
+    if ratios["block2.conv2"] >= 0.5:
+        return "worker: the trial's process died"
+    if ratios["block1.conv1"] >= 0.5:
+        return "finetune: NonFiniteLoss"
+    return None

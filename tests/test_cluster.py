@@ -55,7 +55,7 @@ def test_search_measures_the_remote_profile_on_its_node(cluster, tmp_path):
     _, edge_id = cluster
     edge = yaml.safe_load(TINY_PROFILE.read_text()) | {"name": "edge", "ray_resources": {"edge_arm": 1}}
     (tmp_path / "edge.yaml").write_text(yaml.safe_dump(edge))
-    result = search(budget=["0.9x@tiny", "10s@edge"], model="tests.helpers:tiny_resnet",
+    result = search(budget=["1000ms@tiny", "10s@edge"], model="tests.helpers:tiny_resnet",
                     profile=[TINY_PROFILE, tmp_path / "edge.yaml"], trials=3, finetune_steps=2, out=tmp_path,
                     quiet=True)
     trials = pd.read_csv(result.run_dir / "trials.csv")
@@ -66,3 +66,45 @@ def test_search_measures_the_remote_profile_on_its_node(cluster, tmp_path):
     assert measured["latency_node@edge"].str.endswith(f"ray-node:{edge_id}").all()
     head_id = next(n["NodeID"] for n in ray.nodes() if "edge_arm" not in n["Resources"])
     assert head_id != edge_id
+
+
+def test_trials_run_on_both_nodes_and_all_complete(cluster, tmp_path):
+    import ray
+
+    # 3 CPUs in the cluster (2 + 1), 3 trials at a time of 1 CPU each: one of them must use the second node.
+    result = search(budget="1000ms", model="tests.helpers:tiny_resnet", profile=TINY_PROFILE, trials=6,
+                    concurrency=3, cpus_per_trial=1, finetune_steps=60, out=tmp_path, quiet=True)
+    trials = pd.read_csv(result.run_dir / "trials.csv")
+    assert len(trials) == 6 and (trials["status"] == "completed").all()
+    node_ids = {n.rsplit("ray-node:", 1)[1] for n in trials["node"]}
+    assert node_ids == {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+
+
+def test_cpus_per_trial_beyond_any_node_is_refused(cluster, tmp_path):
+    from autoprune.errors import AutopruneError
+
+    with pytest.raises(AutopruneError, match="--cpus-per-trial 3 is more than any node has"):
+        search(budget="1000ms", model="tests.helpers:tiny_resnet", profile=TINY_PROFILE, trials=1,
+               cpus_per_trial=3, out=tmp_path, quiet=True)
+
+
+def test_a_separate_driver_joins_the_cluster_with_address(cluster, tmp_path):
+    import subprocess
+    import sys
+
+    import ray
+
+    from tests.conftest import ROOT
+
+    c, _ = cluster
+    proc = subprocess.run(
+        [sys.executable, "-c", "from autoprune.cli import main; main()", "search", "--address", c.address,
+         "--budget", "1000ms", "--model", "tests.helpers:tiny_resnet", "--profile", str(TINY_PROFILE),
+         "--trials", "2", "--finetune-steps", "2", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"joining the Ray cluster at {c.address}" in proc.stdout
+    trials = pd.read_csv(next(tmp_path.glob("*/trials.csv")))
+    assert len(trials) == 2
+    cluster_nodes = {n["NodeID"] for n in ray.nodes()}
+    assert {n.rsplit("ray-node:", 1)[1] for n in trials["node"]} <= cluster_nodes

@@ -1,0 +1,54 @@
+"""Faults injected into real trials (raise, NaN loss, ONNX export failure, killed worker): each is
+recorded as failed with its reason, the search finishes, and no finished trial is lost."""
+
+from __future__ import annotations
+
+import optuna
+import pandas as pd
+import pytest
+
+from autoprune import search
+from tests.conftest import TINY_PROFILE
+from tests.helpers import expected_fault
+
+GROUPS = ("stem.0", "block1.conv1", "block2.conv1", "block2.conv2")
+SPACE = "round_to: 8\ngroups:\n" + "".join(f"  {g}: {{low: 0.0, high: 0.5, step: 0.5}}\n" for g in GROUPS)
+
+
+@pytest.fixture(scope="module")
+def run(ray_local, tmp_path_factory):
+    out = tmp_path_factory.mktemp("faults")
+    (out / "space.yaml").write_text(SPACE)
+    # The healthy plan first, then one plan per fault, then two the sampler picks.
+    plans = [dict.fromkeys(GROUPS, 0.0)] + [{**dict.fromkeys(GROUPS, 0.0), g: 0.5} for g in GROUPS]
+    return search(budget="1000ms", model="tests.helpers:faulty_resnet", space=out / "space.yaml",
+                  profile=TINY_PROFILE, trials=7, concurrency=2, finetune_steps=4, initial_plans=plans, out=out,
+                  quiet=True)
+
+
+def test_every_fault_is_recorded_with_its_reason(run):
+    trials = pd.read_csv(run.run_dir / "trials.csv")
+    assert len(trials) == 7 and trials["trial"].is_unique
+    seen = set()
+    for row in trials.itertuples():
+        ratios = {g: trials.loc[row.Index, f"ratio.{g}"] for g in GROUPS}
+        fault = expected_fault(ratios)
+        if fault is None:
+            assert row.status == "completed", (row.trial, row.error)
+            assert 0.0 <= row.accuracy <= 1.0
+        else:
+            assert row.status == "failed", row.trial
+            assert row.error.startswith(fault), (row.trial, row.error)
+            seen.add(fault)
+    assert len(seen) == 4  # raise, NaN loss, export failure and killed worker all happened
+
+
+def test_the_study_and_the_outputs_agree_after_faults(run):
+    trials = pd.read_csv(run.run_dir / "trials.csv")
+    study = optuna.load_study(study_name="autoprune", storage=f"sqlite:///{run.run_dir / 'study.db'}")
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == (trials["status"] == "completed").sum()
+    assert states.count(optuna.trial.TrialState.FAIL) == (trials["status"] == "failed").sum()
+    front = pd.read_csv(run.run_dir / "pareto.csv")
+    assert set(front["trial"]) <= set(trials.loc[trials["status"] == "completed", "trial"])
+    assert len(front) >= 1 and (run.run_dir / "pareto.png").is_file()
