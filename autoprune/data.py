@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,10 +32,13 @@ def load_data(spec: str, *, seed: int = 0) -> DataSplits:
     """Resolve a data spec into train and validation datasets (nothing is downloaded)."""
     spec = str(spec)
     if spec.startswith("builtin:"):
-        name = spec.removeprefix("builtin:")
-        if name != "digits":
-            raise AutopruneError(f"data {spec!r}: unknown builtin dataset; the builtin dataset is builtin:digits")
-        return _digits(seed=seed)
+        name, _, query = spec.removeprefix("builtin:").partition("?")
+        if name == "digits" and not query:
+            return _digits(seed=seed)
+        if name == "fashion-mnist":
+            return _fashion_mnist(query=query, seed=seed, spec=spec)
+        raise AutopruneError(f"data {spec!r}: unknown builtin dataset; use builtin:digits or "
+                             "builtin:fashion-mnist[?train=N&val=N]")
     path, _, query = spec.partition("?")
     if Path(path).is_dir():
         return _image_folder(Path(path), query=query, seed=seed, spec=spec)
@@ -69,6 +73,48 @@ def _digits(*, seed: int) -> DataSplits:
     y = torch.tensor(bunch.target, dtype=torch.long)
     train, val = _split(TensorDataset(x, y), seed=seed)
     return DataSplits(train=train, val=val, source="builtin:digits")
+
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"  # Debian package dataset-fashion-mnist
+
+
+def _idx(path: Path) -> torch.Tensor:
+    """An idx file (gzip) as a uint8 tensor: the format MNIST and Fashion-MNIST ship in."""
+    import gzip
+
+    import numpy as np
+
+    raw = gzip.decompress(path.read_bytes())
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return torch.from_numpy(np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims).copy())
+
+
+def _fashion_mnist(*, query: str, seed: int, spec: str) -> DataSplits:
+    """Fashion-MNIST from its Debian package (offline): a seeded subset of the 60k training images
+    for training, of the 10k test images for validation (``?train=N&val=N``; default all)."""
+    sizes = {"train": 60000, "val": 10000}
+    for part in filter(None, query.split("&")):
+        key, _, value = part.partition("=")
+        if key not in sizes or not value.isdigit() or int(value) <= 0:
+            raise AutopruneError(f"data {spec!r}: option {part!r} is not understood; use ?train=N&val=N "
+                                 "(positive sample counts)")
+        sizes[key] = int(value)
+    root = Path(os.environ.get("AUTOPRUNE_FASHION_MNIST", FASHION_MNIST_DIR))
+    names = {"train": "train", "val": "t10k"}
+    splits = []
+    gen = torch.Generator().manual_seed(seed)
+    for split, prefix in names.items():
+        images, labels = root / f"{prefix}-images-idx3-ubyte.gz", root / f"{prefix}-labels-idx1-ubyte.gz"
+        if not images.is_file() or not labels.is_file():
+            raise AutopruneError(f"data {spec!r}: {images} not found; install it with `apt-get install "
+                                 "dataset-fashion-mnist`, or set AUTOPRUNE_FASHION_MNIST to its directory")
+        x = _idx(images).unsqueeze(1).float() / 255.0
+        x = (x - 0.286) / 0.353  # the training set's mean and standard deviation
+        y = _idx(labels).long()
+        keep = torch.randperm(len(y), generator=gen)[: sizes[split]]
+        splits.append(TensorDataset(x[keep], y[keep]))
+    return DataSplits(train=splits[0], val=splits[1], source=spec)
 
 
 def _image_folder(root: Path, *, query: str, seed: int, spec: str) -> DataSplits:

@@ -9,7 +9,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,8 @@ _METRICS = {"accuracy", "accuracy_before_finetune", "finetuned", "finetune_step"
             "arch_fingerprint", "pruned_fingerprint", "trial_s", *(f"{p}_s" for p in PHASES)}
 
 
-def _trainable(config: dict[str, Any], *, model, data, settings: TrialSettings, plan_fields: dict) -> None:
+def _trainable(config: dict[str, Any], *, model, data, settings: TrialSettings, plan_fields: dict,
+               trial_fn: Callable[..., dict[str, Any]] = run_trial) -> None:
     import torch
 
     ctx = ray.get_runtime_context()
@@ -50,7 +51,7 @@ def _trainable(config: dict[str, Any], *, model, data, settings: TrialSettings, 
         settings = dataclasses.replace(settings, device="cuda")
     node = f"{socket.gethostname()} ray-node:{ctx.get_node_id()}"
     plan = Plan(ratios=ratios_from_config(config), **plan_fields)
-    metrics = run_trial(model, data, plan, settings=settings, report=lambda m: tune.report({**m, "node": node}))
+    metrics = trial_fn(model, data, plan, settings=settings, report=lambda m: tune.report({**m, "node": node}))
     tune.report({**metrics, "node": node, "finetune_step": settings.finetune.steps if metrics["finetuned"] else 0})
 
 
@@ -196,8 +197,11 @@ def _scheduler(opts: RunOptions, settings: TrialSettings):
 
 def run_trials(*, work: Workload, settings: TrialSettings, plan_fields: dict[str, Any], budgets_ms: dict[str, float],
                opts: RunOptions, run_dir: Path, progress: SearchProgress,
-               rows: Sequence[dict[str, Any]] = ()) -> tuple[list[dict], bool]:
+               rows: Sequence[dict[str, Any]] = (),
+               trial_fn: Callable[..., dict[str, Any]] = run_trial) -> tuple[list[dict], bool]:
     """Run ``opts.trials`` trials on the Ray the caller holds (see ``ray_session``).
+
+    ``trial_fn`` has ``run_trial``'s signature; the orchestration benchmark passes trials of fixed cost.
 
     Returns every row (``rows`` given, then one per trial finished here) and whether the run was
     interrupted (Ctrl-C) before all its trials finished.
@@ -216,7 +220,8 @@ def run_trials(*, work: Workload, settings: TrialSettings, plan_fields: dict[str
     recorder = Recorder(run_dir=run_dir, budgets_ms=budgets_ms, plan_fields=plan_fields, progress=progress, rows=rows)
     trainable = tune.with_resources(
         # with_parameters puts model and data in the object store once; every trial reads that copy.
-        tune.with_parameters(_trainable, model=work.model, data=work.data, settings=settings, plan_fields=plan_fields),
+        tune.with_parameters(_trainable, model=work.model, data=work.data, settings=settings, plan_fields=plan_fields,
+                             trial_fn=trial_fn),
         resources)
     n = 1 + sum(1 for _ in (run_dir / "ray").glob("tune*")) if (run_dir / "ray").is_dir() else 1
     tuner = tune.Tuner(

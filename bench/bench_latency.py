@@ -79,7 +79,7 @@ def _uniform(model: torch.nn.Module, ratio: float, shape: tuple[int, ...]) -> to
     return prune(model, Plan(ratios={g.name: ratio for g in groups}, round_to=8), input_shape=shape)
 
 
-def _latency(model: torch.nn.Module, profile, shape: tuple[int, ...]) -> float:  # noqa: ANN001
+def _latency(model: torch.nn.Module, profile, shape: tuple[int, ...]) -> float:
     path = export_onnx(model, "/tmp/autoprune-bench.onnx", input_shape=shape, batch_size=profile.batch_size)
     return measure_onnx(path, profile).p50_ms
 

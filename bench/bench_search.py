@@ -66,7 +66,7 @@ def main() -> None:
     # tuner's start-up (first worker process importing torch) is a one-off, reported apart.
     order = result.trials.sort_values("started_at")
     gaps = (order["started_at"].iloc[1:].to_numpy() - order["finished_at"].iloc[:-1].to_numpy()).clip(min=0)
-    startup = tune_s - float((order["finished_at"].max() - order["started_at"].min()))
+    startup = tune_s - float(order["finished_at"].max() - order["started_at"].min())
     overhead_in_trials = float(done["overhead_s"].sum())
     overhead_total = overhead_in_trials + float(gaps.sum())
 

@@ -108,8 +108,8 @@ def test_apply_rebuilds_the_trial_model_and_exports_it(run, tmp_path):
 def test_apply_refuses_a_plan_for_other_weights(run, tmp_path, monkeypatch):
     import shutil
 
-    import tests.helpers as helpers
     from autoprune.errors import AutopruneError
+    from tests import helpers
 
     def other_weights():
         torch.manual_seed(123)

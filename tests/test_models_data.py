@@ -65,3 +65,39 @@ def test_image_folder(tmp_path):
 def test_bad_specs_are_explained(spec, loader, pattern):
     with pytest.raises(AutopruneError, match=pattern):
         loader(spec)
+
+
+def _write_idx(path, array):
+    import gzip
+
+    import numpy as np
+
+    array = np.asarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(gzip.compress(header + array.tobytes()))
+
+
+def test_fashion_mnist_reads_the_debian_idx_files(tmp_path, monkeypatch):
+    import numpy as np
+
+    from autoprune.data import load_data
+
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 50), ("t10k", 20)):
+        _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+    monkeypatch.setenv("AUTOPRUNE_FASHION_MNIST", str(tmp_path))
+    data = load_data("builtin:fashion-mnist?train=30&val=10")
+    assert (len(data.train), len(data.val)) == (30, 10) and data.input_shape == (1, 28, 28)
+    assert sorted({int(data.val[i][1]) for i in range(10)}) == sorted({int(y) for y in data.val.tensors[1]})
+    assert len(load_data("builtin:fashion-mnist").train) == 50
+
+
+def test_fashion_mnist_errors_name_the_fix(tmp_path, monkeypatch):
+    from autoprune.data import load_data
+
+    monkeypatch.setenv("AUTOPRUNE_FASHION_MNIST", str(tmp_path))
+    with pytest.raises(AutopruneError, match="apt-get install dataset-fashion-mnist"):
+        load_data("builtin:fashion-mnist")
+    with pytest.raises(AutopruneError, match=r"option 'size=3' is not understood; use \?train=N&val=N"):
+        load_data("builtin:fashion-mnist?size=3")

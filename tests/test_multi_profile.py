@@ -8,7 +8,12 @@ import pytest
 import yaml
 
 from autoprune import apply, search
-from autoprune.latency_table import LatencyTable, build_table, prediction_error, random_plans
+from autoprune.latency_table import (
+    LatencyTable,
+    build_table,
+    prediction_error,
+    random_plans,
+)
 from autoprune.models import load_model
 from autoprune.profiles import HardwareProfile
 from autoprune.pruning import prune
@@ -27,9 +32,8 @@ def run(ray_local, tmp_path_factory):
 
 
 def test_every_trial_is_measured_on_each_profile(run):
-    trials = pd.read_csv(run.run_dir / "trials.csv")
-    done = trials[trials["status"] == "completed"]
-    assert len(done) == 5
+    done = pd.read_csv(run.run_dir / "trials.csv")
+    assert len(done) == 5 and set(done["status"]) <= {"completed", "infeasible"}
     for name in ("tiny", "tiny-b4"):
         assert (done[f"latency_p50_ms@{name}"] > 0).all()
         assert set(done[f"latency_source@{name}"]) <= {"measured", "cached"}
@@ -39,6 +43,9 @@ def test_every_trial_is_measured_on_each_profile(run):
     assert run.budgets_ms["tiny-b4"] == pytest.approx(0.9 * run.baseline["profiles"]["tiny-b4"]["latency_p50_ms"])
     both = (done["latency_p50_ms@tiny-b4"] <= run.budgets_ms["tiny-b4"]) & (done["latency_p50_ms@tiny"] <= 500)
     assert (both == done["meets_budget"]).all()
+    # the pre-check: a plan over either budget is not fine-tuned
+    assert ((done["status"] == "infeasible") == ~both).all()
+    assert (done.loc[~both, "finetune_s"] == 0).all()
 
 
 def test_a_front_per_profile_and_one_constraint_per_budget(run):
@@ -53,7 +60,7 @@ def test_a_front_per_profile_and_one_constraint_per_budget(run):
 
 def test_apply_reports_every_profile(run, tmp_path):
     trials = pd.read_csv(run.run_dir / "trials.csv")
-    pick = "best" if trials["meets_budget"].any() else trials[trials["status"] == "completed"]["trial"].iloc[0]
+    pick = "best" if trials["meets_budget"].any() else trials[trials["status"] != "failed"]["trial"].iloc[0]
     report = apply(run.run_dir, pick=pick, epochs=0, out=tmp_path, quiet=True).report
     assert set(report["latency"]) == {"tiny", "tiny-b4"}
     for name, lat in report["latency"].items():

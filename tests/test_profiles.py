@@ -5,7 +5,12 @@ import torch
 
 from autoprune.errors import AutopruneError, ConfigError
 from autoprune.measure import latency_for
-from autoprune.profiles import DEFAULT_PROFILE, HardwareProfile, available_profiles, resolve_profile
+from autoprune.profiles import (
+    DEFAULT_PROFILE,
+    HardwareProfile,
+    available_profiles,
+    resolve_profile,
+)
 from tests.helpers import tiny_resnet
 
 

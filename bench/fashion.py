@@ -1,0 +1,58 @@
+"""The benchmark workload: a CIFAR-style ResNet (He et al. 2016, section 4.2) on Fashion-MNIST.
+
+``resnet()`` is the model spec the benchmarks search (``bench.fashion:resnet``): trained once on the
+training subset below and cached, like the demo model. Fashion-MNIST comes from the Debian package
+``dataset-fashion-mnist`` (offline).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import torch
+from torch import nn
+
+from autoprune.demo import BasicBlock, cache_dir
+
+DATA = "builtin:fashion-mnist?train=12000&val=2000"
+VERSION = 1
+
+
+class CifarResNet(nn.Module):
+    """3x3 stem, three stages of ``n`` basic blocks (16, 32, 64 channels; stride 1, 2, 2), pool, fc."""
+
+    def __init__(self, *, n: int = 1, widths: tuple[int, int, int] = (16, 32, 64), num_classes: int = 10) -> None:
+        super().__init__()
+        w1, w2, w3 = widths
+        self.stem = nn.Sequential(nn.Conv2d(1, w1, 3, 1, 1, bias=False), nn.BatchNorm2d(w1), nn.ReLU(inplace=True))
+        self.layer1 = nn.Sequential(*[BasicBlock(w1, w1, 1) for _ in range(n)])
+        self.layer2 = nn.Sequential(BasicBlock(w1, w2, 2), *[BasicBlock(w2, w2, 1) for _ in range(n - 1)])
+        self.layer3 = nn.Sequential(BasicBlock(w2, w3, 2), *[BasicBlock(w3, w3, 1) for _ in range(n - 1)])
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(w3, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer3(self.layer2(self.layer1(self.stem(x))))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def resnet() -> nn.Module:
+    """ResNet-14 (n=2; 16/32/64 channels), trained on the Fashion-MNIST subset (once; cached)."""
+    torch.manual_seed(0)
+    model = CifarResNet(n=2, widths=(16, 32, 64))
+    path = cache_dir() / f"fashion-resnet14-v{VERSION}.pt"
+    if path.is_file():
+        model.load_state_dict(torch.load(path, weights_only=True))
+        return model.eval()
+    from autoprune.data import load_data
+    from autoprune.finetune import FinetuneConfig, finetune
+
+    print(f"training the benchmark ResNet on Fashion-MNIST (once; cached in {path.parent})", flush=True)
+    finetune(model, load_data(DATA).train, config=FinetuneConfig(epochs=4, lr=0.1, batch_size=128, seed=0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    torch.save(model.state_dict(), tmp)
+    os.replace(tmp, path)
+    return model.eval()

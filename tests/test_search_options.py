@@ -1,0 +1,132 @@
+"""Sampler registry, uniform seed plans, the latency pre-check, BN recalibration, early stopping
+and study storage: each against a real Optuna study or a real Ray search."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pandas as pd
+import pytest
+import torch
+
+from autoprune import search
+from autoprune.errors import AutopruneError, ConfigError
+from autoprune.finetune import recalibrate_bn
+from autoprune.sampler import CONSTRAINT_PREFIX, SAMPLERS, make_sampler, uniform_seeds
+from autoprune.space import SearchSpace
+from tests.conftest import TINY_PROFILE
+
+GROUPS = ("stem.0", "block1.conv1", "block2.conv1", "block2.conv2")
+SPACE = "round_to: 8\ngroups:\n" + "".join(f"  {g}: {{low: 0.0, high: 0.5, step: 0.25}}\n" for g in GROUPS)
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_every_sampler_honours_the_budget_constraint(name):
+    """Contract: a two-objective study with constraints runs on the sampler, and the sampler
+    ends up proposing mostly feasible points once it has seen which are feasible."""
+    sampler = make_sampler(name, trials=24, concurrency=1, seed=0)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    for _ in range(24):
+        trial = study.ask({"r": optuna.distributions.FloatDistribution(0.0, 0.9, step=0.05)})
+        latency = (1 - trial.params["r"]) ** 2 * 100
+        trial.set_constraint(f"{CONSTRAINT_PREFIX}cpu", latency - 50)  # feasible when r >= ~0.3
+        study.tell(trial, [1 - trial.params["r"] ** 2, latency])
+    feasible = [t for t in study.trials if t.constraints[f"{CONSTRAINT_PREFIX}cpu"] <= 0]
+    assert len(study.trials) == 24 and len(feasible) >= 6
+    if name != "random":
+        late = study.trials[12:]
+        assert sum(t.constraints[f"{CONSTRAINT_PREFIX}cpu"] <= 0 for t in late) >= 6, name
+
+
+def test_unknown_sampler_is_refused_before_any_work(tmp_path):
+    with pytest.raises(AutopruneError, match="sampler 'bayes' is unknown; choose one of tpe, nsga2, random, gp"):
+        search(budget="1000ms", model="tests.helpers:tiny_resnet", profile=TINY_PROFILE, sampler="bayes",
+               out=tmp_path, quiet=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_uniform_seeds_bracket_the_budget():
+    space = SearchSpace.model_validate({"groups": {g: {"low": 0.0, "high": 0.7, "step": 0.05} for g in "ab"}})
+    # latency ~ (1 - r)^2: a quarter of the unpruned latency needs r = 0.5
+    plans = uniform_seeds(space, budgets={"cpu": (25.0, 100.0)})
+    assert [p["a"] for p in plans] == pytest.approx([0.4, 0.5, 0.6])
+    assert all(p["a"] == p["b"] for p in plans)
+    # the tightest of several budgets decides; the grid's top caps it
+    plans = uniform_seeds(space, budgets={"cpu": (25.0, 100.0), "gpu": (1.0, 100.0)})
+    assert [p["a"] for p in plans] == pytest.approx([0.7])
+    # a budget the unpruned model meets starts from no pruning
+    assert uniform_seeds(space, budgets={"cpu": (200.0, 100.0)})[0] == {"a": 0.0, "b": 0.0}
+
+
+def test_initial_plans_are_checked_against_the_space():
+    space = SearchSpace.model_validate({"groups": {"a": {"low": 0.0, "high": 0.5, "step": 0.25}}})
+    assert space.check_plan({"a": 0.25}) == {"a": 0.25}
+    with pytest.raises(ConfigError, match=r"<plan>: a: 0.3 is not valid; one of the group's ratios 0.0..0.5"):
+        space.check_plan({"a": 0.3})
+    with pytest.raises(ConfigError, match="a group of the space: a"):
+        space.check_plan({"a": 0.0, "zz": 0.25})
+    with pytest.raises(ConfigError, match="a ratio for every group"):
+        space.check_plan({})
+
+
+def test_bn_recalibration_replaces_running_statistics_with_the_data():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4)).eval()
+    x = torch.randn(64, 1, 8, 8) * 3 + 2
+    data = torch.utils.data.TensorDataset(x, torch.zeros(64, dtype=torch.long))
+    bn = model[1]
+    assert torch.allclose(bn.running_mean, torch.zeros(4))
+    assert recalibrate_bn(model, data, batches=1, batch_size=64) == 1
+    with torch.no_grad():
+        feats = model[0](x)
+    assert torch.allclose(bn.running_mean, feats.mean((0, 2, 3)), atol=1e-4)
+    assert bn.momentum == 0.1 and not model.training
+
+
+@pytest.fixture(scope="module")
+def space_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("space") / "space.yaml"
+    path.write_text(SPACE)
+    return path
+
+
+def test_precheck_skips_the_fine_tune_of_plans_over_budget(ray_local, space_file, tmp_path):
+    unpruned, halved = dict.fromkeys(GROUPS, 0.0), dict.fromkeys(GROUPS, 0.5)
+    runs = {}
+    for precheck in (True, False):
+        result = search(budget="0.6x", model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_PROFILE,
+                        trials=2, finetune_steps=5, initial_plans=[unpruned, halved], precheck=precheck,
+                        out=tmp_path / str(precheck), quiet=True)
+        runs[precheck] = pd.read_csv(result.run_dir / "trials.csv").set_index("trial")
+    # the unpruned plan is ~1.0x of the unpruned latency: over a 0.6x budget whatever the noise
+    on, off = runs[True].loc["trial-000"], runs[False].loc["trial-000"]
+    assert on["status"] == "infeasible" and not on["finetuned"] and on["finetune_s"] == 0
+    assert math.isnan(on["accuracy"]) and 0 <= on["accuracy_before_finetune"] <= 1
+    assert off["status"] == "completed" and off["finetuned"] and off["finetune_s"] > 0
+    assert not off["meets_budget"]
+    study = optuna.load_study(study_name="autoprune", storage=f"sqlite:///{next((tmp_path / 'True').glob('*'))}/study.db")
+    first = study.trials[0]  # the sampler learns the plan was infeasible, with its untuned accuracy
+    assert first.constraints[f"{CONSTRAINT_PREFIX}tiny"] > 0
+    assert first.values[0] == pytest.approx(on["accuracy_before_finetune"])
+
+
+def test_early_stopping_stops_trials_that_trail(ray_local, space_file, tmp_path):
+    result = search(budget="1000ms", model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_PROFILE,
+                    trials=8, finetune_steps=8, early_stop="asha", sampler="random", out=tmp_path, quiet=True)
+    trials = pd.read_csv(result.run_dir / "trials.csv")
+    assert len(trials) == 8 and set(trials["status"]) <= {"completed", "stopped"}
+    stopped = trials[trials["status"] == "stopped"]
+    assert len(stopped) >= 1
+    assert (stopped["finetune_step"] < 8).all() and (trials.loc[trials["status"] == "completed", "finetune_step"] == 8).all()
+    assert set(pd.read_csv(result.run_dir / "pareto.csv")["trial"]) <= set(trials.loc[trials["status"] == "completed", "trial"])
+
+
+def test_study_lives_in_the_storage_given(ray_local, space_file, tmp_path):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    result = search(budget="1000ms", model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_PROFILE,
+                    trials=2, finetune_steps=2, storage=url, out=tmp_path, quiet=True)
+    name = f"autoprune-{result.run_dir.name}"
+    study = optuna.load_study(study_name=name, storage=url)
+    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 2
+    assert not (result.run_dir / "study.db").exists()
