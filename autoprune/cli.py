@@ -33,7 +33,7 @@ def search_cmd(
     out: Annotated[Path, typer.Option(help="Directory that receives runs/<run>/.")] = Path("runs"),
     sampler: Annotated[str, typer.Option(help="Optuna sampler: tpe (constant liar when concurrent), nsga2, random or gp.")] = "tpe",
     precheck: Annotated[bool, typer.Option(help="Measure latency first; a plan over budget is recorded as infeasible, not fine-tuned.")] = True,
-    bn_recalibration: Annotated[int, typer.Option(help="Batches of adaptive BatchNorm recalibration before evaluating a trial (0: off).")] = 0,
+    bn_recalibration: Annotated[int, typer.Option(help="Batches of adaptive BatchNorm recalibration after pruning, before the accuracy that ranks plans not fine-tuned (0: off).")] = 10,
     early_stop: Annotated[str, typer.Option(help="Early stopping of trials across fine-tune steps: none or asha.")] = "none",
     storage: Annotated[str | None, typer.Option(help="Optuna storage URL for the study (default: sqlite in the run directory).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory (after Ctrl-C, kill or crash).")] = None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -56,20 +57,16 @@ def cache_dir() -> Path:
     return Path(os.environ.get("AUTOPRUNE_CACHE", Path.home() / ".cache" / "autoprune"))
 
 
-def demo_model(*, trained: bool = True) -> nn.Module:
-    """The demo model; trained on digits once, then loaded from the cache."""
-    model = DemoResNet()
-    if not trained:
-        return model.eval()
-    path = cache_dir() / f"demo-resnet-v{DEMO_VERSION}.pt"
+def trained_once(model: nn.Module, name: str, train: Callable[[nn.Module], None], *, what: str) -> nn.Module:
+    """``model`` with weights from the cache file ``name``; trained by ``train`` and cached the first time."""
+    path = cache_dir() / name
     if path.is_file():
         model.load_state_dict(torch.load(path, weights_only=True))
         return model.eval()
     from rich.console import Console
 
-    Console(stderr=True, highlight=False).print(
-        f"[dim]training the demo model on digits (once, about 20 s; cached in {path.parent})[/]")
-    _train(model)
+    Console(stderr=True, highlight=False).print(f"[dim]training {what} (once; cached in {path.parent})[/]")
+    train(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Write then rename, so a concurrent reader never sees half a file.
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
@@ -77,6 +74,14 @@ def demo_model(*, trained: bool = True) -> nn.Module:
     torch.save(model.state_dict(), tmp)
     os.replace(tmp, path)
     return model.eval()
+
+
+def demo_model(*, trained: bool = True) -> nn.Module:
+    """The demo model; trained on digits once (about 20 s), then loaded from the cache."""
+    model = DemoResNet()
+    if not trained:
+        return model.eval()
+    return trained_once(model, f"demo-resnet-v{DEMO_VERSION}.pt", _train, what="the demo model on digits")
 
 
 def _train(model: nn.Module) -> None:

@@ -172,7 +172,7 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
            space: str | Path | None = None, profile: str | Path | Sequence[str | Path] = DEFAULT_PROFILE,
            trials: int | None = None, concurrency: int = 1, seed: int = 0, finetune_steps: int = 30,
            criterion: str | None = None, out: str | Path = "runs", quiet: bool = False, sampler: str = "tpe",
-           precheck: bool = True, bn_recalibration: int = 0, early_stop: str = "none",
+           precheck: bool = True, bn_recalibration: int = 10, early_stop: str = "none",
            initial_plans: Sequence[dict[str, float]] | None = None, storage: str | None = None,
            address: str | None = None, cpus_per_trial: float | None = None, gpus_per_trial: float = 0.0,
            resume: str | Path | None = None) -> SearchResult:

@@ -7,13 +7,10 @@ training subset below and cached, like the demo model. Fashion-MNIST comes from 
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 import torch
 from torch import nn
 
-from autoprune.demo import BasicBlock, cache_dir
+from autoprune.demo import BasicBlock, trained_once
 
 DATA = "builtin:fashion-mnist?train=12000&val=2000"
 VERSION = 1
@@ -37,22 +34,15 @@ class CifarResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
-def resnet() -> nn.Module:
-    """ResNet-14 (n=2; 16/32/64 channels), trained on the Fashion-MNIST subset (once; cached)."""
-    torch.manual_seed(0)
-    model = CifarResNet(n=2, widths=(16, 32, 64))
-    path = cache_dir() / f"fashion-resnet14-v{VERSION}.pt"
-    if path.is_file():
-        model.load_state_dict(torch.load(path, weights_only=True))
-        return model.eval()
+def _train(model: nn.Module) -> None:
     from autoprune.data import load_data
     from autoprune.finetune import FinetuneConfig, finetune
 
-    print(f"training the benchmark ResNet on Fashion-MNIST (once; cached in {path.parent})", flush=True)
     finetune(model, load_data(DATA).train, config=FinetuneConfig(epochs=4, lr=0.1, batch_size=128, seed=0))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)
-    return model.eval()
+
+
+def resnet() -> nn.Module:
+    """ResNet-14 (n=2; 16/32/64 channels), trained on the Fashion-MNIST subset (once; cached)."""
+    torch.manual_seed(0)
+    return trained_once(CifarResNet(n=2, widths=(16, 32, 64)), f"fashion-resnet14-v{VERSION}.pt", _train,
+                        what="the benchmark ResNet on Fashion-MNIST")
