@@ -26,11 +26,16 @@ class TinyResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(self.block2(self.block1(self.stem(x)))), 1))
 
 
+def _training_step(model: nn.Module) -> bool:
+    # A fine-tune step; BN recalibration also runs in train mode, but without gradients.
+    return model.training and torch.is_grad_enabled()
+
+
 class FlakyResNet(TinyResNet):
     """Fails while training when its stem group was pruned hard: an injected trial fault."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and self.stem[0].out_channels <= 8:
+        if _training_step(self) and self.stem[0].out_channels <= 8:
             raise RuntimeError("injected fault: stem too narrow")
         return super().forward(x)
 
@@ -61,12 +66,12 @@ class FaultyResNet(TinyResNet):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.onnx.is_in_onnx_export() and self.block2.conv1.out_channels <= 16:
             raise RuntimeError("injected export fault")
-        if self.training and self.stem[0].out_channels <= 8:
+        if _training_step(self) and self.stem[0].out_channels <= 8:
             raise RuntimeError("injected fault: stem too narrow")
-        if self.training and self.block2.conv2.out_channels <= 16:
+        if _training_step(self) and self.block2.conv2.out_channels <= 16:
             os.kill(os.getpid(), signal.SIGKILL)
         out = super().forward(x)
-        if self.training and self.block1.conv1.out_channels <= 8:
+        if _training_step(self) and self.block1.conv1.out_channels <= 8:
             out = out * float("nan")
         return out
 
