@@ -112,15 +112,21 @@ def prune(model: nn.Module, plan: Plan, *, input_shape: Sequence[int],
         raise AutopruneError(f"plan names group {unknown[0]!r}, which is not a prunable group of this model; "
                              f"prunable groups: {', '.join(groups)}")
     criterion = get_criterion(plan.criterion)
+    if (criterion.needs_gradients or criterion.needs_activations) and calibration is None:
+        raise AutopruneError(f"criterion {plan.criterion!r} needs a calibration batch "
+                             f"({'gradients' if criterion.needs_gradients else 'activations'}); "
+                             "pass calibration=(inputs, labels)")
+    stats = None
+    if criterion.needs_activations:
+        from autoprune.criteria import activation_stats
+
+        stats = activation_stats(model, calibration[0], criterion.activation_stat)
     if criterion.needs_gradients:
-        if calibration is None:
-            raise AutopruneError(f"criterion {plan.criterion!r} needs a calibration batch (gradients); "
-                                 "pass calibration=(inputs, labels)")
         model.zero_grad(set_to_none=True)
         x, y = calibration
         nn.functional.cross_entropy(model.train()(x), y).backward()
         model.eval()
-    scorer = criterion.make()
+    scorer = criterion.scorer(stats)
     selected = []
     with torch.random.fork_rng():
         torch.manual_seed(plan.seed)  # only the random criterion draws; keep it reproducible

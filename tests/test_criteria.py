@@ -50,3 +50,38 @@ def test_criteria_choose_differently(demo_untrained, calib):
         pruned = prune(demo_untrained, Plan(**plan, criterion=name), input_shape=SHAPE, calibration=calib)
         kept[name] = pruned.layer1[0].conv1.weight.detach()
     assert not torch.equal(kept["l1"], kept["random"])
+
+
+@pytest.mark.parametrize("name", ["activation", "apoz", "entropy"])
+def test_activation_criteria_remove_a_dead_channel_first(name, demo_untrained, calib):
+    """A channel whose BatchNorm output never passes the ReLU carries nothing: removed first."""
+    from autoprune.criteria import get_criterion
+
+    assert get_criterion(name).needs_activations
+    model = demo_untrained
+    bn = model.layer1[0].bn1
+    with torch.no_grad():
+        bn.bias[5] = -1e4  # channel 5 of layer1.0.conv1 is now always zero after ReLU
+        marked = model.layer1[0].conv1.weight[5].clone()
+    pruned = prune(model, Plan(ratios={"layer1.0.conv1": 0.25}, criterion=name, round_to=1), input_shape=SHAPE,
+                   calibration=calib)
+    kept = pruned.layer1[0].conv1.weight
+    assert kept.shape[0] == 36
+    assert not any(torch.equal(w, marked) for w in kept)
+
+
+def test_entropy_is_zero_for_a_constant_channel_and_grows_with_spread():
+    from autoprune.criteria import activation_entropy
+
+    x = torch.zeros(64, 3, 4, 4)
+    x[:, 1] = torch.linspace(0, 1, 64).view(64, 1, 1)  # spread evenly over the batch
+    x[:32, 2] = 1.0  # two values
+    ent = activation_entropy(x)
+    assert ent[0] == 0
+    assert ent[1] > ent[2] > 0
+    assert ent[2] == pytest.approx(torch.log(torch.tensor(2.0)).item())
+
+
+def test_activation_criterion_without_calibration_is_a_clear_error(demo_untrained):
+    with pytest.raises(AutopruneError, match="'entropy' needs a calibration batch \\(activations\\)"):
+        prune(demo_untrained, Plan(ratios={"stem.0": 0.5}, criterion="entropy"), input_shape=SHAPE)
