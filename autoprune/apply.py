@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,16 +11,17 @@ import pandas as pd
 import torch
 from rich.console import Console
 from rich.table import Table
+from torch import nn
 
 from autoprune import config as cfg
 from autoprune.errors import AutopruneError
-from autoprune.finetune import FinetuneConfig, evaluate, finetune
+from autoprune.finetune import Distillation, FinetuneConfig, evaluate, finetune
 from autoprune.latency import export_onnx, onnx_outputs
 from autoprune.measure import latency_for
 from autoprune.models import architecture_fingerprint, fingerprint, save_checkpoint
 from autoprune.plan import Plan
 from autoprune.profiles import HardwareProfile
-from autoprune.pruning import count_macs_params, prune
+from autoprune.pruning import channels_to_remove, count_macs_params, find_groups, prune
 from autoprune.search import load_workload
 from autoprune.trial import calibration_batch
 
@@ -62,11 +64,45 @@ def pick_trial(trials: pd.DataFrame, pick: str, *, budget: str) -> pd.Series:
     return match.iloc[0]
 
 
+def progressive_plans(model: nn.Module, plan: Plan, *, steps: int, input_shape: tuple[int, ...]
+                      ) -> list[Callable[[nn.Module], Plan]]:
+    """``steps`` plans that together remove what ``plan`` removes, a ``1/steps`` share of each group's
+    channels at a time. Each is built against the model as it is at that step (whose channel counts
+    the earlier steps reduced), so that scores are taken on the fine-tuned weights of that step."""
+    total = {g.name: (g.channels, channels_to_remove(g.channels, plan.ratios.get(g.name, 0.0), plan.round_to))
+             for g in find_groups(model, input_shape=input_shape, ignored=plan.ignored)}
+
+    def step_plan(k: int) -> Callable[[nn.Module], Plan]:
+        def build(current: nn.Module) -> Plan:
+            now = {g.name: g.channels for g in find_groups(current, input_shape=input_shape, ignored=plan.ignored)}
+            ratios = {}
+            for name, (c0, removed) in total.items():
+                target = c0 - round(removed * k / steps)  # channels kept after step k
+                if name in now and now[name] > target:
+                    ratios[name] = (now[name] - target) / now[name]
+            # round_to 1: the counts above are exact; the last step lands on the plan's rounding
+            return plan.model_copy(update={"ratios": ratios, "round_to": 1})
+        return build
+
+    return [step_plan(k) for k in range(1, steps + 1)]
+
+
 def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: float = 0.01,
-          out: str | Path | None = None, quiet: bool = False) -> ApplyResult:
-    """Apply a searched plan to the original model; writes model.pt, model.onnx and report.yaml."""
+          out: str | Path | None = None, quiet: bool = False, distill: bool = False, kd_alpha: float = 0.5,
+          kd_temperature: float = 4.0, progressive: int = 1) -> ApplyResult:
+    """Apply a searched plan to the original model; writes model.pt, model.onnx and report.yaml.
+
+    Recovery: ``epochs`` of fine-tuning with warm-up and cosine annealing; ``distill`` adds knowledge
+    distillation from the unpruned model (weight ``kd_alpha``, temperature ``kd_temperature``);
+    ``progressive`` > 1 prunes in that many steps, fine-tuning ``epochs / progressive`` after each.
+    """
     if epochs < 0:
         raise AutopruneError(f"epochs is {epochs}; it must be >= 0")
+    if not isinstance(progressive, int) or progressive < 1:
+        raise AutopruneError(f"progressive is {progressive!r}; it must be an integer >= 1 (1: prune in one step)")
+    if not 0.0 <= kd_alpha <= 1.0 or kd_temperature <= 0:
+        raise AutopruneError(f"kd_alpha {kd_alpha} / kd_temperature {kd_temperature} are not valid; use "
+                             "0 <= kd_alpha <= 1 and kd_temperature > 0")
     console = Console(quiet=quiet, highlight=False)
     run, conf, trials = read_run(run_dir)
     row = pick_trial(trials, str(pick), budget=conf["budget"])
@@ -77,20 +113,34 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     console.print(f"applying {row['trial']} ({row['plan']}) to {conf['model']}")
 
     calib = calibration_batch(work.data.train, 64)
-    pruned = prune(work.model, plan, input_shape=work.input_shape, calibration=calib)
-    same_weights = fingerprint(pruned) == row.get("pruned_fingerprint")
+    kd = Distillation(teacher=work.model, alpha=kd_alpha, temperature=kd_temperature) if distill else None
+    ft = FinetuneConfig(epochs=epochs / progressive, lr=lr, seed=int(conf.get("seed", 0)))
+    total = 0
+    steps_report = []
+    pruned = work.model
+    for k, build in enumerate(progressive_plans(work.model, plan, steps=progressive, input_shape=work.input_shape)):
+        step_plan = plan if progressive == 1 else build(pruned)
+        calib = calibration_batch(work.data.train, 64)
+        pruned = prune(pruned, step_plan, input_shape=work.input_shape, calibration=calib)
+        if k == 0:
+            same_weights = fingerprint(pruned) == row.get("pruned_fingerprint")
+        acc_before = evaluate(pruned, work.data.val)
+        with console.status("fine-tuning") as status:
+            finetune(pruned, work.data.train, config=ft, distill=kd,
+                     on_step=lambda s, n, loss, k=k: status.update(
+                         f"step {k + 1}/{progressive}: fine-tuning {s}/{n}, loss {loss:.3f}"))
+        total += ft.total_steps(len(work.data.train))
+        acc_after = evaluate(pruned, work.data.val)
+        steps_report.append({"accuracy_pruned": acc_before, "accuracy_finetuned": acc_after})
+        console.print(f"pruning step {k + 1}/{progressive}: accuracy {acc_before:.1%} -> {acc_after:.1%} after "
+                      f"fine-tuning{' with distillation' if kd else ''}")
+    same_weights = same_weights and progressive == 1
     arch = architecture_fingerprint(pruned)
     if arch != row.get("arch_fingerprint"):
         raise AutopruneError(f"the plan rebuilt an architecture different from {row['trial']}'s; "
                              "the model or torch-pruning version changed since the search")
-    acc_pruned = evaluate(pruned, work.data.val)
-    ft = FinetuneConfig(epochs=epochs, lr=lr, seed=int(conf.get("seed", 0)))
-    total = ft.total_steps(len(work.data.train))
-    with console.status("fine-tuning") as status:
-        finetune(pruned, work.data.train, config=ft,
-                 on_step=lambda s, n, loss: status.update(f"fine-tuning: step {s}/{n}, loss {loss:.3f}"))
-    accuracy = evaluate(pruned, work.data.val)
-    console.print(f"fine-tuned {total} steps ({epochs:g} epochs): accuracy {acc_pruned:.1%} -> {accuracy:.1%}")
+    acc_pruned = steps_report[0]["accuracy_pruned"]
+    accuracy = steps_report[-1]["accuracy_finetuned"]
 
     out_dir = Path(out) if out is not None else run / f"apply-{row['trial']}"
     model_path = save_checkpoint(pruned, out_dir / "model.pt", arch=conf["model"], plan=plan.model_dump(mode="json"),
@@ -116,6 +166,8 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
         "trial": row["trial"], "plan": str(run / row["plan"]), "budget": conf["budget"],
         "same_pruned_weights_as_trial": bool(same_weights), "onnx_max_abs_diff": max_diff,
         "finetune": {"epochs": epochs, "steps": total, "lr": lr, "schedule": "warm-up + cosine"},
+        "recovery": {"distillation": {"alpha": kd_alpha, "temperature": kd_temperature} if kd else None,
+                     "progressive_steps": progressive, "steps": steps_report},
         "accuracy": {"unpruned": base["accuracy"], "trial": _num(row["accuracy"]),
                      "applied_before_finetune": acc_pruned, "applied": accuracy},
         "macs": {"unpruned": base["macs"], "trial": _num(row["macs"]), "applied": macs},

@@ -58,11 +58,16 @@ def apply_cmd(
     epochs: Annotated[float, typer.Option(help="Recovery fine-tune epochs (warm-up + cosine).")] = 5.0,
     lr: Annotated[float, typer.Option(help="Peak learning rate of the recovery fine-tune.")] = 0.01,
     out: Annotated[Path | None, typer.Option(help="Output directory (default: RUN/apply-<trial>).")] = None,
+    distill: Annotated[bool, typer.Option(help="Knowledge distillation from the unpruned model during fine-tuning.")] = False,
+    kd_alpha: Annotated[float, typer.Option(help="Weight of the distillation loss against the label loss.")] = 0.5,
+    kd_temperature: Annotated[float, typer.Option(help="Temperature that softens both models' outputs.")] = 4.0,
+    progressive: Annotated[int, typer.Option(help="Prune in K steps, fine-tuning epochs/K after each (1: one shot).")] = 1,
 ) -> None:
     """Prune the model with a plan from a run, fine-tune, export .pt and .onnx, and report."""
     from autoprune.apply import apply
 
-    apply(run, pick=pick, epochs=epochs, lr=lr, out=out)
+    apply(run, pick=pick, epochs=epochs, lr=lr, out=out, distill=distill, kd_alpha=kd_alpha,
+          kd_temperature=kd_temperature, progressive=progressive)
 
 
 @space_app.command("init")

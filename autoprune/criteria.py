@@ -67,7 +67,7 @@ class ActivationImportance(tp.importance.GroupMagnitudeImportance):
         self.stats = stats
 
     @torch.no_grad()
-    def __call__(self, group, **kwargs):  # noqa: ANN001, ANN003, ANN204 - Torch-Pruning's signature
+    def __call__(self, group, **kwargs):
         deps = [(dep, idxs, group[i].root_idxs) for i, (dep, idxs) in enumerate(group)
                 if dep.pruning_fn in _OUT and dep.layer in self.stats]
         bns = [d for d in deps if isinstance(d[0].layer, nn.modules.batchnorm._BatchNorm)]

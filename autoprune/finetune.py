@@ -45,6 +45,24 @@ def warmup_cosine(total: int, warmup_fraction: float) -> Callable[[int], float]:
     return factor
 
 
+@dataclass(frozen=True, kw_only=True)
+class Distillation:
+    """Knowledge distillation (Hinton et al. 2015): loss = (1 - alpha) * CE(labels)
+    + alpha * T² * KL(teacher's softened outputs || student's), T the temperature."""
+
+    teacher: nn.Module
+    alpha: float = 0.5
+    temperature: float = 4.0
+
+    def loss(self, student_out: torch.Tensor, x: torch.Tensor, ce: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            teacher_out = self.teacher(x)
+        t = self.temperature
+        kd = nn.functional.kl_div(nn.functional.log_softmax(student_out / t, 1),
+                                  nn.functional.softmax(teacher_out / t, 1), reduction="batchmean") * t * t
+        return (1.0 - self.alpha) * ce + self.alpha * kd
+
+
 class NonFiniteLoss(RuntimeError):
     """Training diverged; the trial that hit it is recorded as failed."""
 
@@ -52,8 +70,10 @@ class NonFiniteLoss(RuntimeError):
 def finetune(model: nn.Module, dataset: Dataset, *, config: FinetuneConfig,
              on_step: Callable[[int, int, float], None] | None = None,
              step_guard: Callable[[], ContextManager[None]] = contextlib.nullcontext,
-             device: str | torch.device = "cpu") -> float:
+             device: str | torch.device = "cpu", distill: Distillation | None = None) -> float:
     """Train ``model`` in place; returns the mean loss of the last steps (or nan for zero steps).
+
+    ``distill`` adds knowledge distillation from its teacher (kept in eval mode, on ``device``).
 
     Each step runs inside ``step_guard()``: trials pass the node lock, so no step overlaps a
     latency measurement on the same machine. ``model`` must already be on ``device``.
@@ -67,13 +87,18 @@ def finetune(model: nn.Module, dataset: Dataset, *, config: FinetuneConfig,
                           weight_decay=config.weight_decay, nesterov=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, config.warmup_fraction))
     loss_fn = nn.CrossEntropyLoss()
+    if distill is not None:
+        distill.teacher.to(device).eval()
     model.train()
     step, recent = 0, []
     while step < total:
         for x, y in loader:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with step_guard():
-                loss = loss_fn(model(x), y)
+                out = model(x)
+                loss = loss_fn(out, y)
+                if distill is not None:
+                    loss = distill.loss(out, x, loss)
                 if not torch.isfinite(loss):
                     raise NonFiniteLoss(f"loss became {loss.item()} at fine-tune step {step}")
                 opt.zero_grad(set_to_none=True)

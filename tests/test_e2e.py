@@ -120,3 +120,44 @@ def test_apply_refuses_a_plan_for_other_weights(run, tmp_path, monkeypatch):
     monkeypatch.setattr(helpers, "flaky_resnet", other_weights)
     with pytest.raises(AutopruneError, match="fingerprint"):
         apply(copy, pick="best", epochs=0, out=tmp_path / "x", quiet=True)
+
+
+def test_apply_with_distillation_and_progressive_pruning_from_the_cli(run, tmp_path):
+    """Both recovery modes from the CLI: the same final architecture as the trial, steps reported."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.conftest import ROOT
+
+    trials = pd.read_csv(run.run_dir / "trials.csv")
+    best = trials[trials["meets_budget"]].sort_values(["accuracy", "latency_p50_ms"], ascending=[False, True]).iloc[0]
+    proc = subprocess.run(
+        [sys.executable, "-c", "from autoprune.cli import main; main()", "apply", str(run.run_dir), "--epochs", "1",
+         "--distill", "--kd-temperature", "2", "--progressive", "3", "--out", str(tmp_path / "kd")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = yaml.safe_load((tmp_path / "kd" / "report.yaml").read_text())
+    recovery = report["recovery"]
+    assert recovery["distillation"] == {"alpha": 0.5, "temperature": 2.0}
+    assert recovery["progressive_steps"] == 3 and len(recovery["steps"]) == 3
+    assert all(0 <= s["accuracy_finetuned"] <= 1 for s in recovery["steps"])
+    assert report["macs"]["applied"] == best["macs"] and report["params"]["applied"] == best["params"]
+    assert report["same_pruned_weights_as_trial"] is False  # scores were re-taken between steps
+    assert "pruning step 3/3" in proc.stdout
+
+
+def test_progressive_plans_remove_the_plan_s_channels_in_equal_steps():
+    from autoprune.apply import progressive_plans
+    from autoprune.plan import Plan
+    from autoprune.pruning import prune
+    from tests.helpers import tiny_resnet
+
+    model = tiny_resnet()
+    plan = Plan(ratios={"block2.conv1": 0.75}, round_to=8)  # 32 -> 8 kept: 24 removed, 8 per step
+    kept = []
+    for build in progressive_plans(model, plan, steps=3, input_shape=(1, 8, 8)):
+        model = prune(model, build(model), input_shape=(1, 8, 8))
+        kept.append(model.block2.conv1.out_channels)
+    assert kept == [24, 16, 8]
