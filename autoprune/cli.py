@@ -70,6 +70,28 @@ def apply_cmd(
           kd_temperature=kd_temperature, progressive=progressive)
 
 
+@app.command("sensitivity")
+def sensitivity_cmd(
+    model: Annotated[str, typer.Option(help="The model to analyse (a model spec or checkpoint).")] = "builtin:demo",
+    data: Annotated[str, typer.Option(help="Data for accuracy and calibration.")] = "builtin:digits",
+    space: Annotated[Path | None, typer.Option(help="Search space YAML (default: derived from the model).")] = None,
+    profile: Annotated[str, typer.Option(help="Hardware profile the latency is measured on.")] = "cpu-default",
+    ratios: Annotated[str, typer.Option(help="Ratios to prune each group alone at, comma-separated.")] = "0.25,0.5,0.75",
+    finetune_steps: Annotated[int, typer.Option(help="Fine-tune steps after pruning each (0: BN recalibration only).")] = 0,
+    max_drop: Annotated[float, typer.Option(help="Accuracy drop (fraction) a group alone may cost in the narrowed space.")] = 0.01,
+    out: Annotated[Path, typer.Option(help="Directory for sensitivity.csv, sensitivity.png and space.yaml.")] = Path("sensitivity"),
+) -> None:
+    """Prune each group alone at several ratios: accuracy and latency per group, and a narrowed space."""
+    from autoprune.sensitivity import sensitivity
+
+    try:
+        parsed = [float(r) for r in ratios.split(",")]
+    except ValueError:
+        raise AutopruneError(f"--ratios {ratios!r} is not understood; write them like 0.25,0.5,0.75") from None
+    sensitivity(model=model, data=data, space=space, profile=profile, ratios=parsed, finetune_steps=finetune_steps,
+                max_drop=max_drop, out=out)
+
+
 @space_app.command("init")
 def space_init_cmd(
     model: Annotated[str, typer.Option(help="The model to derive the space from.")] = "builtin:demo",

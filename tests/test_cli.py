@@ -98,3 +98,27 @@ def test_profile_build_table_writes_a_table_and_reports_its_error(tmp_path):
     from autoprune.latency_table import LatencyTable
 
     assert len(LatencyTable.load(tmp_path / "t.yaml").layers) == 7
+
+
+def test_sensitivity_writes_csv_plot_and_a_narrowed_space(tmp_path):
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from autoprune.space import SearchSpace
+    from tests.conftest import ROOT, TINY_PROFILE
+
+    proc = subprocess.run(
+        [sys.executable, "-c", "from autoprune.cli import main; main()", "sensitivity", "--model",
+         "tests.helpers:tiny_resnet", "--profile", str(TINY_PROFILE), "--ratios", "0.5,0.75", "--max-drop", "0.02",
+         "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    table = pd.read_csv(tmp_path / "sensitivity.csv")
+    space = SearchSpace.load(tmp_path / "space.yaml")
+    assert set(table["group"]) == set(space.groups) and len(table) == 2 * len(space.groups)
+    assert (table["latency_p50_ms"] > 0).all() and table["accuracy"].between(0, 1).all()
+    for name, g in space.groups.items():
+        within = table[(table["group"] == name) & (table["accuracy_drop"] <= 0.02)]["ratio"]
+        assert g.high == pytest.approx(min(0.7, within.max()) if len(within) else g.low)
+    assert (tmp_path / "sensitivity.png").stat().st_size > 10_000

@@ -1,0 +1,114 @@
+"""Layer sensitivity: prune each group alone at several ratios; record accuracy and latency.
+
+The table says which groups can lose channels cheaply (accuracy barely moves) and which buy
+latency (the latency falls most); ``narrowed_space`` turns it into a search space whose ranges
+stop where a group alone would cost more than ``max_drop`` accuracy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+
+from autoprune.errors import AutopruneError
+from autoprune.finetune import FinetuneConfig, evaluate
+from autoprune.latency_cache import LocalLatencyCache
+from autoprune.measure import latency_for
+from autoprune.models import architecture_fingerprint
+from autoprune.plan import Plan
+from autoprune.profiles import DEFAULT_PROFILE, resolve_profile
+from autoprune.space import GroupRange, SearchSpace
+from autoprune.trial import TrialSettings, run_trial
+
+
+@dataclass(frozen=True)
+class SensitivityResult:
+    table: pd.DataFrame  # group, ratio, kept, accuracy, accuracy_drop, latency_p50_ms, latency_saving, macs
+    csv: Path
+    plot: Path
+    space: SearchSpace  # the input space with each group's high narrowed by max_drop
+
+
+def narrowed_space(space: SearchSpace, table: pd.DataFrame, *, max_drop: float) -> SearchSpace:
+    """Each group's ``high`` becomes the largest ratio tried whose accuracy drop stays within
+    ``max_drop`` (never below ``low``), so the search spends no trials past it."""
+    groups = {}
+    for name, g in space.groups.items():
+        ok = table[(table["group"] == name) & (table["accuracy_drop"] <= max_drop)]
+        high = min(g.high, float(ok["ratio"].max())) if not ok.empty else g.low
+        groups[name] = GroupRange.model_validate({**g.model_dump(), "high": max(g.low, high)})
+    return space.model_copy(update={"groups": groups})
+
+
+def sensitivity(*, model: str = "builtin:demo", data: str = "builtin:digits", space: str | Path | None = None,
+                profile: str | Path = DEFAULT_PROFILE, ratios: Sequence[float] = (0.25, 0.5, 0.75),
+                finetune_steps: int = 0, bn_recalibration: int = 10, max_drop: float = 0.01,
+                out: str | Path = "sensitivity", quiet: bool = False) -> SensitivityResult:
+    """Prune every group of the space alone at each of ``ratios``; writes sensitivity.csv, a plot,
+    and ``space.yaml`` narrowed to ratios that cost at most ``max_drop`` accuracy each."""
+    from autoprune.search import load_workload
+
+    if not ratios or any(not 0 < r < 1 for r in ratios):
+        raise AutopruneError(f"ratios {list(ratios)} are not valid; give ratios in (0, 1), e.g. 0.25,0.5,0.75")
+    if not 0 <= max_drop <= 1:
+        raise AutopruneError(f"max_drop is {max_drop}; it is an accuracy fraction in [0, 1], e.g. 0.01")
+    console = Console(quiet=quiet, highlight=False)
+    hw = resolve_profile(profile)
+    work = load_workload(model=model, data=data, space=space, profiles=[hw])
+    cache = LocalLatencyCache()
+    base_acc = evaluate(work.model, work.data.val)
+    base_ms = latency_for(work.model, hw, input_shape=work.input_shape,
+                          arch_key=architecture_fingerprint(work.model), cache=cache).p50_ms
+    console.print(f"unpruned: accuracy {base_acc:.1%}, {base_ms:.2f} ms on {hw.name}")
+    settings = TrialSettings(input_shape=work.input_shape, profiles=(hw,), cache=cache,
+                             finetune=FinetuneConfig(steps=finetune_steps), bn_recalibration=bn_recalibration)
+    rows = []
+    total = len(work.space.groups) * len(ratios)
+    for name in work.space.groups:
+        for r in sorted(ratios):
+            plan = Plan(ratios={name: r}, criterion=work.space.criterion, round_to=work.space.round_to,
+                        ignored=work.space.ignored)
+            m = run_trial(work.model, work.data, plan, settings=settings)
+            rows.append({"group": name, "ratio": r, "accuracy": m["accuracy"], "accuracy_drop": base_acc - m["accuracy"],
+                         "latency_p50_ms": m["latency_p50_ms"], "latency_saving": 1 - m["latency_p50_ms"] / base_ms,
+                         "macs": m["macs"], "params": m["params"]})
+            console.print(f"[{len(rows):>3}/{total}] {name} at {r:.2f}: accuracy {m['accuracy']:.1%} "
+                          f"({base_acc - m['accuracy']:+.1%} drop), {m['latency_p50_ms']:.2f} ms")
+    table = pd.DataFrame(rows)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv = out_dir / "sensitivity.csv"
+    table.to_csv(csv, index=False)
+    plot = _plot(table, out_dir / "sensitivity.png", title=f"{model} on {hw.name}")
+    narrowed = narrowed_space(work.space, table, max_drop=max_drop)
+    narrowed.save(out_dir / "space.yaml")
+    console.print(f"wrote {csv}, {plot} and {out_dir / 'space.yaml'} (ranges cut where one group alone costs "
+                  f"more than {max_drop:.1%}); search it with --space {out_dir / 'space.yaml'}")
+    return SensitivityResult(table=table, csv=csv, plot=plot, space=narrowed)
+
+
+def _plot(table: pd.DataFrame, path: Path, *, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_acc, ax_lat) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=120)
+    for name, g in table.groupby("group", sort=False):
+        ax_acc.plot(g["ratio"], g["accuracy_drop"] * 100, marker="o", label=name)
+        ax_lat.plot(g["ratio"], g["latency_saving"] * 100, marker="o", label=name)
+    ax_acc.set(xlabel="ratio of the group's channels removed (others intact)", ylabel="accuracy drop (points)",
+               title=f"sensitivity: {title}")
+    ax_lat.set(xlabel="ratio of the group's channels removed (others intact)", ylabel="latency saved (%)",
+               title="what it buys")
+    for ax in (ax_acc, ax_lat):
+        ax.grid(alpha=0.3)
+    ax_acc.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
