@@ -34,7 +34,13 @@ def main() -> None:
     from autoprune.apply import progressive_plans
     from autoprune.criteria import CRITERIA
     from autoprune.data import load_data
-    from autoprune.finetune import Distillation, FinetuneConfig, evaluate, finetune
+    from autoprune.finetune import (
+        Distillation,
+        FinetuneConfig,
+        evaluate,
+        finetune,
+        recalibrate_bn,
+    )
     from autoprune.latency import export_onnx, measure_onnx
     from autoprune.models import load_model
     from autoprune.plan import Plan
@@ -66,6 +72,8 @@ def main() -> None:
           f"{latency(model):.2f} -> {latency(pruned):.2f} ms p50 on bench-cpu", flush=True)
 
     rows = [("unpruned", base_acc), ("pruned, no fine-tune", evaluate(pruned, data.val))]
+    recalibrate_bn(pruned, data.train, batches=10)
+    rows.append(("pruned, BN recalibrated", evaluate(pruned, data.val)))
     tuned = prune(model, plan, input_shape=shape, calibration=calib)
     finetune(tuned, data.train, config=ft)
     rows.append((f"fine-tuned {args.epochs:g} epochs", evaluate(tuned, data.val)))
@@ -83,13 +91,15 @@ def main() -> None:
         print(f"{name:<28} {acc:>7.2%}")
 
     print(f"\n2. criteria at equal latency (same architecture), {args.criterion_steps} fine-tune steps each")
-    print(f"{'criterion':<12} {'no fine-tune':>12} {'fine-tuned':>10}")
+    print(f"{'criterion':<12} {'no fine-tune':>12} {'BN recal.':>10} {'fine-tuned':>10}")
     short = FinetuneConfig(steps=args.criterion_steps, lr=0.05, batch_size=64)
     for name in sorted(CRITERIA):
         net = prune(model, plan.model_copy(update={"criterion": name}), input_shape=shape, calibration=calib)
         before = evaluate(net, data.val)
+        recalibrate_bn(net, data.train, batches=10)
+        recal = evaluate(net, data.val)
         finetune(net, data.train, config=short)
-        print(f"{name:<12} {before:>12.2%} {evaluate(net, data.val):>10.2%}", flush=True)
+        print(f"{name:<12} {before:>12.2%} {recal:>10.2%} {evaluate(net, data.val):>10.2%}", flush=True)
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
 
 
