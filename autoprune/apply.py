@@ -124,6 +124,15 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
         pruned = prune(pruned, step_plan, input_shape=work.input_shape, calibration=calib)
         if k == 0:
             same_weights = fingerprint(pruned) == row.get("pruned_fingerprint")
+        if k == progressive - 1:  # the final architecture: check it, and time it before any training
+            arch = architecture_fingerprint(pruned)
+            if arch != row.get("arch_fingerprint"):
+                raise AutopruneError(f"the plan rebuilt an architecture different from {row['trial']}'s; "
+                                     "the model or torch-pruning version changed since the search")
+            # Latency depends only on shapes; timed here, not after fine-tuning, whose torch threads
+            # would still compete with ONNX Runtime in this process (the trials time before training too).
+            measured = {p.name: latency_for(pruned, p, input_shape=work.input_shape, arch_key=arch)
+                        for p in profiles}
         acc_before = evaluate(pruned, work.data.val)
         with console.status("fine-tuning") as status:
             finetune(pruned, work.data.train, config=ft, distill=kd,
@@ -135,10 +144,6 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
         console.print(f"pruning step {k + 1}/{progressive}: accuracy {acc_before:.1%} -> {acc_after:.1%} after "
                       f"fine-tuning{' with distillation' if kd else ''}")
     same_weights = same_weights and progressive == 1
-    arch = architecture_fingerprint(pruned)
-    if arch != row.get("arch_fingerprint"):
-        raise AutopruneError(f"the plan rebuilt an architecture different from {row['trial']}'s; "
-                             "the model or torch-pruning version changed since the search")
     acc_pruned = steps_report[0]["accuracy_pruned"]
     accuracy = steps_report[-1]["accuracy_finetuned"]
 
@@ -154,7 +159,7 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     base, budgets = conf["baseline"], conf.get("budgets", {})
     latency = {}
     for i, profile in enumerate(profiles):
-        stats = latency_for(pruned, profile, input_shape=work.input_shape, arch_key=arch)
+        stats = measured[profile.name]
         budget_ms = budgets.get(profile.name, {}).get("ms")
         latency[profile.name] = {
             "unpruned_p50_ms": base["profiles"][profile.name]["latency_p50_ms"],
