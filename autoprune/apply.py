@@ -118,10 +118,11 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     total = 0
     steps_report = []
     pruned = work.model
-    for k, build in enumerate(progressive_plans(work.model, plan, steps=progressive, input_shape=work.input_shape)):
-        step_plan = plan if progressive == 1 else build(pruned)
-        calib = calibration_batch(work.data.train, 64)
-        pruned = prune(pruned, step_plan, input_shape=work.input_shape, calibration=calib)
+    # One shot is the trial's own plan, so the pruned weights can be checked against the trial's.
+    builds = ([lambda _: plan] if progressive == 1
+              else progressive_plans(work.model, plan, steps=progressive, input_shape=work.input_shape))
+    for k, build in enumerate(builds):
+        pruned = prune(pruned, build(pruned), input_shape=work.input_shape, calibration=calib)
         if k == 0:
             same_weights = fingerprint(pruned) == row.get("pruned_fingerprint")
         if k == progressive - 1:  # the final architecture: check it, and time it before any training

@@ -12,7 +12,7 @@ from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
 
-from autoprune.sampler import CONSTRAINT_PREFIX, TRIAL_NUMBER_KEY
+from autoprune.sampler import TRIAL_NUMBER_KEY, budget_constraints
 
 
 class BudgetedOptunaSearch(OptunaSearch):
@@ -32,9 +32,6 @@ class BudgetedOptunaSearch(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         ot_trial = self._ot_trials.get(trial_id)
         if ot_trial is not None and result:
-            for profile, budget in self._budgets_ms.items():
-                latency = result.get(f"latency_p50_ms@{profile}")
-                if latency is not None:
-                    # Feasible when <= 0: latency minus budget, in ms.
-                    ot_trial.set_constraint(f"{CONSTRAINT_PREFIX}{profile}", float(latency) - budget)
+            for key, value in budget_constraints(result, self._budgets_ms).items():
+                ot_trial.set_constraint(key, value)
         super().on_trial_complete(trial_id, result=result, error=error)

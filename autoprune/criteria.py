@@ -29,9 +29,8 @@ class Criterion:
         return self.activation_stat is not None
 
     def scorer(self, stats: dict[nn.Module, torch.Tensor] | None = None) -> tp.importance.Importance:
-        if self.activation_stat is not None:
+        if self.make is None:  # an activation criterion: register() allows no third kind
             return ActivationImportance(stats or {})
-        assert self.make is not None  # a registered criterion has one or the other: see register()
         return self.make()
 
 
@@ -89,7 +88,7 @@ def mean_activation(x: torch.Tensor) -> torch.Tensor:
 
 def nonzero_fraction(x: torch.Tensor) -> torch.Tensor:
     """1 - APoZ (average percentage of zeros after ReLU; Hu et al. 2016): high keeps the channel."""
-    return (x > 0).float().flatten(2).mean(2).mean(0) if x.dim() > 2 else (x > 0).float().mean(0)
+    return _channels((x > 0).float()).mean(0)
 
 
 def activation_entropy(x: torch.Tensor, bins: int = 16) -> torch.Tensor:

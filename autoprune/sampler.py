@@ -15,6 +15,17 @@ CONSTRAINT_PREFIX = "latency_over_budget_ms@"  # + profile name: one constraint 
 TRIAL_NUMBER_KEY = "__trial_number"
 
 
+def trial_name(number: int) -> str:
+    """The name of Optuna trial ``number`` in every output file."""
+    return f"trial-{number:03d}"
+
+
+def budget_constraints(result: Mapping[str, Any], budgets_ms: Mapping[str, float]) -> dict[str, float]:
+    """One Optuna constraint per budget: latency minus budget in ms, feasible when <= 0."""
+    return {f"{CONSTRAINT_PREFIX}{profile}": float(result[f"latency_p50_ms@{profile}"]) - budget
+            for profile, budget in budgets_ms.items() if result.get(f"latency_p50_ms@{profile}") is not None}
+
+
 def ratios_from_config(config: dict[str, Any]) -> dict[str, float]:
     """Group → ratio from a trial's config; rounding drops the float noise of Optuna's step grid."""
     return {k: round(float(v), 6) for k, v in config.items() if k != TRIAL_NUMBER_KEY}

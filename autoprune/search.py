@@ -26,7 +26,7 @@ from autoprune.profiles import DEFAULT_PROFILE, HardwareProfile, resolve_profile
 from autoprune.progress import SearchProgress
 from autoprune.pruning import count_macs_params
 from autoprune.report import plot_pareto, write_pareto, write_trials
-from autoprune.sampler import SAMPLERS, uniform_seeds
+from autoprune.sampler import SAMPLERS, trial_name, uniform_seeds
 from autoprune.space import SearchSpace, init_space
 from autoprune.study import load_study, reconcile, storage_url, study_name
 from autoprune.trial import TrialSettings
@@ -206,9 +206,8 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
     if initial_plans is not None:
         initial_plans = [work.space.check_plan(p, source=f"initial plan {i}") for i, p in enumerate(initial_plans)]
 
-    from autoprune.tune_runner import (
-        ray_session,  # imports Ray: keep it off the bad-input path
-    )
+    # tune_runner imports Ray: keep it off the bad-input path above
+    from autoprune.tune_runner import ray_session
 
     with ray_session(progress, address=address) as cache:
         names = ", ".join(p.name for p in work.profiles)
@@ -249,6 +248,10 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
         return _execute(work, run_dir, run_config, opts, cache=cache, progress=progress, rows=[])
 
 
+def _budgets_ms(run_config: dict[str, Any]) -> dict[str, float]:
+    return {name: b["ms"] for name, b in run_config["budgets"].items()}
+
+
 def _run_options(run_config: dict[str, Any], run_dir: Path, **kwargs: Any) -> RunOptions:
     study = run_config["study"]
     return RunOptions(seed=run_config["seed"], sampler=run_config["sampler"], early_stop=run_config["early_stop"],
@@ -260,7 +263,7 @@ def _execute(work: Workload, run_dir: Path, run_config: dict[str, Any], opts: Ru
     """Run the trials of a new or resumed run, then write its outputs (also after Ctrl-C)."""
     from autoprune.tune_runner import run_trials
 
-    budgets_ms = {name: b["ms"] for name, b in run_config["budgets"].items()}
+    budgets_ms = _budgets_ms(run_config)
     ft = run_config["finetune"]
     settings = TrialSettings(
         input_shape=work.input_shape, profiles=work.profiles, cache=cache, budgets_ms=budgets_ms,
@@ -301,12 +304,11 @@ def _resume(run_dir: Path, *, trials: int | None, concurrency: int, quiet: bool,
                              "run searched (fingerprint differs); start a new search for the new weights")
     study = run_config["study"]
     url = storage_url(run_dir, study["storage"])
-    requeued = reconcile(load_study(url, study["name"]), rows=rows,
-                         budgets_ms={name: b["ms"] for name, b in run_config["budgets"].items()})
+    requeued = reconcile(load_study(url, study["name"]), rows=rows, budgets_ms=_budgets_ms(run_config))
     remaining = total - len(rows)
     progress.print(f"{len(rows)} of {total} trials already finished; {requeued} interrupted plan(s) queued again")
     if remaining <= 0:
-        return finish(run_dir, rows, budgets_ms={n: b["ms"] for n, b in run_config["budgets"].items()},
+        return finish(run_dir, rows, budgets_ms=_budgets_ms(run_config),
                       baseline=run_config["baseline"], profiles=[p.name for p in profiles], progress=progress)
     if total != run_config["trials"]:
         cfg.dump({**run_config, "trials": total}, run_dir / "config.yaml")
@@ -361,8 +363,6 @@ def save_plan(run_dir: Path, number: int, ratios: dict[str, float], plan_fields:
     return plan.save(run_dir / "plans" / f"{trial_name(number)}.yaml")
 
 
-def trial_name(number: int) -> str:
-    return f"trial-{number:03d}"
 
 
 def env_for_ray() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import optuna
 
 from autoprune.errors import AutopruneError
-from autoprune.sampler import CONSTRAINT_PREFIX
+from autoprune.sampler import budget_constraints, trial_name
 
 DEFAULT_STUDY = "autoprune"
 
@@ -46,11 +46,11 @@ def reconcile(study: optuna.Study, *, rows: Sequence[Mapping[str, Any]], budgets
     done = {r["trial"]: r for r in rows if r.get("status") in ("completed", "infeasible", "stopped")}
     requeued = 0
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        row = done.get(f"trial-{t.number:03d}")
+        row = done.get(trial_name(t.number))
         if row is not None:
             trial = optuna.Trial(study, t._trial_id)
-            for profile, budget in budgets_ms.items():
-                trial.set_constraint(f"{CONSTRAINT_PREFIX}{profile}", float(row[f"latency_p50_ms@{profile}"]) - budget)
+            for key, value in budget_constraints(row, budgets_ms).items():
+                trial.set_constraint(key, value)
             accuracy = row["accuracy"] if row["status"] != "infeasible" else row["accuracy_before_finetune"]
             study.tell(t.number, [float(accuracy), float(row["latency_p50_ms"])])
         else:
