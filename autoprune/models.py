@@ -79,8 +79,10 @@ def load_checkpoint(path: str | Path) -> nn.Module:
         from autoprune.plan import Plan
         from autoprune.pruning import prune
 
-        # The pruned shapes depend only on the ratios; the kept weights come from the file.
-        model = prune(model, Plan.from_dict(ckpt["plan"]), input_shape=tuple(ckpt["input_shape"]))
+        # The pruned shapes depend only on the ratios; the kept weights come from the file. Scoring
+        # with l1 rebuilds them without the calibration data that taylor or activation would need.
+        plan = Plan.from_dict(ckpt["plan"]).model_copy(update={"criterion": "l1"})
+        model = prune(model, plan, input_shape=tuple(ckpt["input_shape"]))
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:

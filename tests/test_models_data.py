@@ -22,10 +22,13 @@ def test_function_and_torchvision_specs():
     assert r.fc.out_features == 1000
 
 
-def test_pruned_checkpoint_loads_back_with_weights_only(tmp_path):
+@pytest.mark.parametrize("criterion", ["l1", "taylor", "entropy"])
+def test_pruned_checkpoint_loads_back_with_weights_only(tmp_path, criterion):
+    # taylor and entropy need calibration data to score; rebuilding the shapes must not.
     model = load_model("tests.helpers:tiny_resnet")
-    plan = Plan(ratios={g.name: 0.5 for g in find_groups(model, input_shape=(1, 8, 8))})
-    pruned = prune(model, plan, input_shape=(1, 8, 8))
+    plan = Plan(ratios={g.name: 0.5 for g in find_groups(model, input_shape=(1, 8, 8))}, criterion=criterion)
+    calib = (torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,)))
+    pruned = prune(model, plan, input_shape=(1, 8, 8), calibration=calib)
     path = save_checkpoint(pruned, tmp_path / "m.pt", arch="tests.helpers:tiny_resnet",
                            plan=plan.model_dump(mode="json"), input_shape=(1, 8, 8))
     back = load_model(str(path))
