@@ -1,6 +1,6 @@
 """autoprune: search per-layer channel-prune ratios under a latency budget on real hardware profiles.
 
-The Python API has the shape of the CLI: ``search``, ``apply``, ``sensitivity``, ``space_init``,
+The Python API has the shape of the CLI: ``search``, ``apply``, ``sensitivity``, ``sparsify``, ``space_init``,
 ``profile_measure``, ``profile_build_table``.
 """
 
@@ -13,9 +13,10 @@ from autoprune.profiles import HardwareProfile, resolve_profile
 from autoprune.profiling import profile_build_table, profile_measure
 from autoprune.search import SearchResult, search
 from autoprune.sensitivity import SensitivityResult, sensitivity
+from autoprune.sparsify import SparsifyResult, sparsify
 from autoprune.space import SearchSpace, init_space, space_init
 
 __all__ = ["ApplyResult", "AutopruneError", "Budget", "ConfigError", "HardwareProfile", "Plan", "SearchInterrupted", "SearchResult",
-           "SearchSpace", "SensitivityResult", "apply", "init_space", "load_model", "profile_build_table", "profile_measure",
-           "resolve_profile", "save_checkpoint", "search", "sensitivity", "space_init"]
+           "SearchSpace", "SensitivityResult", "SparsifyResult", "apply", "init_space", "load_model", "profile_build_table", "profile_measure",
+           "resolve_profile", "save_checkpoint", "search", "sensitivity", "space_init", "sparsify"]
 __version__ = "0.1.0"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from torch import nn
 
 from autoprune import config as cfg
 from autoprune.errors import AutopruneError
-from autoprune.finetune import Distillation, FinetuneConfig, evaluate, finetune
+from autoprune.finetune import Distillation, FinetuneConfig, evaluate, feature_layers, finetune
 from autoprune.latency import export_onnx, onnx_outputs
 from autoprune.measure import latency_for
 from autoprune.models import architecture_fingerprint, fingerprint, save_checkpoint
@@ -24,6 +25,8 @@ from autoprune.profiles import HardwareProfile
 from autoprune.pruning import channels_to_remove, count_macs_params, find_groups, prune
 from autoprune.search import load_workload
 from autoprune.trial import calibration_batch
+from autoprune.unstructured import (check_sparsity, latency_side_by_side, magnitude_masks, make_permanent,
+                                    sparsity_report)
 
 
 @dataclass(frozen=True)
@@ -89,12 +92,18 @@ def progressive_plans(model: nn.Module, plan: Plan, *, steps: int, input_shape: 
 
 def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: float = 0.01,
           out: str | Path | None = None, quiet: bool = False, distill: bool = False, kd_alpha: float = 0.5,
-          kd_temperature: float = 4.0, progressive: int = 1) -> ApplyResult:
+          kd_temperature: float = 4.0, kd_features: str | None = None, kd_beta: float = 1000.0,
+          progressive: int = 1, unstructured: float = 0.0,
+          unstructured_scope: str = "global") -> ApplyResult:
     """Apply a searched plan to the original model; writes model.pt, model.onnx and report.yaml.
 
     Recovery: ``epochs`` of fine-tuning with warm-up and cosine annealing; ``distill`` adds knowledge
-    distillation from the unpruned model (weight ``kd_alpha``, temperature ``kd_temperature``);
+    distillation from the unpruned model (weight ``kd_alpha``, temperature ``kd_temperature``;
+    ``kd_features``: layers, comma-separated or ``auto``, matched by attention transfer, weight ``kd_beta``);
     ``progressive`` > 1 prunes in that many steps, fine-tuning ``epochs / progressive`` after each.
+    ``unstructured`` > 0 also zeros that fraction of the remaining weights by magnitude before the
+    last fine-tune (``unstructured_scope``: global or layer threshold); the zeros shrink the
+    compressed model, not the dense latency, and the report shows both.
     """
     if epochs < 0:
         raise AutopruneError(f"epochs is {epochs}; it must be >= 0")
@@ -103,6 +112,7 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     if not 0.0 <= kd_alpha <= 1.0 or kd_temperature <= 0:
         raise AutopruneError(f"kd_alpha {kd_alpha} / kd_temperature {kd_temperature} are not valid; use "
                              "0 <= kd_alpha <= 1 and kd_temperature > 0")
+    check_sparsity(unstructured, unstructured_scope)
     console = Console(quiet=quiet, highlight=False)
     run, conf, trials = read_run(run_dir)
     row = pick_trial(trials, str(pick), budget=conf["budget"])
@@ -113,10 +123,15 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     console.print(f"applying {row['trial']} ({row['plan']}) to {conf['model']}")
 
     calib = calibration_batch(work.data.train, 64)
-    kd = Distillation(teacher=work.model, alpha=kd_alpha, temperature=kd_temperature) if distill else None
+    if kd_features and not distill:
+        raise AutopruneError("kd_features matches feature maps during distillation; add --distill")
+    features = feature_layers(work.model, kd_features, input_shape=work.input_shape) if kd_features else ()
+    kd = (Distillation(teacher=work.model, alpha=kd_alpha, temperature=kd_temperature, features=features,
+                       beta=kd_beta) if distill else None)
     ft = FinetuneConfig(epochs=epochs / progressive, lr=lr, seed=int(conf.get("seed", 0)))
     total = 0
     steps_report = []
+    sparse_info: dict[str, Any] = {}
     pruned = work.model
     # One shot is the trial's own plan, so the pruned weights can be checked against the trial's.
     builds = ([lambda _: plan] if progressive == 1
@@ -134,6 +149,8 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
             # would still compete with ONNX Runtime in this process (the trials time before training too).
             measured = {p.name: latency_for(pruned, p, input_shape=work.input_shape, arch_key=arch)
                         for p in profiles}
+            if unstructured > 0:
+                sparse_info = _add_zeros(pruned, unstructured, unstructured_scope, profiles, work.input_shape, console)
         acc_before = evaluate(pruned, work.data.val)
         with console.status("fine-tuning") as status:
             finetune(pruned, work.data.train, config=ft, distill=kd,
@@ -144,7 +161,13 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
         steps_report.append({"accuracy_pruned": acc_before, "accuracy_finetuned": acc_after})
         console.print(f"pruning step {k + 1}/{progressive}: accuracy {acc_before:.1%} -> {acc_after:.1%} after "
                       f"fine-tuning{' with distillation' if kd else ''}")
-    same_weights = same_weights and progressive == 1
+    make_permanent(pruned)
+    if unstructured > 0:
+        size = sparsity_report(pruned, input_shape=work.input_shape, opset=profiles[0].opset)
+        sparse_info["size"] = size.as_dict()
+        console.print(f"sparsity {size.sparsity:.1%} of the conv/linear weights; {size.dense_bytes / 1e6:.2f} MB dense, "
+                      f"{size.sparse_bytes / 1e6:.2f} MB as CSR, ONNX {size.onnx_gzip_bytes / 1e6:.2f} MB gzipped")
+    same_weights = same_weights and progressive == 1 and unstructured == 0
     acc_pruned = steps_report[0]["accuracy_pruned"]
     accuracy = steps_report[-1]["accuracy_finetuned"]
 
@@ -172,8 +195,11 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
         "trial": row["trial"], "plan": str(run / row["plan"]), "budget": conf["budget"],
         "same_pruned_weights_as_trial": bool(same_weights), "onnx_max_abs_diff": max_diff,
         "finetune": {"epochs": epochs, "steps": total, "lr": lr, "schedule": "warm-up + cosine"},
-        "recovery": {"distillation": {"alpha": kd_alpha, "temperature": kd_temperature} if kd else None,
-                     "progressive_steps": progressive, "steps": steps_report},
+        "recovery": {"distillation": {"alpha": kd_alpha, "temperature": kd_temperature,
+                                      "attention_transfer": {"layers": list(features), "beta": kd_beta} if features
+                                      else None} if kd else None,
+                     "progressive_steps": progressive, "steps": steps_report,
+                     "unstructured": sparse_info if unstructured > 0 else None},
         "accuracy": {"unpruned": base["accuracy"], "trial": _num(row["accuracy"]),
                      "applied_before_finetune": acc_pruned, "applied": accuracy},
         "macs": {"unpruned": base["macs"], "trial": _num(row["macs"]), "applied": macs},
@@ -186,6 +212,22 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     _print_report(console, report)
     return ApplyResult(out_dir=out_dir, model_path=model_path, onnx_path=onnx_path, report_path=report_path,
                        report=report)
+
+
+def _add_zeros(pruned: nn.Module, sparsity: float, scope: str, profiles: list[HardwareProfile],
+               input_shape: tuple[int, ...], console: Console) -> dict[str, Any]:
+    """Mask ``pruned`` in place; time it with and without the zeros, side by side, on every profile."""
+    structured = copy.deepcopy(pruned)
+    magnitude_masks(pruned, sparsity=sparsity, scope=scope)
+    info: dict[str, Any] = {"sparsity": sparsity, "scope": scope, "latency": {},
+                            "note": "dense ONNX Runtime kernels compute the zeros too; only the size shrinks"}
+    for p in profiles:
+        lat = latency_side_by_side({"structured": structured, "with_zeros": pruned}, p, input_shape=input_shape)
+        info["latency"][p.name] = {"structured_p50_ms": lat["structured"].p50_ms,
+                                   "with_zeros_p50_ms": lat["with_zeros"].p50_ms}
+        console.print(f"{sparsity:.0%} of the remaining weights zeroed ({scope}); on {p.name}: "
+                      f"{lat['structured'].p50_ms:.2f} ms without the zeros, {lat['with_zeros'].p50_ms:.2f} ms with")
+    return info
 
 
 def _num(v: Any) -> float | int:

@@ -61,13 +61,18 @@ def apply_cmd(
     distill: Annotated[bool, typer.Option(help="Knowledge distillation from the unpruned model during fine-tuning.")] = False,
     kd_alpha: Annotated[float, typer.Option(help="Weight of the distillation loss against the label loss.")] = 0.5,
     kd_temperature: Annotated[float, typer.Option(help="Temperature that softens both models' outputs.")] = 4.0,
+    kd_features: Annotated[str | None, typer.Option(help="With --distill, also match these layers' feature maps by attention transfer: comma-separated names, or auto (each stage).")] = None,
+    kd_beta: Annotated[float, typer.Option(help="Weight of the attention-transfer loss.")] = 1000.0,
     progressive: Annotated[int, typer.Option(help="Prune in K steps, fine-tuning epochs/K after each (1: one shot).")] = 1,
+    unstructured: Annotated[float, typer.Option(help="Also zero this fraction of the remaining weights by magnitude (shrinks the compressed file, not the dense latency).")] = 0.0,
+    unstructured_scope: Annotated[str, typer.Option(help="Threshold of --unstructured: global or layer.")] = "global",
 ) -> None:
     """Prune the model with a plan from a run, fine-tune, export .pt and .onnx, and report."""
     from autoprune.apply import apply
 
     apply(run, pick=pick, epochs=epochs, lr=lr, out=out, distill=distill, kd_alpha=kd_alpha,
-          kd_temperature=kd_temperature, progressive=progressive)
+          kd_temperature=kd_temperature, kd_features=kd_features, kd_beta=kd_beta, progressive=progressive,
+          unstructured=unstructured, unstructured_scope=unstructured_scope)
 
 
 @app.command("sensitivity")
@@ -90,6 +95,23 @@ def sensitivity_cmd(
         raise AutopruneError(f"--ratios {ratios!r} is not understood; write them like 0.25,0.5,0.75") from None
     sensitivity(model=model, data=data, space=space, profile=profile, ratios=parsed, finetune_steps=finetune_steps,
                 max_drop=max_drop, out=out)
+
+
+@app.command("sparsify")
+def sparsify_cmd(
+    model: Annotated[str, typer.Option(help="The model to sparsify (a model spec or checkpoint).")] = "builtin:demo",
+    data: Annotated[str, typer.Option(help="Data for fine-tuning and accuracy.")] = "builtin:digits",
+    sparsity: Annotated[float, typer.Option(help="Fraction of conv/linear weights zeroed, smallest |w| first.")] = 0.5,
+    scope: Annotated[str, typer.Option(help="global (one threshold over all layers) or layer (same fraction per layer).")] = "global",
+    epochs: Annotated[float, typer.Option(help="Fine-tune epochs with the zeros held (warm-up + cosine).")] = 1.0,
+    lr: Annotated[float, typer.Option(help="Peak learning rate of the fine-tune.")] = 0.01,
+    profile: Annotated[str, typer.Option(help="Hardware profile the dense and sparse latency are measured on.")] = "cpu-default",
+    out: Annotated[Path, typer.Option(help="Directory for model.pt, model.onnx and report.yaml.")] = Path("sparse"),
+) -> None:
+    """Unstructured magnitude pruning: zero small weights, fine-tune, report sparsity, sizes and latency."""
+    from autoprune.sparsify import sparsify
+
+    sparsify(model=model, data=data, sparsity=sparsity, scope=scope, epochs=epochs, lr=lr, profile=profile, out=out)
 
 
 @space_app.command("init")

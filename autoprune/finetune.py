@@ -48,19 +48,75 @@ def warmup_cosine(total: int, warmup_fraction: float) -> Callable[[int], float]:
 @dataclass(frozen=True, kw_only=True)
 class Distillation:
     """Knowledge distillation (Hinton et al. 2015): loss = (1 - alpha) * CE(labels)
-    + alpha * T² * KL(teacher's softened outputs || student's), T the temperature."""
+    + alpha * T² * KL(teacher's softened outputs || student's), T the temperature.
+
+    ``features`` names layers whose feature maps are matched too, by attention transfer
+    (Zagoruyko & Komodakis 2017): each map is reduced to its normalised spatial energy
+    mean_c(f²), which does not depend on the channel count, so a pruned student can match an
+    unpruned teacher layer by layer with no adapter; weighted by ``beta``.
+    """
 
     teacher: nn.Module
     alpha: float = 0.5
     temperature: float = 4.0
+    features: tuple[str, ...] = ()
+    beta: float = 1000.0
 
-    def loss(self, student_out: torch.Tensor, x: torch.Tensor, ce: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
+    def loss(self, student_out: torch.Tensor, x: torch.Tensor, ce: torch.Tensor,
+             student_maps: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        with torch.no_grad(), _capture(self.teacher, self.features) as teacher_maps:
             teacher_out = self.teacher(x)
         t = self.temperature
         kd = nn.functional.kl_div(nn.functional.log_softmax(student_out / t, 1),
                                   nn.functional.softmax(teacher_out / t, 1), reduction="batchmean") * t * t
-        return (1.0 - self.alpha) * ce + self.alpha * kd
+        loss = (1.0 - self.alpha) * ce + self.alpha * kd
+        if self.features and student_maps is not None:
+            at = sum((_attention(student_maps[n]) - _attention(teacher_maps[n])).pow(2).mean() for n in self.features)
+            loss = loss + self.beta / 2 * at
+        return loss
+
+    def student_maps(self, student: nn.Module) -> ContextManager[dict[str, torch.Tensor]]:
+        """While open, the student's matched feature maps of its latest forward pass."""
+        return _capture(student, self.features)
+
+
+def _attention(f: torch.Tensor) -> torch.Tensor:
+    return nn.functional.normalize(f.pow(2).mean(1).flatten(1), dim=1)
+
+
+@contextlib.contextmanager
+def _capture(model: nn.Module, names: tuple[str, ...]):
+    modules = dict(model.named_modules())
+    maps: dict[str, torch.Tensor] = {}
+    hooks = [modules[n].register_forward_hook(lambda m, i, o, n=n: maps.__setitem__(n, o)) for n in names]
+    try:
+        yield maps
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def feature_layers(model: nn.Module, names: str, *, input_shape: tuple[int, ...]) -> tuple[str, ...]:
+    """Resolve ``--kd-features``: comma-separated layer names, or ``auto`` for every top-level
+    child whose output is a feature map (N, C, H, W) — in a ResNet, the stem and each stage."""
+    from autoprune.errors import AutopruneError
+
+    modules = dict(model.named_modules())
+    with torch.no_grad(), _capture(model, tuple(n for n, _ in model.named_children())) as maps:
+        model.eval()(torch.zeros(2, *input_shape))
+    spatial = [n for n, _ in model.named_children() if n in maps and isinstance(maps[n], torch.Tensor)
+               and maps[n].dim() == 4 and maps[n].shape[-2] * maps[n].shape[-1] > 1]  # not a pooled vector
+    if names.strip() == "auto":
+        if not spatial:
+            raise AutopruneError("--kd-features auto found no top-level layer with a (N, C, H, W) output; "
+                                 "name the layers to match, e.g. --kd-features layer1,layer2")
+        return tuple(spatial)
+    chosen = tuple(n.strip() for n in names.split(",") if n.strip())
+    for n in chosen:
+        if n not in modules:
+            raise AutopruneError(f"--kd-features names layer {n!r}, which the model lacks; use auto or some of: "
+                                 f"{', '.join(spatial) or ', '.join(list(modules)[1:6])}")
+    return chosen
 
 
 class NonFiniteLoss(RuntimeError):
@@ -91,26 +147,29 @@ def finetune(model: nn.Module, dataset: Dataset, *, config: FinetuneConfig,
         distill.teacher.to(device).eval()
     model.train()
     step, recent = 0, []
-    while step < total:
-        for x, y in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with step_guard():
-                out = model(x)
-                loss = loss_fn(out, y)
-                if distill is not None:
-                    loss = distill.loss(out, x, loss)
-                if not torch.isfinite(loss):
-                    raise NonFiniteLoss(f"loss became {loss.item()} at fine-tune step {step}")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-            recent = (recent + [loss.item()])[-10:]
-            step += 1
-            if on_step is not None:
-                on_step(step, total, recent[-1])
-            if step >= total:
-                break
+    with contextlib.ExitStack() as stack:
+        # the student's matched feature maps, refreshed by every forward pass (empty without --kd-features)
+        maps = stack.enter_context(distill.student_maps(model)) if distill is not None else {}
+        while step < total:
+            for x, y in loader:
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                with step_guard():
+                    out = model(x)
+                    loss = loss_fn(out, y)
+                    if distill is not None:
+                        loss = distill.loss(out, x, loss, maps)
+                    if not torch.isfinite(loss):
+                        raise NonFiniteLoss(f"loss became {loss.item()} at fine-tune step {step}")
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+                recent = (recent + [loss.item()])[-10:]
+                step += 1
+                if on_step is not None:
+                    on_step(step, total, recent[-1])
+                if step >= total:
+                    break
     model.eval()
     return sum(recent) / len(recent)
 

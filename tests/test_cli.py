@@ -122,3 +122,34 @@ def test_sensitivity_writes_csv_plot_and_a_narrowed_space(tmp_path):
         within = table[(table["group"] == name) & (table["accuracy_drop"] <= 0.02)]["ratio"]
         assert g.high == pytest.approx(min(0.7, within.max()) if len(within) else g.low)
     assert (tmp_path / "sensitivity.png").stat().st_size > 10_000
+
+
+def test_sparsify_reports_sparsity_sizes_and_dense_latency(tmp_path):
+    import subprocess
+    import sys
+
+    import torch
+    import yaml
+
+    from autoprune.models import load_model
+    from tests.conftest import ROOT, TINY_PROFILE
+
+    proc = subprocess.run(
+        [sys.executable, "-c", "from autoprune.cli import main; main()", "sparsify", "--model",
+         "tests.helpers:tiny_resnet", "--profile", str(TINY_PROFILE), "--sparsity", "0.75", "--epochs", "0.2",
+         "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = yaml.safe_load((tmp_path / "report.yaml").read_text())
+    dense, sparse = report["size"]["dense"], report["size"]["sparse"]
+    assert sparse["sparsity"] == pytest.approx(0.75, abs=1e-3) and dense["sparsity"] < 0.01
+    assert sparse["onnx_gzip_bytes"] < dense["onnx_gzip_bytes"] and sparse["dense_bytes"] == dense["dense_bytes"]
+    assert report["latency"]["dense_p50_ms"] > 0 and report["latency"]["sparse_p50_ms"] > 0
+    assert 0 <= report["accuracy"]["sparse"] <= 1
+    assert "no speedup" in report["latency"]["note"]
+    model = load_model(str(tmp_path / "model.pt"))  # loads back into the original architecture
+    w = torch.cat([m.weight.detach().flatten() for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))])
+    assert float((w == 0).float().mean()) == pytest.approx(0.75, abs=1e-3)
+    bad = subprocess.run([sys.executable, "-c", "from autoprune.cli import main; main()", "sparsify", "--sparsity",
+                          "1.5", "--out", str(tmp_path / "bad")], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert bad.returncode == 2 and "in [0, 1)" in bad.stderr and not (tmp_path / "bad").exists()

@@ -140,12 +140,47 @@ def test_apply_with_distillation_and_progressive_pruning_from_the_cli(run, tmp_p
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = yaml.safe_load((tmp_path / "kd" / "report.yaml").read_text())
     recovery = report["recovery"]
-    assert recovery["distillation"] == {"alpha": 0.5, "temperature": 2.0}
+    assert recovery["distillation"] == {"alpha": 0.5, "temperature": 2.0, "attention_transfer": None}
     assert recovery["progressive_steps"] == 3 and len(recovery["steps"]) == 3
     assert all(0 <= s["accuracy_finetuned"] <= 1 for s in recovery["steps"])
     assert report["macs"]["applied"] == best["macs"] and report["params"]["applied"] == best["params"]
     assert report["same_pruned_weights_as_trial"] is False  # scores were re-taken between steps
     assert "pruning step 3/3" in proc.stdout
+
+
+def test_apply_with_feature_distillation_and_unstructured_zeros_from_the_cli(run, tmp_path):
+    """--kd-features auto matches every stage; --unstructured zeros weights of the structurally pruned
+    model, the zeros survive fine-tuning and saving, and both latencies are reported side by side."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.conftest import ROOT
+
+    out = tmp_path / "sparse"
+    proc = subprocess.run(
+        [sys.executable, "-c", "from autoprune.cli import main; main()", "apply", str(run.run_dir), "--epochs", "0.5",
+         "--distill", "--kd-features", "auto", "--unstructured", "0.5", "--unstructured-scope", "layer",
+         "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = yaml.safe_load((out / "report.yaml").read_text())
+    at = report["recovery"]["distillation"]["attention_transfer"]
+    assert at == {"layers": ["stem", "block1", "block2"], "beta": 1000.0}
+    sparse = report["recovery"]["unstructured"]
+    assert sparse["scope"] == "layer" and sparse["size"]["sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert sparse["size"]["onnx_gzip_bytes"] < sparse["size"]["onnx_bytes"]
+    lat = sparse["latency"]["tiny"]
+    assert lat["structured_p50_ms"] > 0 and lat["with_zeros_p50_ms"] > 0
+    model = load_model(str(out / "model.pt"))
+    weights = torch.cat([m.weight.detach().flatten() for m in model.modules()
+                         if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))])
+    assert float((weights == 0).float().mean()) == pytest.approx(0.5, abs=0.01)
+    bad = subprocess.run(
+        [sys.executable, "-c", "from autoprune.cli import main; main()", "apply", str(run.run_dir),
+         "--kd-features", "auto", "--out", str(tmp_path / "bad")], cwd=ROOT, capture_output=True, text=True,
+        timeout=120, check=False)
+    assert bad.returncode == 2 and "add --distill" in bad.stderr
 
 
 def test_progressive_plans_remove_the_plan_s_channels_in_equal_steps():
