@@ -13,8 +13,8 @@ from autoprune.profiles import HardwareProfile, resolve_profile
 from autoprune.profiling import profile_build_table, profile_measure
 from autoprune.search import SearchResult, search
 from autoprune.sensitivity import SensitivityResult, sensitivity
-from autoprune.sparsify import SparsifyResult, sparsify
 from autoprune.space import SearchSpace, init_space, space_init
+from autoprune.sparsify import SparsifyResult, sparsify
 
 __all__ = ["ApplyResult", "AutopruneError", "Budget", "ConfigError", "HardwareProfile", "Plan", "SearchInterrupted", "SearchResult",
            "SearchSpace", "SensitivityResult", "SparsifyResult", "apply", "init_space", "load_model", "profile_build_table", "profile_measure",

@@ -16,7 +16,13 @@ from torch import nn
 
 from autoprune import config as cfg
 from autoprune.errors import AutopruneError
-from autoprune.finetune import Distillation, FinetuneConfig, evaluate, feature_layers, finetune
+from autoprune.finetune import (
+    Distillation,
+    FinetuneConfig,
+    evaluate,
+    feature_layers,
+    finetune,
+)
 from autoprune.latency import export_onnx, onnx_outputs
 from autoprune.measure import latency_for
 from autoprune.models import architecture_fingerprint, fingerprint, save_checkpoint
@@ -25,8 +31,13 @@ from autoprune.profiles import HardwareProfile
 from autoprune.pruning import channels_to_remove, count_macs_params, find_groups, prune
 from autoprune.search import load_workload
 from autoprune.trial import calibration_batch
-from autoprune.unstructured import (check_sparsity, latency_side_by_side, magnitude_masks, make_permanent,
-                                    sparsity_report)
+from autoprune.unstructured import (
+    check_sparsity,
+    latency_side_by_side,
+    magnitude_masks,
+    make_permanent,
+    sparsity_report,
+)
 
 
 @dataclass(frozen=True)

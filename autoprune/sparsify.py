@@ -19,8 +19,13 @@ from autoprune.finetune import FinetuneConfig, evaluate, finetune
 from autoprune.latency import export_onnx
 from autoprune.models import save_checkpoint
 from autoprune.profiles import DEFAULT_PROFILE, resolve_profile
-from autoprune.unstructured import (check_sparsity, latency_side_by_side, magnitude_masks, make_permanent,
-                                    sparsity_report)
+from autoprune.unstructured import (
+    check_sparsity,
+    latency_side_by_side,
+    magnitude_masks,
+    make_permanent,
+    sparsity_report,
+)
 
 
 @dataclass(frozen=True)

@@ -137,6 +137,6 @@ def latency_side_by_side(models: dict[str, nn.Module], profile: HardwareProfile,
 def zero_fraction(model: nn.Module) -> float:
     """The current fraction of zero conv/linear weights (masks applied)."""
     with torch.no_grad():
-        ws = [getattr(m, "weight") for m in model.modules() if isinstance(m, _WEIGHTED)]
+        ws = [m.weight for m in model.modules() if isinstance(m, _WEIGHTED)]
         total = sum(w.numel() for w in ws)
         return sum(int((w == 0).sum()) for w in ws) / max(1, total)

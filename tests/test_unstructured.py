@@ -10,7 +10,12 @@ from torch import nn
 
 from autoprune.errors import AutopruneError
 from autoprune.finetune import FinetuneConfig, finetune
-from autoprune.unstructured import magnitude_masks, make_permanent, sparsity_report, zero_fraction
+from autoprune.unstructured import (
+    magnitude_masks,
+    make_permanent,
+    sparsity_report,
+    zero_fraction,
+)
 from tests.helpers import tiny_resnet
 
 
