@@ -126,10 +126,13 @@ class NonFiniteLoss(RuntimeError):
 def finetune(model: nn.Module, dataset: Dataset, *, config: FinetuneConfig,
              on_step: Callable[[int, int, float], None] | None = None,
              step_guard: Callable[[], ContextManager[None]] = contextlib.nullcontext,
-             device: str | torch.device = "cpu", distill: Distillation | None = None) -> float:
+             device: str | torch.device = "cpu", distill: Distillation | None = None,
+             after_backward: Callable[[nn.Module], None] | None = None) -> float:
     """Train ``model`` in place; returns the mean loss of the last steps (or nan for zero steps).
 
     ``distill`` adds knowledge distillation from its teacher (kept in eval mode, on ``device``).
+    ``after_backward(model)`` runs between backward and the optimiser step: a sparsity penalty's
+    gradient (``autoprune.regularize``).
 
     Each step runs inside ``step_guard()``: trials pass the node lock, so no step overlaps a
     latency measurement on the same machine. ``model`` must already be on ``device``.
@@ -162,6 +165,8 @@ def finetune(model: nn.Module, dataset: Dataset, *, config: FinetuneConfig,
                         raise NonFiniteLoss(f"loss became {loss.item()} at fine-tune step {step}")
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
+                    if after_backward is not None:
+                        after_backward(model)
                     opt.step()
                     sched.step()
                 recent = (recent + [loss.item()])[-10:]
