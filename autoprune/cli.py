@@ -40,6 +40,7 @@ def search_cmd(
     address: Annotated[str | None, typer.Option(help="Join an existing Ray cluster: auto or ray://HOST:PORT (default: RAY_ADDRESS, else a local Ray).")] = None,
     cpus_per_trial: Annotated[float | None, typer.Option(help="CPUs per trial (default: the CPUs shared by the concurrent trials).")] = None,
     gpus_per_trial: Annotated[float, typer.Option(help="GPUs per trial: trials fine-tune on a GPU; latency is still measured on the profiles.")] = 0.0,
+    sensitivity: Annotated[Path | None, typer.Option(help="sensitivity.csv (or its directory) from autoprune sensitivity: the first trials prune the least sensitive groups most.")] = None,
 ) -> None:
     """Search per-group prune ratios; writes trials.csv, pareto.csv, a plot and plans."""
     from autoprune.search import search
@@ -48,7 +49,7 @@ def search_cmd(
            trials=trials, concurrency=concurrency, seed=seed, finetune_steps=finetune_steps, criterion=criterion,
            out=out, sampler=sampler, precheck=precheck, bn_recalibration=bn_recalibration, early_stop=early_stop,
            storage=storage, resume=resume, address=address, cpus_per_trial=cpus_per_trial,
-           gpus_per_trial=gpus_per_trial)
+           gpus_per_trial=gpus_per_trial, sensitivity=sensitivity)
 
 
 @app.command("apply")
@@ -102,9 +103,9 @@ def regularize_cmd(
     model: Annotated[str, typer.Option(help="The trained model to regularise (a model spec or checkpoint).")] = "builtin:demo",
     data: Annotated[str, typer.Option(help="Training and validation data.")] = "builtin:digits",
     method: Annotated[str, typer.Option(help="bn_l1 (network slimming), bn_group_lasso, or group_norm (DepGraph).")] = "bn_l1",
-    strength: Annotated[float | None, typer.Option(help="Penalty coefficient (default: the method's: 1e-4 for bn_*, 5e-4 for group_norm).")] = None,
+    strength: Annotated[float | None, typer.Option(help="Penalty coefficient (default: the method's: 1e-2 for bn_*, 3e-3 for group_norm, for ~2 epochs).")] = None,
     epochs: Annotated[float, typer.Option(help="Training epochs with the penalty (warm-up + cosine).")] = 2.0,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 0.01,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 0.05,
     probe_ratio: Annotated[float, typer.Option(help="Uniform prune ratio at which input and regularised model are compared.")] = 0.5,
     out: Annotated[Path, typer.Option(help="Directory for model.pt, report.yaml and bn_scales.png.")] = Path("regularized"),
 ) -> None:

@@ -27,6 +27,7 @@ from autoprune.progress import SearchProgress
 from autoprune.pruning import count_macs_params
 from autoprune.report import plot_pareto, write_pareto, write_trials
 from autoprune.sampler import SAMPLERS, trial_name, uniform_seeds
+from autoprune.sensitivity import load_sensitivity, sensitivity_seeds
 from autoprune.space import SearchSpace, init_space
 from autoprune.study import load_study, reconcile, storage_url, study_name
 from autoprune.trial import TrialSettings
@@ -175,7 +176,7 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
            precheck: bool = True, bn_recalibration: int = 10, early_stop: str = "none",
            initial_plans: Sequence[dict[str, float]] | None = None, storage: str | None = None,
            address: str | None = None, cpus_per_trial: float | None = None, gpus_per_trial: float = 0.0,
-           resume: str | Path | None = None) -> SearchResult:
+           resume: str | Path | None = None, sensitivity: str | Path | None = None) -> SearchResult:
     """Search per-group prune ratios for the best accuracy/latency trade-off under the budget(s).
 
     ``profile`` may name several hardware profiles: every trial is measured on each. ``budget``
@@ -184,7 +185,8 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
 
     ``precheck`` reports a plan whose latency misses a budget as infeasible without fine-tuning
     it. ``initial_plans`` are tried first (default: uniform ratios bracketing the budget; ``[]``
-    for none). The study lives in ``storage`` (an Optuna RDB URL; default ``RUN/study.db``).
+    for none; with ``sensitivity``, a sensitivity.csv, plans that prune the least sensitive groups
+    most come first, then the middle uniform plan). The study lives in ``storage`` (an Optuna RDB URL; default ``RUN/study.db``).
     ``resume`` continues the run in that directory with its own settings, up to its trial count
     (or ``trials``, when given); only ``concurrency``, ``address``, the per-trial resources and
     ``quiet`` are taken from this call.
@@ -205,6 +207,7 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
         work = load_workload(model=model, data=data, space=space, profiles=profiles, criterion=criterion)
     if initial_plans is not None:
         initial_plans = [work.space.check_plan(p, source=f"initial plan {i}") for i, p in enumerate(initial_plans)]
+    sens_table = load_sensitivity(sensitivity, space=work.space) if sensitivity is not None else None
 
     # tune_runner imports Ray: keep it off the bad-input path above
     from autoprune.tune_runner import ray_session
@@ -217,8 +220,12 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
                       for b in budgets}
         progress.baseline(baseline, budgets=budgets, budgets_ms=budgets_ms)
         if initial_plans is None:
-            initial_plans = uniform_seeds(work.space, budgets={
-                p: (ms, baseline["profiles"][p]["latency_p50_ms"]) for p, ms in budgets_ms.items()})
+            targets = {p: (ms, baseline["profiles"][p]["latency_p50_ms"]) for p, ms in budgets_ms.items()}
+            initial_plans = uniform_seeds(work.space, budgets=targets)
+            if sens_table is not None:
+                tightest = min(ms / base for ms, base in targets.values())
+                seeds = sensitivity_seeds(work.space, sens_table, target=tightest)
+                initial_plans = seeds + [p for p in initial_plans[1:2] if p not in seeds]
 
         run_dir = new_run_dir(out)
         base_fp = fingerprint(work.model)
@@ -236,6 +243,7 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
             "finetune": {"steps": finetune_steps, "lr": finetune.lr, "batch_size": finetune.batch_size},
             "study": {"storage": storage, "name": study_name(run_dir, storage)},
             "initial_plans": [dict(p) for p in initial_plans],
+            "seeded_from": str(sensitivity) if sensitivity is not None else "uniform ratios",
             "profiles": [p.model_dump(mode="json") for p in work.profiles],
             "space": work.space.model_dump(mode="json"), "plan": plan_fields, "baseline": baseline}
         cfg.dump(run_config, run_dir / "config.yaml")

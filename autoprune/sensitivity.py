@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from rich.console import Console
 
-from autoprune.errors import AutopruneError
+from autoprune.errors import AutopruneError, ConfigError
 from autoprune.finetune import FinetuneConfig, evaluate
 from autoprune.latency_cache import LocalLatencyCache
 from autoprune.measure import latency_for
@@ -42,6 +43,60 @@ def narrowed_space(space: SearchSpace, table: pd.DataFrame, *, max_drop: float) 
         high = min(g.high, float(ok["ratio"].max())) if not ok.empty else g.low
         groups[name] = GroupRange.model_validate({**g.model_dump(), "high": max(g.low, high)})
     return space.model_copy(update={"groups": groups})
+
+
+SENSITIVITY_COLUMNS = ("group", "ratio", "accuracy_drop", "latency_saving")
+
+
+def load_sensitivity(path: str | Path, *, space: SearchSpace) -> pd.DataFrame:
+    """A sensitivity.csv (or the directory holding it) checked against ``space``'s groups."""
+    p = Path(path)
+    p = p / "sensitivity.csv" if p.is_dir() else p
+    if not p.is_file():
+        raise AutopruneError(f"sensitivity {str(path)!r}: no such file; pass the sensitivity.csv (or its directory) "
+                             "that autoprune sensitivity wrote")
+    try:
+        table = pd.read_csv(p)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the same user error
+        raise AutopruneError(f"{p}: not a CSV table ({type(exc).__name__})") from None
+    missing = [c for c in SENSITIVITY_COLUMNS if c not in table.columns]
+    if missing:
+        raise ConfigError(file=str(p), key=missing[0], value=None,
+                          expected=f"a sensitivity table with columns {', '.join(SENSITIVITY_COLUMNS)}")
+    unknown = sorted(set(table["group"]) - set(space.groups))
+    if unknown:
+        raise ConfigError(file=str(p), key="group", value=unknown[0],
+                          expected=f"groups of the searched model: {', '.join(space.groups)} (a table of another model?)")
+    return table
+
+
+def sensitivity_seeds(space: SearchSpace, table: pd.DataFrame, *, target: float, count: int = 3
+                      ) -> list[dict[str, float]]:
+    """Plans that prune the least sensitive groups most, bracketing a latency target.
+
+    ``target`` is the budget as a fraction of the unpruned latency. For an accuracy-drop threshold
+    t, each group takes the largest measured ratio whose drop alone was within t (snapped to its
+    grid); latency is predicted as 1 - the sum of the groups' measured savings (first order). The
+    seeds are the plan of the smallest t predicted to meet the target and its neighbours in t.
+    """
+    def saving(name: str, r: float) -> float:
+        g = table[table["group"] == name].sort_values("ratio")
+        return float(np.interp(r, [0.0, *g["ratio"]], [0.0, *g["latency_saving"]])) if len(g) else 0.0
+
+    plans: list[dict[str, float]] = []
+    for t in sorted({0.0, *table["accuracy_drop"].clip(lower=0.0)}):
+        plan = {}
+        for name, g in space.groups.items():
+            ok = table[(table["group"] == name) & (table["accuracy_drop"] <= t)]
+            r = float(ok["ratio"].max()) if len(ok) else 0.0
+            plan[name] = min(g.choices(), key=lambda v, r=r: (abs(v - r), v))
+        if plan not in plans:
+            plans.append(plan)
+    predicted = [1.0 - sum(saving(n, r) for n, r in p.items()) for p in plans]
+    meets = [i for i, f in enumerate(predicted) if f <= target]
+    first = meets[0] if meets else len(plans) - 1  # none predicted to meet it: prune as far as the table goes
+    lo = max(0, min(first - count // 2, len(plans) - count))
+    return plans[lo:lo + count]
 
 
 def sensitivity(*, model: str = "builtin:demo", data: str = "builtin:digits", space: str | Path | None = None,

@@ -130,3 +130,51 @@ def test_study_lives_in_the_storage_given(ray_local, space_file, tmp_path):
     study = optuna.load_study(study_name=name, storage=url)
     assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 2
     assert not (result.run_dir / "study.db").exists()
+
+
+def _table(rows: list[tuple[str, float, float, float]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["group", "ratio", "accuracy_drop", "latency_saving"])
+
+
+def test_sensitivity_seeds_prune_the_insensitive_groups_most():
+    from autoprune.sensitivity import sensitivity_seeds
+
+    space = SearchSpace.model_validate({"groups": {g: {"low": 0.0, "high": 0.75, "step": 0.25} for g in "abc"}})
+    table = _table([("a", 0.25, 0.00, 0.10), ("a", 0.5, 0.00, 0.20), ("a", 0.75, 0.01, 0.30),  # free
+                    ("b", 0.25, 0.02, 0.10), ("b", 0.5, 0.05, 0.20), ("b", 0.75, 0.30, 0.30),  # costly
+                    ("c", 0.25, 0.01, 0.05), ("c", 0.5, 0.03, 0.10), ("c", 0.75, 0.10, 0.15)])
+    seeds = sensitivity_seeds(space, table, target=0.55)
+    assert len(seeds) == 3
+    assert all(p["a"] >= p["c"] >= 0 and p["a"] >= p["b"] for p in seeds)
+    assert all(v in (0.0, 0.25, 0.5, 0.75) for p in seeds for v in p.values())
+    # first-order latency of each seed; the middle seed is the least pruned plan predicted to meet 0.55x
+    predicted = [1 - sum({0.0: 0.0, 0.25: s1, 0.5: s2, 0.75: s3}[p[g]] for g, (s1, s2, s3) in
+                         {"a": (0.1, 0.2, 0.3), "b": (0.1, 0.2, 0.3), "c": (0.05, 0.1, 0.15)}.items()) for p in seeds]
+    assert predicted[0] > 0.55 >= predicted[1] >= predicted[2]
+    # a target no plan of the table meets: the seeds end with the most the table allows
+    assert sensitivity_seeds(space, table, target=0.01)[-1] == {"a": 0.75, "b": 0.75, "c": 0.75}
+
+
+def test_search_seeds_its_first_trials_from_a_sensitivity_table(ray_local, space_file, tmp_path):
+    import yaml
+
+    from autoprune.sensitivity import load_sensitivity, sensitivity, sensitivity_seeds
+
+    sens = sensitivity(model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_PROFILE, ratios=[0.25, 0.5],
+                       out=tmp_path / "sens", quiet=True)
+    result = search(budget="0.7x", model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_PROFILE,
+                    trials=4, finetune_steps=2, sensitivity=tmp_path / "sens", out=tmp_path / "runs", quiet=True)
+    config = yaml.safe_load((result.run_dir / "config.yaml").read_text())
+    space = SearchSpace.load(space_file)
+    assert load_sensitivity(sens.csv, space=space).equals(sens.table)
+    expected = sensitivity_seeds(space, sens.table, target=0.7)
+    assert config["initial_plans"][:len(expected)] == expected
+    trials = pd.read_csv(result.run_dir / "trials.csv").set_index("trial").sort_index()
+    for i, plan in enumerate(config["initial_plans"][:4]):  # the first trials are the seeds, in order
+        assert {g: trials.loc[f"trial-{i:03d}", f"ratio.{g}"] for g in plan} == pytest.approx(plan)
+    bad = tmp_path / "other.csv"
+    bad.write_text("group,ratio,accuracy_drop,latency_saving\nlayer9,0.5,0.0,0.1\n")
+    with pytest.raises(ConfigError, match="layer9.*groups of the searched model"):
+        search(budget="0.7x", model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_PROFILE,
+               sensitivity=bad, out=tmp_path / "bad", quiet=True)
+    assert not (tmp_path / "bad").exists()
