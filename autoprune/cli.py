@@ -86,6 +86,7 @@ def sensitivity_cmd(
     finetune_steps: Annotated[int, typer.Option(help="Fine-tune steps after pruning each (0: BN recalibration only).")] = 0,
     max_drop: Annotated[float, typer.Option(help="Accuracy drop (fraction) a group alone may cost in the narrowed space.")] = 0.01,
     out: Annotated[Path, typer.Option(help="Directory for sensitivity.csv, sensitivity.png and space.yaml.")] = Path("sensitivity"),
+    criterion: Annotated[str | None, typer.Option(help="Importance criterion that picks the channels (default: the space's, l1).")] = None,
 ) -> None:
     """Prune each group alone at several ratios: accuracy and latency per group, and a narrowed space."""
     from autoprune.sensitivity import sensitivity
@@ -95,7 +96,7 @@ def sensitivity_cmd(
     except ValueError:
         raise AutopruneError(f"--ratios {ratios!r} is not understood; write them like 0.25,0.5,0.75") from None
     sensitivity(model=model, data=data, space=space, profile=profile, ratios=parsed, finetune_steps=finetune_steps,
-                max_drop=max_drop, out=out)
+                max_drop=max_drop, out=out, criterion=criterion)
 
 
 @app.command("regularize")

@@ -102,7 +102,7 @@ def sensitivity_seeds(space: SearchSpace, table: pd.DataFrame, *, target: float,
 def sensitivity(*, model: str = "builtin:demo", data: str = "builtin:digits", space: str | Path | None = None,
                 profile: str | Path = DEFAULT_PROFILE, ratios: Sequence[float] = (0.25, 0.5, 0.75),
                 finetune_steps: int = 0, bn_recalibration: int = 10, max_drop: float = 0.01,
-                out: str | Path = "sensitivity", quiet: bool = False) -> SensitivityResult:
+                out: str | Path = "sensitivity", criterion: str | None = None, quiet: bool = False) -> SensitivityResult:
     """Prune every group of the space alone at each of ``ratios``; writes sensitivity.csv, a plot,
     and ``space.yaml`` narrowed to ratios that cost at most ``max_drop`` accuracy each."""
     from autoprune.search import load_workload
@@ -113,7 +113,7 @@ def sensitivity(*, model: str = "builtin:demo", data: str = "builtin:digits", sp
         raise AutopruneError(f"max_drop is {max_drop}; it is an accuracy fraction in [0, 1], e.g. 0.01")
     console = Console(quiet=quiet, highlight=False)
     hw = resolve_profile(profile)
-    work = load_workload(model=model, data=data, space=space, profiles=[hw])
+    work = load_workload(model=model, data=data, space=space, profiles=[hw], criterion=criterion)
     cache = LocalLatencyCache()
     base_acc = evaluate(work.model, work.data.val)
     base_ms = latency_for(work.model, hw, input_shape=work.input_shape,

@@ -153,3 +153,27 @@ def test_sparsify_reports_sparsity_sizes_and_dense_latency(tmp_path):
                           "1.5", "--out", str(tmp_path / "bad")], cwd=ROOT, capture_output=True, text=True,
                          timeout=120, check=False)
     assert bad.returncode == 2 and "in [0, 1)" in bad.stderr and not (tmp_path / "bad").exists()
+
+
+def _criteria() -> list[str]:
+    from autoprune.criteria import CRITERIA
+
+    return sorted(CRITERIA)
+
+
+@pytest.mark.parametrize("criterion", _criteria())
+def test_every_criterion_prunes_from_the_cli(criterion, tmp_path):
+    """Each registered criterion through a command that really prunes: each group alone at 50 %."""
+    import pandas as pd
+
+    from autoprune.space import SearchSpace
+    from tests.conftest import ROOT, TINY_PROFILE
+
+    proc = subprocess.run(
+        [sys.executable, "-c", "from autoprune.cli import main; main()", "sensitivity", "--model",
+         "tests.helpers:tiny_resnet", "--profile", str(TINY_PROFILE), "--ratios", "0.5", "--criterion", criterion,
+         "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    table = pd.read_csv(tmp_path / "sensitivity.csv")
+    assert len(table) == 4 and table["accuracy"].between(0, 1).all() and (table["macs"] > 0).all()
+    assert SearchSpace.load(tmp_path / "space.yaml").criterion == criterion
