@@ -233,6 +233,9 @@ def _add_zeros(pruned: nn.Module, sparsity: float, scope: str, profiles: list[Ha
     info: dict[str, Any] = {"sparsity": sparsity, "scope": scope, "latency": {},
                             "note": "dense ONNX Runtime kernels compute the zeros too; only the size shrinks"}
     for p in profiles:
+        if p.latency_table:  # a table predicts from shapes; the zeros change no shape
+            info["latency"][p.name] = "not measured: the profile predicts from its latency table"
+            continue
         lat = latency_side_by_side({"structured": structured, "with_zeros": pruned}, p, input_shape=input_shape)
         info["latency"][p.name] = {"structured_p50_ms": lat["structured"].p50_ms,
                                    "with_zeros_p50_ms": lat["with_zeros"].p50_ms}
