@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from autoprune.demo import BasicBlock
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``autoprune ARGS`` in a fresh interpreter, as a user would; output captured, no check."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "autoprune.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=timeout, check=False)
 
 
 class TinyResNet(nn.Module):

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "autoprune.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=300)
+from tests.helpers import ROOT, cli
 
 
 def _spaces(tmp: Path) -> dict[str, Path]:
@@ -101,18 +92,13 @@ def test_profile_build_table_writes_a_table_and_reports_its_error(tmp_path):
 
 
 def test_sensitivity_writes_csv_plot_and_a_narrowed_space(tmp_path):
-    import subprocess
-    import sys
-
     import pandas as pd
 
     from autoprune.space import SearchSpace
-    from tests.conftest import ROOT, TINY_PROFILE
+    from tests.conftest import TINY_PROFILE
 
-    proc = subprocess.run(
-        [sys.executable, "-c", "from autoprune.cli import main; main()", "sensitivity", "--model",
-         "tests.helpers:tiny_resnet", "--profile", str(TINY_PROFILE), "--ratios", "0.5,0.75", "--max-drop", "0.02",
-         "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    proc = cli("sensitivity", "--model", "tests.helpers:tiny_resnet", "--profile", str(TINY_PROFILE), "--ratios",
+               "0.5,0.75", "--max-drop", "0.02", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
     table = pd.read_csv(tmp_path / "sensitivity.csv")
     space = SearchSpace.load(tmp_path / "space.yaml")
@@ -125,19 +111,14 @@ def test_sensitivity_writes_csv_plot_and_a_narrowed_space(tmp_path):
 
 
 def test_sparsify_reports_sparsity_sizes_and_dense_latency(tmp_path):
-    import subprocess
-    import sys
-
     import torch
     import yaml
 
     from autoprune.models import load_model
-    from tests.conftest import ROOT, TINY_PROFILE
+    from tests.conftest import TINY_PROFILE
 
-    proc = subprocess.run(
-        [sys.executable, "-c", "from autoprune.cli import main; main()", "sparsify", "--model",
-         "tests.helpers:tiny_resnet", "--profile", str(TINY_PROFILE), "--sparsity", "0.75", "--epochs", "0.2",
-         "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    proc = cli("sparsify", "--model", "tests.helpers:tiny_resnet", "--profile", str(TINY_PROFILE), "--sparsity", "0.75",
+               "--epochs", "0.2", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = yaml.safe_load((tmp_path / "report.yaml").read_text())
     dense, sparse = report["size"]["dense"], report["size"]["sparse"]
@@ -149,9 +130,7 @@ def test_sparsify_reports_sparsity_sizes_and_dense_latency(tmp_path):
     model = load_model(str(tmp_path / "model.pt"))  # loads back into the original architecture
     w = torch.cat([m.weight.detach().flatten() for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))])
     assert float((w == 0).float().mean()) == pytest.approx(0.75, abs=1e-3)
-    bad = subprocess.run([sys.executable, "-c", "from autoprune.cli import main; main()", "sparsify", "--sparsity",
-                          "1.5", "--out", str(tmp_path / "bad")], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120, check=False)
+    bad = cli("sparsify", "--sparsity", "1.5", "--out", str(tmp_path / "bad"), timeout=120)
     assert bad.returncode == 2 and "in [0, 1)" in bad.stderr and not (tmp_path / "bad").exists()
 
 
@@ -167,12 +146,10 @@ def test_every_criterion_prunes_from_the_cli(criterion, tmp_path):
     import pandas as pd
 
     from autoprune.space import SearchSpace
-    from tests.conftest import ROOT, TINY_PROFILE
+    from tests.conftest import TINY_PROFILE
 
-    proc = subprocess.run(
-        [sys.executable, "-c", "from autoprune.cli import main; main()", "sensitivity", "--model",
-         "tests.helpers:tiny_resnet", "--profile", str(TINY_PROFILE), "--ratios", "0.5", "--criterion", criterion,
-         "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    proc = cli("sensitivity", "--model", "tests.helpers:tiny_resnet", "--profile", str(TINY_PROFILE), "--ratios", "0.5",
+               "--criterion", criterion, "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
     table = pd.read_csv(tmp_path / "sensitivity.csv")
     assert len(table) == 4 and table["accuracy"].between(0, 1).all() and (table["macs"] > 0).all()

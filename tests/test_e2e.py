@@ -7,12 +7,14 @@ import optuna
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from autoprune import apply, search
 from autoprune.latency import onnx_outputs
 from autoprune.models import load_model
 from autoprune.sampler import CONSTRAINT_PREFIX
 from tests.conftest import TINY_PROFILE
+from tests.helpers import cli
 
 SPACE = """
 round_to: 8
@@ -124,19 +126,10 @@ def test_apply_refuses_a_plan_for_other_weights(run, tmp_path, monkeypatch):
 
 def test_apply_with_distillation_and_progressive_pruning_from_the_cli(run, tmp_path):
     """Both recovery modes from the CLI: the same final architecture as the trial, steps reported."""
-    import subprocess
-    import sys
-
-    import yaml
-
-    from tests.conftest import ROOT
-
     trials = pd.read_csv(run.run_dir / "trials.csv")
     best = trials[trials["meets_budget"]].sort_values(["accuracy", "latency_p50_ms"], ascending=[False, True]).iloc[0]
-    proc = subprocess.run(
-        [sys.executable, "-c", "from autoprune.cli import main; main()", "apply", str(run.run_dir), "--epochs", "1",
-         "--distill", "--kd-temperature", "2", "--progressive", "3", "--out", str(tmp_path / "kd")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    proc = cli("apply", str(run.run_dir), "--epochs", "1", "--distill", "--kd-temperature", "2", "--progressive", "3",
+               "--out", str(tmp_path / "kd"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = yaml.safe_load((tmp_path / "kd" / "report.yaml").read_text())
     recovery = report["recovery"]
@@ -151,18 +144,9 @@ def test_apply_with_distillation_and_progressive_pruning_from_the_cli(run, tmp_p
 def test_apply_with_feature_distillation_and_unstructured_zeros_from_the_cli(run, tmp_path):
     """--kd-features auto matches every stage; --unstructured zeros weights of the structurally pruned
     model, the zeros survive fine-tuning and saving, and both latencies are reported side by side."""
-    import subprocess
-    import sys
-
-    import yaml
-
-    from tests.conftest import ROOT
-
     out = tmp_path / "sparse"
-    proc = subprocess.run(
-        [sys.executable, "-c", "from autoprune.cli import main; main()", "apply", str(run.run_dir), "--epochs", "0.5",
-         "--distill", "--kd-features", "auto", "--unstructured", "0.5", "--unstructured-scope", "layer",
-         "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    proc = cli("apply", str(run.run_dir), "--epochs", "0.5", "--distill", "--kd-features", "auto", "--unstructured", "0.5",
+               "--unstructured-scope", "layer", "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = yaml.safe_load((out / "report.yaml").read_text())
     at = report["recovery"]["distillation"]["attention_transfer"]
@@ -176,10 +160,7 @@ def test_apply_with_feature_distillation_and_unstructured_zeros_from_the_cli(run
     weights = torch.cat([m.weight.detach().flatten() for m in model.modules()
                          if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))])
     assert float((weights == 0).float().mean()) == pytest.approx(0.5, abs=0.01)
-    bad = subprocess.run(
-        [sys.executable, "-c", "from autoprune.cli import main; main()", "apply", str(run.run_dir),
-         "--kd-features", "auto", "--out", str(tmp_path / "bad")], cwd=ROOT, capture_output=True, text=True,
-        timeout=120, check=False)
+    bad = cli("apply", str(run.run_dir), "--kd-features", "auto", "--out", str(tmp_path / "bad"), timeout=120)
     assert bad.returncode == 2 and "add --distill" in bad.stderr
 
 

@@ -3,19 +3,16 @@ training loop; and the command end to end."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import torch
 import yaml
 from torch import nn
 
+from autoprune.criteria import CRITERIA
 from autoprune.errors import AutopruneError
 from autoprune.finetune import FinetuneConfig, finetune
 from autoprune.regularize import REGULARIZERS, bn_scales, penalty_hook
-from tests.conftest import ROOT
-from tests.helpers import tiny_resnet
+from tests.helpers import cli, tiny_resnet
 
 
 def _conv_norms(model: nn.Module) -> torch.Tensor:
@@ -34,7 +31,7 @@ def test_every_penalty_shrinks_its_target_against_the_same_training_without_it(m
     target = bn_scales if reg.criterion == "bn_scale" else _conv_norms
     assert float(target(shaped).mean()) < 0.9 * float(target(control).mean())
     assert shaped.fc.weight.shape == control.fc.weight.shape  # nothing pruned: only trained
-    assert reg.criterion in __import__("autoprune.criteria", fromlist=["CRITERIA"]).CRITERIA
+    assert reg.criterion in CRITERIA
 
 
 def test_unknown_penalty_and_negative_strength_are_explained():
@@ -47,10 +44,8 @@ def test_unknown_penalty_and_negative_strength_are_explained():
 def test_regularize_command_trains_measures_and_writes_a_loadable_model(tmp_path):
     from autoprune.models import load_model
 
-    proc = subprocess.run(
-        [sys.executable, "-c", "from autoprune.cli import main; main()", "regularize", "--model",
-         "tests.helpers:tiny_resnet", "--method", "bn_l1", "--strength", "0.2", "--epochs", "1",
-         "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    proc = cli("regularize", "--model", "tests.helpers:tiny_resnet", "--method", "bn_l1", "--strength", "0.2",
+               "--epochs", "1", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = yaml.safe_load((tmp_path / "report.yaml").read_text())
     mean, small = report["bn_scale_mean"], report["bn_scales_below_1e-2"]
@@ -61,7 +56,5 @@ def test_regularize_command_trains_measures_and_writes_a_loadable_model(tmp_path
     assert float((bn_scales(model) < 1e-2).float().mean()) == pytest.approx(small["regularized"])
     assert (tmp_path / "bn_scales.png").stat().st_size > 10_000
     assert "--criterion bn_scale" in report["next"]
-    bad = subprocess.run([sys.executable, "-c", "from autoprune.cli import main; main()", "regularize", "--method",
-                          "slimming", "--out", str(tmp_path / "bad")], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120, check=False)
+    bad = cli("regularize", "--method", "slimming", "--out", str(tmp_path / "bad"), timeout=120)
     assert bad.returncode == 2 and "bn_group_lasso" in bad.stderr and not (tmp_path / "bad").exists()
