@@ -136,8 +136,8 @@ def regularize(*, model: str = "builtin:demo", data: str = "builtin:digits", met
     work = load_workload(model=model, data=data, space=None, profiles=[])
     base = work.model
     trained = copy.deepcopy(base)
-    hook = penalty_hook(trained, method, input_shape=work.input_shape, strength=strength)
     strength = reg.default_strength if strength is None else strength
+    hook = penalty_hook(trained, method, input_shape=work.input_shape, strength=strength)
     ft = FinetuneConfig(epochs=epochs, lr=lr, seed=seed)
     with console.status("training with the sparsity penalty") as status:
         finetune(trained, work.data.train, config=ft, after_backward=hook,
