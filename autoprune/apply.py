@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +24,12 @@ from autoprune.finetune import (
     feature_layers,
     finetune,
 )
-from autoprune.latency import export_onnx, onnx_outputs
-from autoprune.measure import latency_for
+from autoprune.latency import LatencyStats, export_onnx, onnx_outputs
+from autoprune.budget import judged_ms
+from autoprune.measure import latency_for, run_references
 from autoprune.models import architecture_fingerprint, fingerprint, save_checkpoint
 from autoprune.plan import Plan
+from autoprune.pooling import verdict
 from autoprune.profiles import HardwareProfile
 from autoprune.pruning import channels_to_remove, count_macs_params, find_groups, prune
 from autoprune.search import load_workload
@@ -59,13 +62,14 @@ def read_run(run_dir: str | Path) -> tuple[Path, dict[str, Any], pd.DataFrame]:
     return run, cfg.read_yaml(run / "config.yaml"), pd.read_csv(run / "trials.csv")
 
 
-def pick_trial(trials: pd.DataFrame, pick: str, *, budget: str) -> pd.Series:
-    """``best``: the most accurate completed plan within the budget; else a trial name or number."""
+def pick_trial(trials: pd.DataFrame, pick: str, *, budget: str, rule: str = "upper") -> pd.Series:
+    """``best``: the most accurate completed plan within the budget (decided by the run's ``rule``);
+    else a trial name or number."""
     done = trials[trials["status"] == "completed"]
     if pick == "best":
         ok = done[done["meets_budget"].astype(bool)]
         if ok.empty:
-            raise AutopruneError(f"no completed trial meets the budget {budget}; pick one from pareto.csv "
+            raise AutopruneError(f"no completed trial meets the budget {budget} ({_RULE_WORDS[rule]}); pick one from pareto.csv "
                                  "with --pick TRIAL, or search again with more trials or a looser budget")
         return ok.sort_values(["accuracy", "latency_p50_ms"], ascending=[False, True]).iloc[0]
     name = f"trial-{int(pick):03d}" if pick.isdigit() else pick
@@ -126,12 +130,16 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     check_sparsity(unstructured, unstructured_scope)
     console = Console(quiet=quiet, highlight=False)
     run, conf, trials = read_run(run_dir)
-    row = pick_trial(trials, str(pick), budget=conf["budget"])
+    rule = conf.get("budget_confidence", "p50")  # runs before format 2 judged budgets on p50
+    row = pick_trial(trials, str(pick), budget=conf["budget"], rule=rule)
     plan = Plan.load(run / row["plan"])
     profiles = [HardwareProfile.model_validate(p) for p in conf["profiles"]]
     work = load_workload(model=conf["model"], data=conf["data"], space=None, profiles=profiles)
     plan.check_base(fingerprint(work.model), model=conf["model"])
-    console.print(f"applying {row['trial']} ({row['plan']}) to {conf['model']}")
+    console.print(f"applying {row['trial']} ({row['plan']}) to {conf['model']}"
+                  + (f", the best within budget by {_RULE_WORDS[rule]}" if str(pick) == "best" else ""))
+    # Timed as the search timed it: against the unpruned model, on the run's own scale.
+    references = run_references(work.model, profiles, input_shape=work.input_shape, baseline=conf["baseline"])
 
     calib = calibration_batch(work.data.train, 64)
     if kd_features and not distill:
@@ -158,8 +166,8 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
                                      "the model or torch-pruning version changed since the search")
             # Latency depends only on shapes; timed here, not after fine-tuning, whose torch threads
             # would still compete with ONNX Runtime in this process (the trials time before training too).
-            measured = {p.name: latency_for(pruned, p, input_shape=work.input_shape, arch_key=arch)
-                        for p in profiles}
+            measured = {p.name: latency_for(pruned, p, input_shape=work.input_shape, arch_key=arch,
+                                            reference=references.get(p.name)) for p in profiles}
             if unstructured > 0:
                 sparse_info = _add_zeros(pruned, unstructured, unstructured_scope, profiles, work.input_shape, console)
         acc_before = evaluate(pruned, work.data.val)
@@ -192,16 +200,9 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
         max_diff = float(abs(onnx_outputs(onnx_path, x) - pruned(x).numpy()).max())
     macs, params = count_macs_params(pruned, input_shape=work.input_shape)
     base, budgets = conf["baseline"], conf.get("budgets", {})
-    latency = {}
-    for i, profile in enumerate(profiles):
-        stats = measured[profile.name]
-        budget_ms = budgets.get(profile.name, {}).get("ms")
-        latency[profile.name] = {
-            "unpruned_p50_ms": base["profiles"][profile.name]["latency_p50_ms"],
-            "trial_p50_ms": _num(row["latency_p50_ms" if i == 0 else f"latency_p50_ms@{profile.name}"]),
-            "applied_p50_ms": stats.p50_ms, "applied_p90_ms": stats.p90_ms, "applied_spread": stats.spread,
-            "method": stats.describe(), "budget_ms": budget_ms,
-            "meets_budget": None if budget_ms is None else bool(stats.p50_ms <= budget_ms)}
+    latency = {name: _latency_entry(stats, row=row, base=base["profiles"][name],
+                                    budget_ms=budgets.get(name, {}).get("ms"), rule=rule)
+               for name, stats in measured.items()}
     report = {
         "trial": row["trial"], "plan": str(run / row["plan"]), "budget": conf["budget"],
         "same_pruned_weights_as_trial": bool(same_weights), "onnx_max_abs_diff": max_diff,
@@ -211,12 +212,15 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
                                       else None} if kd else None,
                      "progressive_steps": progressive, "steps": steps_report,
                      "unstructured": sparse_info if unstructured > 0 else None},
+        "finetune_device": "cpu",  # apply fine-tunes on the CPU; latency_*.node says where each figure was taken
+        "budget_confidence": rule,
         "accuracy": {"unpruned": base["accuracy"], "trial": _num(row["accuracy"]),
                      "applied_before_finetune": acc_pruned, "applied": accuracy},
         "macs": {"unpruned": base["macs"], "trial": _num(row["macs"]), "applied": macs},
         "params": {"unpruned": base["params"], "trial": _num(row["params"]), "applied": params},
         "latency": latency,
         "meets_budget": all(v["meets_budget"] for v in latency.values() if v["meets_budget"] is not None),
+        "budget_verdict": _overall([v["verdict"] for v in latency.values() if v["verdict"] is not None]),
         "files": {"model": str(model_path), "onnx": str(onnx_path)},
     }
     report_path = cfg.dump(report, out_dir / "report.yaml")
@@ -244,8 +248,53 @@ def _add_zeros(pruned: nn.Module, sparsity: float, scope: str, profiles: list[Ha
     return info
 
 
+_RULE_WORDS = {"upper": "the CI's upper end", "p50": "p50"}
+
+
+def _latency_entry(stats: LatencyStats, *, row: pd.Series, base: dict[str, Any], budget_ms: float | None,
+                   rule: str) -> dict[str, Any]:
+    """The search's figure and apply's, side by side, and the budget decided on apply's."""
+    p = stats.profile
+
+    def col(name: str) -> float:
+        v = row.get(f"{name}@{p}")
+        return float(v) if v is not None and not pd.isna(v) else math.nan
+
+    search = {"p50_ms": col("latency_p50_ms"), "ci_low_ms": col("latency_ci_low_ms"),
+              "ci_high_ms": col("latency_ci_high_ms")}
+    applied = {"p50_ms": stats.p50_ms, "ci_low_ms": stats.ci_low_ms, "ci_high_ms": stats.ci_high_ms,
+               "p90_ms": stats.p90_ms, "method": stats.method, "node": stats.node}
+    entry: dict[str, Any] = {
+        "unpruned_p50_ms": base["latency_p50_ms"], "trial_p50_ms": search["p50_ms"],
+        "applied_p50_ms": stats.p50_ms, "applied_p90_ms": stats.p90_ms, "applied_spread": stats.spread,
+        "search": search, "applied": applied, "difference": stats.p50_ms / search["p50_ms"] - 1.0,
+        "cis_overlap": bool(stats.has_ci and search["ci_low_ms"] <= stats.ci_high_ms
+                            and stats.ci_low_ms <= search["ci_high_ms"]),
+        "method": stats.describe(), "budget_ms": budget_ms, "verdict": None, "meets_budget": None}
+    if budget_ms is not None:
+        low, high = (stats.ci_low_ms, stats.ci_high_ms) if stats.has_ci else (stats.p50_ms, stats.p50_ms)
+        entry["verdict"] = verdict(low=low, high=high, budget=budget_ms)
+        fig = {f"latency_p50_ms@{p}": stats.p50_ms, f"latency_ci_high_ms@{p}": stats.ci_high_ms}
+        entry["meets_budget"] = bool(judged_ms(fig, p, rule=rule) <= budget_ms)
+    return entry
+
+
 def _num(v: Any) -> float | int:
     return int(v) if float(v).is_integer() else float(v)
+
+
+def _overall(verdicts: list[str]) -> str | None:
+    """missed if any profile missed, else inconclusive if any was, else met (None: no budget)."""
+    for v in ("missed", "inconclusive", "met"):
+        if v in verdicts:
+            return v
+    return None
+
+
+def _ms(fig: dict[str, Any]) -> str:
+    if math.isnan(fig["ci_low_ms"]):
+        return f"{fig['p50_ms']:.2f}"
+    return f"{fig['p50_ms']:.2f} [{fig['ci_low_ms']:.2f}, {fig['ci_high_ms']:.2f}]"
 
 
 def _print_report(console: Console, report: dict[str, Any]) -> None:
@@ -255,13 +304,16 @@ def _print_report(console: Console, report: dict[str, Any]) -> None:
     a, m, p = report["accuracy"], report["macs"], report["params"]
     t.add_row("accuracy", f"{a['unpruned']:.1%}", f"{a['trial']:.1%}", f"{a['applied']:.1%}")
     for name, lat in report["latency"].items():
-        t.add_row(f"p50 ms on {name}", f"{lat['unpruned_p50_ms']:.2f}", f"{lat['trial_p50_ms']:.2f}",
-                  f"{lat['applied_p50_ms']:.2f}")
+        t.add_row(f"ms on {name}", f"{lat['unpruned_p50_ms']:.2f}", _ms(lat["search"]), _ms(lat["applied"]))
     t.add_row("M MACs", f"{m['unpruned'] / 1e6:.2f}", f"{m['trial'] / 1e6:.2f}", f"{m['applied'] / 1e6:.2f}")
     t.add_row("params", f"{p['unpruned']:,}", f"{p['trial']:,}", f"{p['applied']:,}")
     console.print(t)
     for name, lat in report["latency"].items():
-        verdict = "" if lat["meets_budget"] is None else (" — budget met" if lat["meets_budget"] else " — budget MISSED")
-        console.print(f"{name}: {lat['method']}{verdict}")
+        console.print(f"{name}: {lat['method']}")
+        if lat["verdict"] is not None:
+            words = {"met": "budget met: the whole CI is within", "missed": "budget MISSED: the whole CI is over",
+                     "inconclusive": "budget inconclusive: the CI straddles"}[lat["verdict"]]
+            console.print(f"  {words} {lat['budget_ms']:.2f} ms; search {_ms(lat['search'])}, apply "
+                          f"{_ms(lat['applied'])} ({lat['difference']:+.1%})")
     console.print(f"ONNX vs torch max |diff| {report['onnx_max_abs_diff']:.1e}")
     console.print(f"wrote {report['files']['model']} and {report['files']['onnx']}")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from autoprune.errors import AutopruneError
+from autoprune.pooling import judged, verdict
 
 _UNITS_MS = {"ms": 1.0, "s": 1000.0, "us": 1e-3, "µs": 1e-3}
 _PATTERN = re.compile(r"^\s*(?P<num>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>ms|s|us|µs|x)\s*(?:@(?P<profile>[\w.-]+))?\s*$")
@@ -46,3 +50,24 @@ class Budget:
 
     def __str__(self) -> str:
         return self.text or (f"{self.value}x" if self.relative else f"{self.value}ms")
+
+
+def judged_ms(metrics: Mapping[str, Any], profile: str, *, rule: str) -> float:
+    """The latency a budget on ``profile`` is decided on, under ``rule`` (see ``pooling.judged``)."""
+    return judged(p50=float(metrics[f"latency_p50_ms@{profile}"]),
+                  high=float(metrics.get(f"latency_ci_high_ms@{profile}", math.nan)), rule=rule)
+
+
+def over_budget(metrics: Mapping[str, Any], budgets_ms: Mapping[str, float], *, rule: str) -> list[str]:
+    """Profiles whose budget the trial's latency misses under ``rule``."""
+    return [name for name, ms in budgets_ms.items() if judged_ms(metrics, name, rule=rule) > ms]
+
+
+def budget_verdicts(metrics: Mapping[str, Any], budgets_ms: Mapping[str, float]) -> dict[str, str]:
+    """met / missed / inconclusive per budgeted profile, from the CI (a figure without one: its estimate)."""
+    out = {}
+    for name, ms in budgets_ms.items():
+        p50 = float(metrics[f"latency_p50_ms@{name}"])
+        low, high = (float(metrics.get(f"latency_ci_{end}_ms@{name}", math.nan)) for end in ("low", "high"))
+        out[name] = verdict(low=p50, high=p50, budget=ms) if math.isnan(low) else verdict(low=low, high=high, budget=ms)
+    return out

@@ -18,9 +18,10 @@ from autoprune.sampler import TRIAL_NUMBER_KEY, budget_constraints
 class BudgetedOptunaSearch(OptunaSearch):
     """OptunaSearch that forwards the latency-budget violation to the sampler's constraint."""
 
-    def __init__(self, *, budgets_ms: dict[str, float], **kwargs: Any) -> None:
+    def __init__(self, *, budgets_ms: dict[str, float], budget_rule: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._budgets_ms = dict(budgets_ms)  # profile name -> budget in ms
+        self._rule = budget_rule
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         config = super().suggest(trial_id)
@@ -32,6 +33,6 @@ class BudgetedOptunaSearch(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         ot_trial = self._ot_trials.get(trial_id)
         if ot_trial is not None and result:
-            for key, value in budget_constraints(result, self._budgets_ms).items():
+            for key, value in budget_constraints(result, self._budgets_ms, rule=self._rule).items():
                 ot_trial.set_constraint(key, value)
         super().on_trial_complete(trial_id, result=result, error=error)

@@ -41,6 +41,7 @@ def search_cmd(
     cpus_per_trial: Annotated[float | None, typer.Option(help="CPUs per trial (default: the CPUs shared by the concurrent trials).")] = None,
     gpus_per_trial: Annotated[float, typer.Option(help="GPUs per trial: trials fine-tune on a GPU; latency is still measured on the profiles.")] = 0.0,
     sensitivity: Annotated[Path | None, typer.Option(help="sensitivity.csv (or its directory) from autoprune sensitivity: the first trials prune the least sensitive groups most.")] = None,
+    budget_confidence: Annotated[str, typer.Option(help="A plan meets the budget when its latency's 95 % CI is within it (upper) or its point estimate is (p50).")] = "upper",
 ) -> None:
     """Search per-group prune ratios; writes trials.csv, pareto.csv, a plot and plans."""
     from autoprune.search import search
@@ -49,7 +50,7 @@ def search_cmd(
            trials=trials, concurrency=concurrency, seed=seed, finetune_steps=finetune_steps, criterion=criterion,
            out=out, sampler=sampler, precheck=precheck, bn_recalibration=bn_recalibration, early_stop=early_stop,
            storage=storage, resume=resume, address=address, cpus_per_trial=cpus_per_trial,
-           gpus_per_trial=gpus_per_trial, sensitivity=sensitivity)
+           gpus_per_trial=gpus_per_trial, sensitivity=sensitivity, budget_confidence=budget_confidence)
 
 
 @app.command("apply")
@@ -165,13 +166,26 @@ def profile_measure_cmd(
     profile: Annotated[str, typer.Option(help="Hardware profile: a name from hw_profiles/ or a YAML path.")] = "cpu-default",
     data: Annotated[str, typer.Option(help="Data whose samples give the input shape.")] = "builtin:digits",
     input_shape: Annotated[str | None, typer.Option(help="Input shape of one sample, e.g. 3,224,224 (instead of --data).")] = None,
+    method: Annotated[str | None, typer.Option(help="pooled (worker processes against the shipped anchor, with a 95 % CI) or single (one process, fast); default: the profile's.")] = None,
 ) -> None:
-    """Measure a model's latency on a profile: p50, p90 and spread."""
+    """Measure a model's latency on a profile: the estimate, its 95 % CI (pooled) and p90."""
     from autoprune.profiling import profile_measure
 
-    stats = profile_measure(model=model, profile=profile, data=data, input_shape=input_shape)
-    typer.echo(f"p50 {stats.p50_ms:.3f} ms  p90 {stats.p90_ms:.3f} ms  spread {stats.spread:.1%}")
+    stats = profile_measure(model=model, profile=profile, data=data, input_shape=input_shape, method=method)
+    ci = f"  95 % CI {stats.ci_low_ms:.3f}–{stats.ci_high_ms:.3f} ms" if stats.has_ci else ""
+    typer.echo(f"p50 {stats.p50_ms:.3f} ms{ci}  p90 {stats.p90_ms:.3f} ms  spread {stats.spread:.1%}")
     typer.echo(stats.describe())
+
+
+@profile_app.command("calibrate")
+def profile_calibrate_cmd(
+    profile: Annotated[str, typer.Option(help="Hardware profile: a name from hw_profiles/ or a YAML path.")] = "cpu-default",
+) -> None:
+    """Time the shipped anchor model again on this machine: the scale of pooled figures without an unpruned model."""
+    from autoprune.profiling import profile_calibrate
+
+    ref = profile_calibrate(profile=profile)
+    typer.echo(f"anchor on {profile}: {ref.ms:.3f} ms [95 % CI {ref.ms_low:.3f}, {ref.ms_high:.3f}]")
 
 
 @profile_app.command("build-table")

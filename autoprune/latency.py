@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import socket
 import time
 import warnings
@@ -36,19 +37,37 @@ class LatencyStats:
     warmup: int
     source: str = "measured"  # measured | cached | table
     node: str = ""  # where it was measured (a hostname, or a Ray node id for remote profiles)
-    attempts: int = 1  # measurements taken before the spread was under the profile's max_spread
+    attempts: int = 1  # single: measurements until the spread was under max_spread; pooled: worker processes
+    method: str = "single"  # pooled | single | table (see HardwareProfile.method)
+    reference: str = ""  # pooled: what the figure is a ratio to (unpruned | anchor)
+    reference_ms: float = math.nan  # pooled: that reference's milliseconds, the scale of this figure
+    ratio: float = math.nan  # pooled: candidate ÷ reference, pooled over processes, with its 95 % CI
+    ratio_low: float = math.nan
+    ratio_high: float = math.nan
+    ci_low_ms: float = math.nan  # pooled: the 95 % CI of p50_ms (the ratio's CI on the reference's scale)
+    ci_high_ms: float = math.nan
 
     @property
     def spread(self) -> float:
         """(p90 - p50) / p50: how noisy the measurement was."""
         return (self.p90_ms - self.p50_ms) / self.p50_ms if self.p50_ms > 0 else float("inf")
 
+    @property
+    def has_ci(self) -> bool:
+        return not math.isnan(self.ci_low_ms)
+
     def describe(self) -> str:
         head = f"{self.p50_ms:.2f} ms p50 / {self.p90_ms:.2f} ms p90 per batch of {self.batch_size} on {self.profile}"
         if self.source == "table":
             return f"{head} (predicted from the profile's latency table, not measured)"
-        how = f"median of {self.repeats} runs after {self.warmup} warm-up"
-        if self.attempts > 1:
+        if self.method == "pooled":
+            head = (f"{self.p50_ms:.2f} ms [95 % CI {self.ci_low_ms:.2f}, {self.ci_high_ms:.2f}] per batch of "
+                    f"{self.batch_size} on {self.profile}")
+            how = (f"{self.ratio:.4f}x the {self.reference} model ({self.reference_ms:.2f} ms), pooled over "
+                   f"{self.attempts} worker processes, {self.repeats} runs interleaved with it")
+        else:
+            how = f"median of {self.repeats} runs after {self.warmup} warm-up, one process"
+        if self.method == "single" and self.attempts > 1:
             how += f", steadiest of {self.attempts} measurements"
         if self.node:
             how += f", on {self.node}"

@@ -8,39 +8,56 @@ target device in a cluster); a profile with a ``latency_table`` is predicted, no
 
 from __future__ import annotations
 
+import math
 import socket
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from autoprune.anchor import anchor_reference
 from autoprune.errors import AutopruneError
 from autoprune.latency import LatencyStats, export_onnx, measure_onnx
 from autoprune.latency_cache import LatencyCache
+from autoprune.pooled_latency import measure_pooled
 from autoprune.profiles import HardwareProfile
+from autoprune.reference import Reference
 
 
-def _measure_bytes(data: bytes, profile: HardwareProfile) -> LatencyStats:
+def _measure_here(path: str | Path, profile: HardwareProfile, reference: Reference | None,
+                  precision: float) -> LatencyStats:
+    if profile.method == "single":
+        return measure_onnx(path, profile)
+    return measure_pooled(path, profile, reference=reference or anchor_reference(profile), precision=precision)
+
+
+def _measure_bytes(data: bytes, profile: HardwareProfile, reference: Reference | None,
+                   precision: float) -> LatencyStats:
     """Runs on the target node: write the model locally, measure under that node's lock."""
     import ray
 
     with tempfile.TemporaryDirectory(prefix="autoprune-remote-") as tmp:
         path = Path(tmp) / "model.onnx"
         path.write_bytes(data)
-        stats = measure_onnx(path, profile)
+        stats = _measure_here(path, profile, reference, precision)
     return replace(stats, node=f"{socket.gethostname()} ray-node:{ray.get_runtime_context().get_node_id()}")
 
 
 _remote_measure: Any = None
 
 
-def measure_on_profile(path: str | Path, profile: HardwareProfile) -> LatencyStats:
-    """Measure an ONNX file here, or on the Ray node holding ``profile.ray_resources``."""
+def measure_on_profile(path: str | Path, profile: HardwareProfile, *, reference: Reference | None = None,
+                       precision: float = 1.0) -> LatencyStats:
+    """Measure an ONNX file here, or on the Ray node holding ``profile.ray_resources``.
+
+    A pooled profile times it against ``reference`` (default: the shipped anchor, calibrated on the
+    measuring machine), to ``precision`` × its target CI; a single-process profile ignores both.
+    """
     if not profile.ray_resources:
-        return measure_onnx(path, profile)
+        return _measure_here(path, profile, reference, precision)
     import ray
 
     global _remote_measure
@@ -55,7 +72,7 @@ def measure_on_profile(path: str | Path, profile: HardwareProfile) -> LatencySta
         _remote_measure = ray.remote(num_cpus=0)(_measure_bytes)
     # "DEFAULT": not captured by the calling trial's placement group, which lacks the target's resource.
     task = _remote_measure.options(resources=dict(profile.ray_resources), scheduling_strategy="DEFAULT")
-    return ray.get(task.remote(Path(path).read_bytes(), profile))
+    return ray.get(task.remote(Path(path).read_bytes(), profile, reference, precision))
 
 
 def _call(phase: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
@@ -64,12 +81,13 @@ def _call(phase: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
 
 def latency_for(model: nn.Module, profile: HardwareProfile, *, input_shape: Sequence[int], arch_key: str,
                 cache: LatencyCache | None = None, workdir: str | Path | None = None,
-                run: Callable[..., Any] = _call) -> LatencyStats:
+                reference: Reference | None = None, run: Callable[..., Any] = _call) -> LatencyStats:
     """The model's latency on ``profile``: from the cache, the profile's table, or a measurement.
 
+    ``reference``: what a pooled profile times the model against (see ``measure_on_profile``).
     ``run(phase, fn, *args)`` wraps each step, so a caller can time "export" and "measure" apart.
     """
-    key = f"{arch_key}|{profile.timing_key()}"
+    key = f"{arch_key}|{profile.timing_key()}|{reference.digest if reference is not None else 'anchor'}"
     hit = cache.get(key) if cache is not None else None
     if hit is not None:
         return replace(LatencyStats(**hit), source="cached")
@@ -82,7 +100,43 @@ def latency_for(model: nn.Module, profile: HardwareProfile, *, input_shape: Sequ
         with tempfile.TemporaryDirectory(prefix="autoprune-", dir=workdir) as tmp:
             path = run("export", export_onnx, model, Path(tmp) / "model.onnx", input_shape=shape,
                        batch_size=profile.batch_size, opset=profile.opset)
-            stats = run("measure", measure_on_profile, path, profile)
+            stats = run("measure", measure_on_profile, path, profile, reference=reference)
     if cache is not None:
         cache.put(key, stats.as_dict())
     return stats
+
+
+def unpruned_reference(model: nn.Module, profile: HardwareProfile, *, input_shape: Sequence[int],
+                       figure: Mapping[str, float] | None = None) -> tuple[LatencyStats | None, Reference | None]:
+    """The unpruned model as the reference of a run's pooled figures on ``profile``.
+
+    Measured now against the anchor, to twice the profile's precision (every trial's milliseconds
+    are scaled by it), unless ``figure`` (a run's recorded baseline: ``latency_p50_ms`` and its CI)
+    is given. Returns (the figure measured now, or None; the reference). Single-process and table
+    profiles have no reference: (None, None).
+    """
+    if profile.method != "pooled" or profile.latency_table:
+        return None, None
+    measured = None
+    with tempfile.TemporaryDirectory(prefix="autoprune-") as tmp:
+        onnx = export_onnx(model, Path(tmp) / "unpruned.onnx", input_shape=profile.input_shape or list(input_shape),
+                           batch_size=profile.batch_size, opset=profile.opset)
+        if figure is None:
+            measured = measure_on_profile(onnx, profile, precision=0.5)
+            figure = {"latency_p50_ms": measured.p50_ms, "latency_ci_low_ms": measured.ci_low_ms,
+                      "latency_ci_high_ms": measured.ci_high_ms}
+        data = onnx.read_bytes()
+    return measured, Reference(name="unpruned", onnx=data, ms=figure["latency_p50_ms"],
+                               ms_low=figure.get("latency_ci_low_ms", math.nan),
+                               ms_high=figure.get("latency_ci_high_ms", math.nan))
+
+
+def run_references(model: nn.Module, profiles: Sequence[HardwareProfile], *, input_shape: Sequence[int],
+                   baseline: Mapping[str, Any]) -> dict[str, Reference]:
+    """The references of a run already measured (resume, apply): its unpruned model at the run's own figures."""
+    refs = {}
+    for p in profiles:
+        _, ref = unpruned_reference(model, p, input_shape=input_shape, figure=baseline["profiles"][p.name])
+        if ref is not None:
+            refs[p.name] = ref
+    return refs

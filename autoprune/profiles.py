@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from autoprune import config
 from autoprune.config import StrictModel
@@ -26,12 +26,29 @@ class HardwareProfile(StrictModel):
     warmup: int = Field(default=5, ge=0)
     repeats: int = Field(default=20, ge=3)
     opset: int = Field(default=17, ge=11)
-    max_spread: float = Field(default=0.05, gt=0.0)  # re-measure while (p90 - p50) / p50 is above this
+    # How a figure is taken. pooled (default): fresh ONNX-Runtime-only worker processes, each timing
+    # the model interleaved with a reference (the unpruned model, else the shipped anchor), pooled
+    # until the 95 % CI of the ratio is within ±target_ci; reproducible across processes and runs.
+    # single: one timing in the calling process (fast; its figure carries that process's bias).
+    method: Literal["pooled", "single"] = "pooled"
+    rounds: int = Field(default=5, ge=1)  # pooled: interleaved rounds per process, one timed run of each model
+    target_ci: float = Field(default=0.02, gt=0.0)  # pooled: stop when the CI's relative half-width is under this
+    min_processes: int = Field(default=3, ge=2)  # pooled: at least this many worker processes
+    max_processes: int = Field(default=10, ge=2)  # pooled: at most this many (the CI may then be wider)
+    # single: ``repeats`` timed runs after ``warmup``; re-measure while (p90 - p50) / p50 is above max_spread.
+    max_spread: float = Field(default=0.05, gt=0.0)
     max_attempts: int = Field(default=3, ge=1)
     # Where to measure: a Ray resource only the target node has (e.g. {edge_arm: 1}); None: where the trial runs.
     ray_resources: dict[str, float] | None = None
     # A latency table (autoprune profile build-table): predict instead of measuring. Relative to this file.
     latency_table: str | None = None
+
+    @model_validator(mode="after")
+    def _processes_ordered(self) -> HardwareProfile:
+        if self.max_processes < self.min_processes:
+            raise ValueError(f"max_processes ({self.max_processes}) is below min_processes ({self.min_processes}); "
+                             "make it at least as large")
+        return self
 
     @classmethod
     def load(cls, path: str | Path) -> HardwareProfile:
@@ -43,7 +60,9 @@ class HardwareProfile(StrictModel):
 
     def timing_key(self) -> str:
         """What a latency figure depends on besides the architecture: the cache key of this profile."""
-        fields = self.model_dump(exclude={"name", "description", "max_spread", "max_attempts", "latency_table"})
+        # The precision settings change how sure a figure is, not what it measures.
+        fields = self.model_dump(exclude={"name", "description", "max_spread", "max_attempts", "latency_table",
+                                          "rounds", "target_ci", "min_processes", "max_processes"})
         return f"{self.name}:{sorted(fields.items())}"
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from autoprune.anchor import anchor_reference
 from autoprune.data import resolve_input_shape
 from autoprune.errors import AutopruneError
 from autoprune.latency import LatencyStats
@@ -21,14 +22,23 @@ from autoprune.latency_table import (
 from autoprune.measure import latency_for, measure_on_profile
 from autoprune.models import architecture_fingerprint, load_model
 from autoprune.profiles import resolve_profile
+from autoprune.reference import Reference
 from autoprune.pruning import prune
 from autoprune.space import SearchSpace, init_space
 
 
 def profile_measure(*, model: str, profile: str, data: str = "builtin:digits",
-                    input_shape: str | None = None) -> LatencyStats:
-    """Latency of any model on a profile: a model spec, an applied ``model.pt``, or an ``.onnx`` file."""
+                    input_shape: str | None = None, method: str | None = None) -> LatencyStats:
+    """Latency of any model on a profile: a model spec, an applied ``model.pt``, or an ``.onnx`` file.
+
+    A pooled profile times it against the shipped anchor model (calibrated once on this machine);
+    ``method`` overrides the profile's (``pooled`` or ``single``).
+    """
     hw = resolve_profile(profile)
+    if method is not None:
+        if method not in ("pooled", "single"):
+            raise AutopruneError(f"method {method!r} is unknown; choose pooled or single")
+        hw = hw.model_copy(update={"method": method})
     if model.endswith(".onnx"):
         if not Path(model).is_file():
             raise AutopruneError(f"model {model!r}: no such file; pass an existing .onnx file")
@@ -36,6 +46,12 @@ def profile_measure(*, model: str, profile: str, data: str = "builtin:digits",
     net = load_model(model)
     return latency_for(net, hw, input_shape=resolve_input_shape(data=data, input_shape=input_shape),
                        arch_key=architecture_fingerprint(net))
+
+
+def profile_calibrate(*, profile: str) -> Reference:
+    """Time the anchor model on ``profile`` again, over many processes; every later pooled figure on this
+    machine that has no unpruned model at hand (``profile measure``, a run's baseline) is scaled by it."""
+    return anchor_reference(resolve_profile(profile), recalibrate=True)
 
 
 @dataclass(frozen=True)

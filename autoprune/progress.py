@@ -12,10 +12,22 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from autoprune.pooling import describe_rule
+
+
+def _latency(row: dict[str, Any]) -> str:
+    """``12.3 ms [12.1, 12.6]``: the estimate and, where there is one, its 95 % CI."""
+    low, high = row.get("latency_ci_low_ms"), row.get("latency_ci_high_ms")
+    if low is None or pd.isna(low):
+        return f"{row['latency_p50_ms']:.1f} ms"
+    return f"{row['latency_p50_ms']:.1f} ms [{low:.1f}, {high:.1f}]"
+
 
 class SearchProgress:
-    def __init__(self, *, total: int, quiet: bool = False, console: Console | None = None, done: int = 0) -> None:
+    def __init__(self, *, total: int, quiet: bool = False, console: Console | None = None, done: int = 0,
+                 budget_rule: str = "upper") -> None:
         self.total = total
+        self.budget_rule = budget_rule  # how "within budget" is decided; said once, and in every best line
         self.done = done  # a resumed run counts on from the trials it already has
         self.failed = 0
         self.best: dict[str, Any] | None = None
@@ -45,6 +57,7 @@ class SearchProgress:
             ms = budgets_ms[b.profile]
             ratio = base["profiles"][b.profile]["latency_p50_ms"] / ms
             self.print(f"budget {b} = {ms:.2f} ms on {b.profile}: the unpruned model is {ratio:.2f}x the budget")
+        self.print(f"a plan is within budget when {describe_rule(self.budget_rule)} of its latency is")
 
     def trial(self, row: dict[str, Any]) -> None:
         self.done += 1
@@ -54,7 +67,7 @@ class SearchProgress:
             self.print(f"{head} [red]failed[/]: {row['error']}")
             return
         if row["status"] == "infeasible":
-            self.print(f"{head} [yellow]infeasible[/]: {row['latency_p50_ms']:.1f} ms is over budget; "
+            self.print(f"{head} [yellow]infeasible[/]: {_latency(row)} is over budget ({self._rule_word()}); "
                        f"not fine-tuned ({row['wall_s']:.1f} s)")
             return
         if row["status"] == "stopped":
@@ -64,19 +77,24 @@ class SearchProgress:
         if row["meets_budget"] and (self.best is None or row["accuracy"] > self.best["accuracy"]):
             self.best = row
         mark = "[green]within budget[/]" if row["meets_budget"] else "[yellow]over budget[/]"
-        best = (f"best within budget: {self.best['accuracy']:.1%} @ {self.best['latency_p50_ms']:.1f} ms"
-                if self.best else "none within budget yet")
-        self.print(f"{head} acc {row['accuracy']:.1%}  {row['latency_p50_ms']:.1f} ms  "
+        best = (f"best within budget ({self._rule_word()}): {self.best['accuracy']:.1%} @ "
+                f"{self.best['latency_p50_ms']:.1f} ms" if self.best else "none within budget yet")
+        self.print(f"{head} acc {row['accuracy']:.1%}  {_latency(row)}  "
                    f"{row['macs'] / 1e6:.1f} M MACs  {mark}  ({row['wall_s']:.1f} s)   {best}")
+
+    def _rule_word(self) -> str:
+        return "CI upper end" if self.budget_rule == "upper" else "p50"
 
     def summary(self, front: pd.DataFrame, *, run_dir: Path, plot: Path | None, counts: dict[str, int]) -> None:
         if self.quiet:
             return
         table = Table(title=f"Pareto front ({len(front)} plans)", title_justify="left")
-        for col in ("trial", "accuracy", "latency p50 ms", "latency p90 ms", "M MACs", "meets budget"):
+        for col in ("trial", "accuracy", "latency p50 ms", "95 % CI", "M MACs",
+                    f"meets budget ({self._rule_word()})"):
             table.add_column(col, justify="right" if col != "trial" else "left")
         for r in front.itertuples():
-            table.add_row(r.trial, f"{r.accuracy:.1%}", f"{r.latency_p50_ms:.2f}", f"{r.latency_p90_ms:.2f}",
+            ci = "" if pd.isna(r.latency_ci_low_ms) else f"{r.latency_ci_low_ms:.2f}–{r.latency_ci_high_ms:.2f}"
+            table.add_row(r.trial, f"{r.accuracy:.1%}", f"{r.latency_p50_ms:.2f}", ci,
                           f"{r.macs / 1e6:.2f}", "yes" if r.meets_budget else "no")
         self.console.print(table)
         states = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))

@@ -7,7 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-PARETO_COLUMNS = ["trial", "accuracy", "latency_p50_ms", "latency_p90_ms", "macs", "params", "meets_budget", "plan"]
+PARETO_COLUMNS = ["trial", "accuracy", "latency_p50_ms", "latency_ci_low_ms", "latency_ci_high_ms", "latency_p90_ms",
+                  "macs", "params", "meets_budget", "plan"]
 
 
 def pareto_front(trials: pd.DataFrame, *, latency: str = "latency_p50_ms") -> pd.DataFrame:
@@ -31,7 +32,9 @@ def write_trials(trials: pd.DataFrame, run_dir: Path) -> Path:
 def write_pareto(trials: pd.DataFrame, run_dir: Path, *, profiles: list[str]) -> pd.DataFrame:
     """``pareto.csv``: the front on the primary profile, with every profile's latency beside it;
     ``pareto@NAME.csv``: the front on each further profile. Returns the primary front."""
-    per_profile = [c for p in profiles for c in (f"latency_p50_ms@{p}", f"latency_p90_ms@{p}", f"meets_budget@{p}")]
+    per_profile = [c for p in profiles for c in (f"latency_p50_ms@{p}", f"latency_ci_low_ms@{p}",
+                                                 f"latency_ci_high_ms@{p}", f"latency_p90_ms@{p}", f"meets_budget@{p}",
+                                                 f"budget_verdict@{p}")]
     fronts = []
     for i, name in enumerate(profiles):
         front = pareto_front(trials, latency=f"latency_p50_ms@{name}" if i else "latency_p50_ms")
@@ -40,6 +43,18 @@ def write_pareto(trials: pd.DataFrame, run_dir: Path, *, profiles: list[str]) ->
         front.to_csv(run_dir / ("pareto.csv" if i == 0 else f"pareto@{name}.csv"), index=False)
         fronts.append(front)
     return fronts[0]
+
+
+def _ci_bars(ax, trials: pd.DataFrame, profile: str, colour: str) -> None:
+    """Horizontal error bars: each trial's latency CI (none for single-process or table figures)."""
+    low, high, lat = (f"latency_ci_low_ms@{profile}", f"latency_ci_high_ms@{profile}", f"latency_p50_ms@{profile}")
+    if low not in trials:
+        return
+    has = trials.dropna(subset=[low, high])
+    if has.empty:
+        return
+    ax.errorbar(has[lat], has["accuracy"] * 100, xerr=[has[lat] - has[low], has[high] - has[lat]], fmt="none",
+                ecolor=colour, elinewidth=1, capsize=2, zorder=2)
 
 
 def plot_pareto(trials: pd.DataFrame, run_dir: Path, *, budgets_ms: dict[str, float], baseline: dict[str, Any],
@@ -60,6 +75,8 @@ def plot_pareto(trials: pd.DataFrame, run_dir: Path, *, budgets_ms: dict[str, fl
         if not skipped.empty:
             ax.scatter(skipped[lat], skipped["accuracy_before_finetune"] * 100, s=14, marker="x", c="#d5a6a6",
                        label="over budget, not fine-tuned (accuracy before)")
+        for part, colour in ((over, "#bbbbbb"), (ok, "#7fb3d5"), (front, "#1f4e79")):
+            _ci_bars(ax, part, name, colour)
         ax.scatter(over[lat], over["accuracy"] * 100, s=18, c="#bbbbbb", label="trial over budget")
         ax.scatter(ok[lat], ok["accuracy"] * 100, s=18, c="#7fb3d5", label="trial within budget")
         ax.step(front[lat], front["accuracy"] * 100, where="post", c="#1f4e79", lw=1.5)
@@ -69,7 +86,7 @@ def plot_pareto(trials: pd.DataFrame, run_dir: Path, *, budgets_ms: dict[str, fl
                    label="unpruned", zorder=4)
         if name in budgets_ms:
             ax.axvline(budgets_ms[name], ls="--", c="#c0392b", lw=1, label=f"budget {budgets_ms[name]:.3g} ms")
-        ax.set_xlabel(f"latency p50 (ms per batch) on {name}")
+        ax.set_xlabel(f"latency (ms per batch) on {name}; bars: 95 % CI")
         ax.set_ylabel("validation accuracy (%)")
         ax.set_title(f"accuracy against measured latency: {name}", fontsize=10)
         ax.grid(alpha=0.3)

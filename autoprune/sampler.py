@@ -8,6 +8,7 @@ from typing import Any
 
 import optuna
 
+from autoprune.budget import judged_ms
 from autoprune.errors import AutopruneError
 from autoprune.space import SearchSpace
 
@@ -20,9 +21,10 @@ def trial_name(number: int) -> str:
     return f"trial-{number:03d}"
 
 
-def budget_constraints(result: Mapping[str, Any], budgets_ms: Mapping[str, float]) -> dict[str, float]:
-    """One Optuna constraint per budget: latency minus budget in ms, feasible when <= 0."""
-    return {f"{CONSTRAINT_PREFIX}{profile}": float(result[f"latency_p50_ms@{profile}"]) - budget
+def budget_constraints(result: Mapping[str, Any], budgets_ms: Mapping[str, float], *, rule: str) -> dict[str, float]:
+    """One Optuna constraint per budget: the judged latency (see ``budget.judged_ms``) minus the budget
+    in ms, feasible when <= 0, so the sampler's feasibility is the run's ``meets_budget``."""
+    return {f"{CONSTRAINT_PREFIX}{profile}": judged_ms(result, profile, rule=rule) - budget
             for profile, budget in budgets_ms.items() if result.get(f"latency_p50_ms@{profile}") is not None}
 
 

@@ -19,9 +19,10 @@ from autoprune.data import DataSplits, load_data
 from autoprune.errors import AutopruneError, SearchInterrupted
 from autoprune.finetune import FinetuneConfig, evaluate
 from autoprune.latency_cache import LatencyCache
-from autoprune.measure import latency_for
+from autoprune.measure import latency_for, run_references, unpruned_reference
 from autoprune.models import architecture_fingerprint, fingerprint, load_model
 from autoprune.plan import Plan
+from autoprune.pooling import BUDGET_RULES
 from autoprune.profiles import DEFAULT_PROFILE, HardwareProfile, resolve_profile
 from autoprune.progress import SearchProgress
 from autoprune.pruning import count_macs_params
@@ -30,9 +31,10 @@ from autoprune.sampler import SAMPLERS, trial_name, uniform_seeds
 from autoprune.sensitivity import load_sensitivity, sensitivity_seeds
 from autoprune.space import SearchSpace, init_space
 from autoprune.study import load_study, reconcile, storage_url, study_name
+from autoprune.reference import Reference
 from autoprune.trial import TrialSettings
 
-RUN_FORMAT = 1
+RUN_FORMAT = 2  # 2: pooled latency with CIs, budget_confidence, the unpruned model as reference
 
 
 @dataclass(frozen=True)
@@ -118,19 +120,28 @@ def load_workload(*, model: str, data: str, space: str | Path | None, profiles: 
     return Workload(model=net, data=splits, input_shape=input_shape, space=loaded_space, profiles=tuple(profiles))
 
 
-def measure_baseline(work: Workload, *, cache: LatencyCache | None = None) -> dict[str, Any]:
-    """The unpruned model's accuracy, size and latency on every profile (the primary's also unsuffixed)."""
+def measure_baseline(work: Workload, *, cache: LatencyCache | None = None
+                     ) -> tuple[dict[str, Any], dict[str, Reference]]:
+    """The unpruned model's accuracy, size and latency on every profile (the primary's also unsuffixed),
+    and, per pooled profile, the unpruned model as the reference every trial is timed against."""
     macs, params = count_macs_params(work.model, input_shape=work.input_shape)
     base: dict[str, Any] = {"accuracy": evaluate(work.model, work.data.val), "macs": macs, "params": params,
                             "profiles": {}}
     arch = architecture_fingerprint(work.model)
+    refs: dict[str, Reference] = {}
     for i, profile in enumerate(work.profiles):
-        lat = latency_for(work.model, profile, input_shape=work.input_shape, arch_key=arch, cache=cache)
-        base["profiles"][profile.name] = {"latency_p50_ms": lat.p50_ms, "latency_p90_ms": lat.p90_ms,
-                                          "latency": lat.describe()}
+        lat, ref = unpruned_reference(work.model, profile, input_shape=work.input_shape)
+        if lat is None or ref is None:
+            lat = latency_for(work.model, profile, input_shape=work.input_shape, arch_key=arch, cache=cache)
+        else:
+            refs[profile.name] = ref
+        figure = {"latency_p50_ms": lat.p50_ms, "latency_ci_low_ms": lat.ci_low_ms,
+                  "latency_ci_high_ms": lat.ci_high_ms, "latency_p90_ms": lat.p90_ms, "method": lat.method,
+                  "node": lat.node, "latency": lat.describe()}
+        base["profiles"][profile.name] = figure
         if i == 0:
-            base.update({"latency_p50_ms": lat.p50_ms, "latency_p90_ms": lat.p90_ms, "latency": lat.describe()})
-    return base
+            base.update(figure)
+    return base, refs
 
 
 def new_run_dir(out: str | Path) -> Path:
@@ -176,7 +187,8 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
            precheck: bool = True, bn_recalibration: int = 10, early_stop: str = "none",
            initial_plans: Sequence[dict[str, float]] | None = None, storage: str | None = None,
            address: str | None = None, cpus_per_trial: float | None = None, gpus_per_trial: float = 0.0,
-           resume: str | Path | None = None, sensitivity: str | Path | None = None) -> SearchResult:
+           resume: str | Path | None = None, sensitivity: str | Path | None = None,
+           budget_confidence: str = "upper") -> SearchResult:
     """Search per-group prune ratios for the best accuracy/latency trade-off under the budget(s).
 
     ``profile`` may name several hardware profiles: every trial is measured on each. ``budget``
@@ -189,7 +201,8 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
     most come first, then the middle uniform plan). The study lives in ``storage`` (an Optuna RDB URL; default ``RUN/study.db``).
     ``resume`` continues the run in that directory with its own settings, up to its trial count
     (or ``trials``, when given); only ``concurrency``, ``address``, the per-trial resources and
-    ``quiet`` are taken from this call.
+    ``quiet`` are taken from this call. ``budget_confidence``: a plan meets a budget when its
+    latency's 95 % CI lies within it (``upper``, default) or when its point estimate does (``p50``).
     """
     if resume is not None:
         return _resume(Path(resume), trials=trials, concurrency=concurrency, quiet=quiet, address=address,
@@ -202,7 +215,8 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
     _positive("bn_recalibration", bn_recalibration, minimum=0)
     _choice("sampler", sampler, SAMPLERS)
     _choice("early_stop", early_stop, EARLY_STOP)
-    progress = SearchProgress(total=trials, quiet=quiet)
+    _choice("budget_confidence", budget_confidence, BUDGET_RULES)
+    progress = SearchProgress(total=trials, quiet=quiet, budget_rule=budget_confidence)
     with progress.phase("loading model, data and space", key="load_s"):
         work = load_workload(model=model, data=data, space=space, profiles=profiles, criterion=criterion)
     if initial_plans is not None:
@@ -215,7 +229,7 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
     with ray_session(progress, address=address) as cache:
         names = ", ".join(p.name for p in work.profiles)
         with progress.phase(f"measuring the unpruned model on {names}", key="baseline_s"):
-            baseline = measure_baseline(work, cache=cache)
+            baseline, references = measure_baseline(work, cache=cache)
         budgets_ms = {b.profile: b.resolve_ms(baseline_ms=baseline["profiles"][b.profile]["latency_p50_ms"])
                       for b in budgets}
         progress.baseline(baseline, budgets=budgets, budgets_ms=budgets_ms)
@@ -238,6 +252,7 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
             "input_shape": list(work.input_shape), "budget": str(budgets[0]), "budget_ms": budgets_ms[primary],
             "budgets": {b.profile: {"budget": str(b), "ms": budgets_ms[b.profile]} for b in budgets},
             "trials": trials, "concurrency": concurrency, "seed": seed, "sampler": sampler,
+            "budget_confidence": budget_confidence,
             "precheck": precheck, "bn_recalibration": bn_recalibration, "early_stop": early_stop,
             "eval_every": max(1, finetune_steps // 4) if early_stop != "none" else 0,
             "finetune": {"steps": finetune_steps, "lr": finetune.lr, "batch_size": finetune.batch_size},
@@ -253,7 +268,8 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
         opts = _run_options(run_config, run_dir, trials=trials, concurrency=concurrency,
                             cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
                             initial_plans=tuple(initial_plans))
-        return _execute(work, run_dir, run_config, opts, cache=cache, progress=progress, rows=[])
+        return _execute(work, run_dir, run_config, opts, cache=cache, progress=progress, rows=[],
+                        references=references)
 
 
 def _budgets_ms(run_config: dict[str, Any]) -> dict[str, float]:
@@ -267,7 +283,7 @@ def _run_options(run_config: dict[str, Any], run_dir: Path, **kwargs: Any) -> Ru
 
 
 def _execute(work: Workload, run_dir: Path, run_config: dict[str, Any], opts: RunOptions, *, cache: LatencyCache,
-             progress: SearchProgress, rows: list[dict[str, Any]]) -> SearchResult:
+             progress: SearchProgress, rows: list[dict[str, Any]], references: dict[str, Reference]) -> SearchResult:
     """Run the trials of a new or resumed run, then write its outputs (also after Ctrl-C)."""
     from autoprune.tune_runner import run_trials
 
@@ -277,7 +293,7 @@ def _execute(work: Workload, run_dir: Path, run_config: dict[str, Any], opts: Ru
         input_shape=work.input_shape, profiles=work.profiles, cache=cache, budgets_ms=budgets_ms,
         finetune=FinetuneConfig(steps=ft["steps"], lr=ft["lr"], batch_size=ft["batch_size"], seed=run_config["seed"]),
         precheck=run_config["precheck"], bn_recalibration=run_config["bn_recalibration"],
-        eval_every=run_config["eval_every"])
+        eval_every=run_config["eval_every"], references=references, budget_rule=run_config["budget_confidence"])
     rows, interrupted = run_trials(work=work, settings=settings, plan_fields=run_config["plan"], budgets_ms=budgets_ms,
                                    opts=opts, run_dir=run_dir, progress=progress, rows=rows)
     result = finish(run_dir, rows, budgets_ms=budgets_ms, baseline=run_config["baseline"],
@@ -302,7 +318,7 @@ def _resume(run_dir: Path, *, trials: int | None, concurrency: int, quiet: bool,
     rows = (pd.read_csv(run_dir / "trials.csv").to_dict("records")
             if (run_dir / "trials.csv").is_file() else [])
     rows = [r for r in rows if r.get("status") in FINISHED]
-    progress = SearchProgress(total=total, quiet=quiet, done=len(rows))
+    progress = SearchProgress(total=total, quiet=quiet, done=len(rows), budget_rule=run_config["budget_confidence"])
     profiles = [resolve_profile(run_dir / "profiles" / f"{p['name']}.yaml") for p in run_config["profiles"]]
     with progress.phase(f"resuming {run_dir}: loading model, data and space", key="load_s"):
         work = load_workload(model=run_config["model"], data=run_config["data"], space=run_dir / "space.yaml",
@@ -312,7 +328,8 @@ def _resume(run_dir: Path, *, trials: int | None, concurrency: int, quiet: bool,
                              "run searched (fingerprint differs); start a new search for the new weights")
     study = run_config["study"]
     url = storage_url(run_dir, study["storage"])
-    requeued = reconcile(load_study(url, study["name"]), rows=rows, budgets_ms=_budgets_ms(run_config))
+    requeued = reconcile(load_study(url, study["name"]), rows=rows, budgets_ms=_budgets_ms(run_config),
+                         budget_rule=run_config["budget_confidence"])
     remaining = total - len(rows)
     progress.print(f"{len(rows)} of {total} trials already finished; {requeued} interrupted plan(s) queued again")
     if remaining <= 0:
@@ -327,7 +344,10 @@ def _resume(run_dir: Path, *, trials: int | None, concurrency: int, quiet: bool,
     with ray_session(progress, address=address) as cache:
         opts = _run_options(run_config, run_dir, trials=remaining, concurrency=concurrency,
                             cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial)
-        return _execute(work, run_dir, run_config, opts, cache=cache, progress=progress, rows=rows)
+        references = run_references(work.model, work.profiles, input_shape=work.input_shape,
+                                    baseline=run_config["baseline"])
+        return _execute(work, run_dir, run_config, opts, cache=cache, progress=progress, rows=rows,
+                        references=references)
 
 
 def finish(run_dir: Path, rows: list[dict[str, Any]], *, budgets_ms: dict[str, float], baseline: dict[str, Any],
@@ -342,7 +362,7 @@ def finish(run_dir: Path, rows: list[dict[str, Any]], *, budgets_ms: dict[str, f
     n_failed = int((table["status"] == "failed").sum())
     counts = {k: int(v) for k, v in table["status"].value_counts().items()}
     cfg.dump({"trials": len(table), "failed": n_failed, "status": counts, "pareto_size": len(front),
-              "budgets_ms": budgets_ms,
+              "budgets_ms": budgets_ms, "budget_confidence": progress.budget_rule,
               "timings_s": {**progress.timings, "total_s": time.perf_counter() - progress.t0}},
              run_dir / "summary.yaml")
     progress.summary(front, run_dir=run_dir, plot=plot, counts=counts)
@@ -350,8 +370,8 @@ def finish(run_dir: Path, rows: list[dict[str, Any]], *, budgets_ms: dict[str, f
                         budgets_ms=budgets_ms, baseline=baseline, plot=plot)
 
 
-_FIRST = ["trial", "status", "accuracy", "latency_p50_ms", "latency_p90_ms", "latency_spread", "meets_budget",
-          "accuracy_before_finetune", "finetuned", "macs", "params", "wall_s", "trial_s", "prune_s", "export_s",
+_FIRST = ["trial", "status", "accuracy", "latency_p50_ms", "latency_ci_low_ms", "latency_ci_high_ms",
+          "latency_p90_ms", "latency_spread", "meets_budget", "accuracy_before_finetune", "finetuned", "finetune_device", "macs", "params", "wall_s", "trial_s", "prune_s", "export_s",
           "measure_s", "recalibrate_s", "finetune_s", "evaluate_s", "overhead_s", "node", "started_at", "finished_at",
           "error", "plan"]
 

@@ -37,7 +37,8 @@ def load_study(url: str, name: str) -> optuna.Study:
                              "(see its config.yaml, key study)") from None
 
 
-def reconcile(study: optuna.Study, *, rows: Sequence[Mapping[str, Any]], budgets_ms: Mapping[str, float]) -> int:
+def reconcile(study: optuna.Study, *, rows: Sequence[Mapping[str, Any]], budgets_ms: Mapping[str, float],
+              budget_rule: str) -> int:
     """Close the trials a dead driver left RUNNING; returns how many plans were queued again.
 
     A trial whose row reached trials.csv is told its result (the driver died between the two);
@@ -49,7 +50,7 @@ def reconcile(study: optuna.Study, *, rows: Sequence[Mapping[str, Any]], budgets
         row = done.get(trial_name(t.number))
         if row is not None:
             trial = optuna.Trial(study, t._trial_id)
-            for key, value in budget_constraints(row, budgets_ms).items():
+            for key, value in budget_constraints(row, budgets_ms, rule=budget_rule).items():
                 trial.set_constraint(key, value)
             accuracy = row["accuracy"] if row["status"] != "infeasible" else row["accuracy_before_finetune"]
             study.tell(t.number, [float(accuracy), float(row["latency_p50_ms"])])

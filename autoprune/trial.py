@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from autoprune import node_lock
+from autoprune.budget import over_budget
 from autoprune.data import DataSplits
 from autoprune.finetune import FinetuneConfig, evaluate, finetune, recalibrate_bn
 from autoprune.latency import LatencyStats
@@ -26,6 +27,7 @@ from autoprune.models import architecture_fingerprint, fingerprint
 from autoprune.plan import Plan
 from autoprune.profiles import HardwareProfile
 from autoprune.pruning import count_macs_params, prune
+from autoprune.reference import Reference
 
 PHASES = ("prune", "export", "measure", "recalibrate", "finetune", "evaluate")
 
@@ -48,18 +50,22 @@ class TrialSettings:
     bn_recalibration: int = 0  # batches of adaptive-BN recalibration before evaluation (0: off)
     eval_every: int = 0  # report accuracy every N fine-tune steps (for an early-stopping scheduler)
     device: str = "cpu"  # where fine-tuning runs; latency is measured on the profiles regardless
+    references: Mapping[str, Reference] = field(default_factory=dict)  # profile name -> what pooled figures divide by
+    budget_rule: str = "upper"  # a budget is met when the CI's upper end (or, "p50", the estimate) is within it
 
 
 def latency_columns(stats: LatencyStats, *, primary: bool) -> dict[str, Any]:
     """Columns of one profile's figure: ``latency_p50_ms@NAME``…, and unsuffixed for the primary profile."""
-    cols: dict[str, Any] = {f"latency_p50_ms@{stats.profile}": stats.p50_ms,
-                            f"latency_p90_ms@{stats.profile}": stats.p90_ms,
-                            f"latency_spread@{stats.profile}": stats.spread,
-                            f"latency_source@{stats.profile}": stats.source,
-                            f"latency_repeats@{stats.profile}": stats.repeats,
-                            f"latency_node@{stats.profile}": stats.node}
+    figure = {"latency_p50_ms": stats.p50_ms, "latency_ci_low_ms": stats.ci_low_ms,
+              "latency_ci_high_ms": stats.ci_high_ms, "latency_p90_ms": stats.p90_ms, "latency_spread": stats.spread}
+    detail = {"latency_ratio": stats.ratio, "latency_ratio_ci_low": stats.ratio_low,
+              "latency_ratio_ci_high": stats.ratio_high, "latency_reference": stats.reference,
+              "latency_reference_ms": stats.reference_ms, "latency_method": stats.method,
+              "latency_processes": stats.attempts if stats.method == "pooled" else 1,
+              "latency_source": stats.source, "latency_repeats": stats.repeats, "latency_node": stats.node}
+    cols = {f"{k}@{stats.profile}": v for k, v in {**figure, **detail}.items()}
     if primary:
-        cols.update({"latency_p50_ms": stats.p50_ms, "latency_p90_ms": stats.p90_ms, "latency_spread": stats.spread})
+        cols.update(figure)
     return cols
 
 
@@ -83,11 +89,6 @@ class _Timer:
             self.seconds[f"{phase}_s"] = self.seconds.get(f"{phase}_s", 0.0) + time.perf_counter() - t0
 
 
-def over_budget(metrics: Mapping[str, Any], budgets_ms: Mapping[str, float]) -> list[str]:
-    """Profiles whose budget the trial's latency misses."""
-    return [name for name, ms in budgets_ms.items() if metrics[f"latency_p50_ms@{name}"] > ms]
-
-
 def run_trial(model: nn.Module, data: DataSplits, plan: Plan, *, settings: TrialSettings,
               workdir: str | Path | None = None,
               report: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
@@ -108,11 +109,14 @@ def run_trial(model: nn.Module, data: DataSplits, plan: Plan, *, settings: Trial
                                "pruned_fingerprint": pruned_fp}
     for i, profile in enumerate(settings.profiles):
         stats = latency_for(pruned, profile, input_shape=settings.input_shape, arch_key=arch, cache=settings.cache,
-                            workdir=workdir, run=timer.run)
+                            workdir=workdir, reference=settings.references.get(profile.name), run=timer.run)
         metrics.update(latency_columns(stats, primary=i == 0))
-    missed = over_budget(metrics, settings.budgets_ms)
+    missed = over_budget(metrics, settings.budgets_ms, rule=settings.budget_rule)
     feasible = not (settings.precheck and missed)
     device = torch.device(settings.device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    metrics["finetune_device"] = str(device)  # where this trial trained (latency: latency_node@PROFILE)
     pruned.to(device)
     if settings.bn_recalibration:
         timer.run("recalibrate", recalibrate_bn, pruned, data.train, batches=settings.bn_recalibration,

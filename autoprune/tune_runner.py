@@ -37,10 +37,12 @@ from autoprune.search import (
     save_plan,
     trials_frame,
 )
-from autoprune.trial import PHASES, TrialSettings, over_budget, run_trial
+from autoprune.budget import budget_verdicts, over_budget
+from autoprune.trial import PHASES, TrialSettings, run_trial
 
 _OBJECTIVES = ["accuracy", "latency_p50_ms"]
 _METRICS = {"accuracy", "accuracy_before_finetune", "finetuned", "finetune_step", "macs", "params", "node",
+            "finetune_device",
             "arch_fingerprint", "pruned_fingerprint", "trial_s", *(f"{p}_s" for p in PHASES)}
 
 
@@ -83,9 +85,9 @@ def _error_line(trial) -> str:
 class Recorder(tune.Callback):
     """Turns finished trials into rows, saves each plan, and rewrites trials.csv as trials finish."""
 
-    def __init__(self, *, run_dir: Path, budgets_ms: dict[str, float], plan_fields: dict[str, Any],
+    def __init__(self, *, run_dir: Path, budgets_ms: dict[str, float], budget_rule: str, plan_fields: dict[str, Any],
                  progress: SearchProgress, rows: Sequence[dict[str, Any]] = ()) -> None:
-        self.run_dir, self.budgets_ms, self.plan_fields = run_dir, budgets_ms, plan_fields
+        self.run_dir, self.budgets_ms, self.budget_rule, self.plan_fields = run_dir, budgets_ms, budget_rule, plan_fields
         self.progress = progress
         self.rows: list[dict[str, Any]] = list(rows)  # a resumed run starts with the trials already done
         self.finished_here = 0
@@ -119,9 +121,11 @@ class Recorder(tune.Callback):
             row["accuracy"] = float("nan")
         else:
             row["status"] = "completed"
-        missed = over_budget(row, self.budgets_ms)
+        missed = over_budget(row, self.budgets_ms, rule=self.budget_rule)
+        verdicts = budget_verdicts(row, self.budgets_ms)
         for name in self.budgets_ms:
             row[f"meets_budget@{name}"] = name not in missed
+            row[f"budget_verdict@{name}"] = verdicts[name]  # met / missed / inconclusive, from the CI
         row["meets_budget"] = all(row[f"meets_budget@{name}"] for name in self.budgets_ms)
         row["overhead_s"] = row["wall_s"] - sum(row[f"{p}_s"] for p in PHASES)
         self._add(row)
@@ -218,11 +222,12 @@ def run_trials(*, work: Workload, settings: TrialSettings, plan_fields: dict[str
     space = {name: optuna.distributions.FloatDistribution(g.low, g.high, step=g.step)
              for name, g in work.space.groups.items()}
     searcher = BudgetedOptunaSearch(
-        space=space, metric=_OBJECTIVES, mode=["max", "min"], budgets_ms=budgets_ms,
+        space=space, metric=_OBJECTIVES, mode=["max", "min"], budgets_ms=budgets_ms, budget_rule=settings.budget_rule,
         sampler=make_sampler(opts.sampler, trials=opts.trials, concurrency=opts.concurrency, seed=opts.seed),
         storage=optuna.storages.RDBStorage(opts.storage), study_name=opts.study_name,
         points_to_evaluate=[dict(p) for p in opts.initial_plans] or None)
-    recorder = Recorder(run_dir=run_dir, budgets_ms=budgets_ms, plan_fields=plan_fields, progress=progress, rows=rows)
+    recorder = Recorder(run_dir=run_dir, budgets_ms=budgets_ms, budget_rule=settings.budget_rule,
+                        plan_fields=plan_fields, progress=progress, rows=rows)
     trainable = tune.with_resources(
         # with_parameters puts model and data in the object store once; every trial reads that copy.
         tune.with_parameters(_trainable, model=work.model, data=work.data, settings=settings, plan_fields=plan_fields,
