@@ -16,6 +16,7 @@ from rich.table import Table
 from torch import nn
 
 from autoprune import config as cfg
+from autoprune.budget import judged_ms
 from autoprune.errors import AutopruneError
 from autoprune.finetune import (
     Distillation,
@@ -25,7 +26,6 @@ from autoprune.finetune import (
     finetune,
 )
 from autoprune.latency import LatencyStats, export_onnx, onnx_outputs
-from autoprune.budget import judged_ms
 from autoprune.measure import latency_for, run_references
 from autoprune.models import architecture_fingerprint, fingerprint, save_checkpoint
 from autoprune.plan import Plan

@@ -23,6 +23,11 @@ _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
                "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 
 
+def fmt_ms(ms: float) -> str:
+    """Milliseconds to about four significant digits: 54.21, 2.406, 0.1193."""
+    return f"{ms:.2f}" if ms >= 10 else f"{ms:.3f}" if ms >= 1 else f"{ms:.4f}"
+
+
 @dataclass(frozen=True)
 class LatencyStats:
     """Milliseconds per batch of ``batch_size`` on ``profile``, over ``repeats`` timed runs."""
@@ -61,9 +66,9 @@ class LatencyStats:
         if self.source == "table":
             return f"{head} (predicted from the profile's latency table, not measured)"
         if self.method == "pooled":
-            head = (f"{self.p50_ms:.2f} ms [95 % CI {self.ci_low_ms:.2f}, {self.ci_high_ms:.2f}] per batch of "
-                    f"{self.batch_size} on {self.profile}")
-            how = (f"{self.ratio:.4f}x the {self.reference} model ({self.reference_ms:.2f} ms), pooled over "
+            head = (f"{fmt_ms(self.p50_ms)} ms [95 % CI {fmt_ms(self.ci_low_ms)}, {fmt_ms(self.ci_high_ms)}] per "
+                    f"batch of {self.batch_size} on {self.profile}")
+            how = (f"{self.ratio:.4f}x the {self.reference} model ({fmt_ms(self.reference_ms)} ms), pooled over "
                    f"{self.attempts} worker processes, {self.repeats} runs interleaved with it")
         else:
             how = f"median of {self.repeats} runs after {self.warmup} warm-up, one process"
@@ -94,13 +99,20 @@ def export_onnx(model: nn.Module, path: str | Path, *, input_shape: Sequence[int
     return p
 
 
-def _session(path: str | Path, profile: HardwareProfile):
+def check_provider(profile: HardwareProfile) -> None:
+    """A profile this machine cannot run is refused in one line, before anything is timed."""
     import onnxruntime as ort
 
     available = ort.get_available_providers()
     if profile.provider not in available:
         raise AutopruneError(f"profile {profile.name!r} needs ONNX Runtime provider {profile.provider}, "
                              f"which this machine lacks; available: {', '.join(available)}")
+
+
+def _session(path: str | Path, profile: HardwareProfile):
+    import onnxruntime as ort
+
+    check_provider(profile)
     so = ort.SessionOptions()
     so.intra_op_num_threads = profile.intra_op_threads
     so.inter_op_num_threads = profile.inter_op_threads

@@ -145,6 +145,9 @@ def build_table(model: nn.Module, *, input_shape: Sequence[int], profile: Hardwa
             if _out_of(pm[n]) != _out_of(modules[n]):
                 out_widths[n] = widths
     tables: dict[str, LayerTable] = {}
+    # Cells are timed in this process (hundreds of them; pooled timing would take minutes each): the
+    # calibration below, on whole models timed the profile's way, puts them on the profile's scale.
+    cell_profile = profile.model_copy(update={"method": "single"})
     total = sum(len(in_widths[n]) * len(out_widths[n]) for n in layer_names)
     done = 0
     for n in layer_names:
@@ -162,7 +165,7 @@ def build_table(model: nn.Module, *, input_shape: Sequence[int], profile: Hardwa
             row = []
             for c_out in table.out_widths:
                 layer, shape = _standalone(table, c_in, c_out)
-                stats = latency_for(layer.eval(), profile, input_shape=shape, arch_key=f"{n}:{c_in}:{c_out}")
+                stats = latency_for(layer.eval(), cell_profile, input_shape=shape, arch_key=f"{n}:{c_in}:{c_out}")
                 row.append(stats.p50_ms)
                 done += 1
                 if on_progress is not None:

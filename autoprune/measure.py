@@ -20,7 +20,7 @@ from torch import nn
 
 from autoprune.anchor import anchor_reference
 from autoprune.errors import AutopruneError
-from autoprune.latency import LatencyStats, export_onnx, measure_onnx
+from autoprune.latency import LatencyStats, check_provider, export_onnx, measure_onnx
 from autoprune.latency_cache import LatencyCache
 from autoprune.pooled_latency import measure_pooled
 from autoprune.profiles import HardwareProfile
@@ -31,6 +31,7 @@ def _measure_here(path: str | Path, profile: HardwareProfile, reference: Referen
                   precision: float) -> LatencyStats:
     if profile.method == "single":
         return measure_onnx(path, profile)
+    check_provider(profile)
     return measure_pooled(path, profile, reference=reference or anchor_reference(profile), precision=precision)
 
 
@@ -129,6 +130,15 @@ def unpruned_reference(model: nn.Module, profile: HardwareProfile, *, input_shap
     return measured, Reference(name="unpruned", onnx=data, ms=figure["latency_p50_ms"],
                                ms_low=figure.get("latency_ci_low_ms", math.nan),
                                ms_high=figure.get("latency_ci_high_ms", math.nan))
+
+
+def baseline_latency(model: nn.Module, profile: HardwareProfile, *, input_shape: Sequence[int], arch_key: str,
+                     cache: LatencyCache | None = None) -> tuple[LatencyStats, Reference | None]:
+    """The unpruned model's figure on ``profile``, and the reference pruned models are timed against there."""
+    measured, ref = unpruned_reference(model, profile, input_shape=input_shape)
+    if measured is None or ref is None:
+        return latency_for(model, profile, input_shape=input_shape, arch_key=arch_key, cache=cache), None
+    return measured, ref
 
 
 def run_references(model: nn.Module, profiles: Sequence[HardwareProfile], *, input_shape: Sequence[int],

@@ -106,7 +106,7 @@ def judged(*, p50: float, high: float, rule: str) -> float:
     """
     if rule not in BUDGET_RULES:
         raise ValueError(f"budget rule {rule!r}; expected one of {BUDGET_RULES}")
-    if rule == "upper" and high == high and not math.isinf(high):  # high == high: not NaN
+    if rule == "upper" and math.isfinite(high):
         return high
     return p50
 

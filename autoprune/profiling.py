@@ -22,8 +22,8 @@ from autoprune.latency_table import (
 from autoprune.measure import latency_for, measure_on_profile
 from autoprune.models import architecture_fingerprint, load_model
 from autoprune.profiles import resolve_profile
-from autoprune.reference import Reference
 from autoprune.pruning import prune
+from autoprune.reference import Reference
 from autoprune.space import SearchSpace, init_space
 
 

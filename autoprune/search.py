@@ -19,19 +19,19 @@ from autoprune.data import DataSplits, load_data
 from autoprune.errors import AutopruneError, SearchInterrupted
 from autoprune.finetune import FinetuneConfig, evaluate
 from autoprune.latency_cache import LatencyCache
-from autoprune.measure import latency_for, run_references, unpruned_reference
+from autoprune.measure import baseline_latency, run_references
 from autoprune.models import architecture_fingerprint, fingerprint, load_model
 from autoprune.plan import Plan
 from autoprune.pooling import BUDGET_RULES
 from autoprune.profiles import DEFAULT_PROFILE, HardwareProfile, resolve_profile
 from autoprune.progress import SearchProgress
 from autoprune.pruning import count_macs_params
+from autoprune.reference import Reference
 from autoprune.report import plot_pareto, write_pareto, write_trials
 from autoprune.sampler import SAMPLERS, trial_name, uniform_seeds
 from autoprune.sensitivity import load_sensitivity, sensitivity_seeds
 from autoprune.space import SearchSpace, init_space
 from autoprune.study import load_study, reconcile, storage_url, study_name
-from autoprune.reference import Reference
 from autoprune.trial import TrialSettings
 
 RUN_FORMAT = 2  # 2: pooled latency with CIs, budget_confidence, the unpruned model as reference
@@ -130,10 +130,8 @@ def measure_baseline(work: Workload, *, cache: LatencyCache | None = None
     arch = architecture_fingerprint(work.model)
     refs: dict[str, Reference] = {}
     for i, profile in enumerate(work.profiles):
-        lat, ref = unpruned_reference(work.model, profile, input_shape=work.input_shape)
-        if lat is None or ref is None:
-            lat = latency_for(work.model, profile, input_shape=work.input_shape, arch_key=arch, cache=cache)
-        else:
+        lat, ref = baseline_latency(work.model, profile, input_shape=work.input_shape, arch_key=arch, cache=cache)
+        if ref is not None:
             refs[profile.name] = ref
         figure = {"latency_p50_ms": lat.p50_ms, "latency_ci_low_ms": lat.ci_low_ms,
                   "latency_ci_high_ms": lat.ci_high_ms, "latency_p90_ms": lat.p90_ms, "method": lat.method,

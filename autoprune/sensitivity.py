@@ -18,7 +18,7 @@ from rich.console import Console
 from autoprune.errors import AutopruneError, ConfigError
 from autoprune.finetune import FinetuneConfig, evaluate
 from autoprune.latency_cache import LocalLatencyCache
-from autoprune.measure import latency_for
+from autoprune.measure import baseline_latency
 from autoprune.models import architecture_fingerprint
 from autoprune.plan import Plan
 from autoprune.profiles import DEFAULT_PROFILE, resolve_profile
@@ -119,11 +119,13 @@ def sensitivity(*, model: str = "builtin:demo", data: str = "builtin:digits", sp
     work = load_workload(model=model, data=data, space=space, profiles=[hw], criterion=criterion)
     cache = LocalLatencyCache()
     base_acc = evaluate(work.model, work.data.val)
-    base_ms = latency_for(work.model, hw, input_shape=work.input_shape,
-                          arch_key=architecture_fingerprint(work.model), cache=cache).p50_ms
-    console.print(f"unpruned: accuracy {base_acc:.1%}, {base_ms:.2f} ms on {hw.name}")
+    base, ref = baseline_latency(work.model, hw, input_shape=work.input_shape,
+                                 arch_key=architecture_fingerprint(work.model), cache=cache)
+    base_ms = base.p50_ms
+    console.print(f"unpruned: accuracy {base_acc:.1%}, {base.describe()}")
     settings = TrialSettings(input_shape=work.input_shape, profiles=(hw,), cache=cache,
-                             finetune=FinetuneConfig(steps=finetune_steps), bn_recalibration=bn_recalibration)
+                             finetune=FinetuneConfig(steps=finetune_steps), bn_recalibration=bn_recalibration,
+                             references={hw.name: ref} if ref is not None else {})
     rows = []
     total = len(work.space.groups) * len(ratios)
     for name in work.space.groups:

@@ -18,6 +18,7 @@ import ray
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 
+from autoprune.budget import budget_verdicts, over_budget
 from autoprune.budgeted_search import BudgetedOptunaSearch
 from autoprune.errors import AutopruneError
 from autoprune.latency_cache import LatencyCache, RayLatencyCache
@@ -37,7 +38,6 @@ from autoprune.search import (
     save_plan,
     trials_frame,
 )
-from autoprune.budget import budget_verdicts, over_budget
 from autoprune.trial import PHASES, TrialSettings, run_trial
 
 _OBJECTIVES = ["accuracy", "latency_p50_ms"]

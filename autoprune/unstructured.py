@@ -25,6 +25,7 @@ from autoprune.errors import AutopruneError
 from autoprune.latency import LatencyStats, export_onnx
 from autoprune.measure import measure_on_profile
 from autoprune.profiles import HardwareProfile
+from autoprune.reference import Reference
 
 SCOPES = ("global", "layer")
 _WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -120,14 +121,23 @@ def sparsity_report(model: nn.Module, *, input_shape: Sequence[int], opset: int 
 
 def latency_side_by_side(models: dict[str, nn.Module], profile: HardwareProfile, *, input_shape: Sequence[int],
                          rounds: int = 3) -> dict[str, LatencyStats]:
-    """Each model's latency on ``profile``, measured in alternation for ``rounds`` rounds (this host's
-    speed drifts; alternating puts every model in every phase); the round with the median p50 is kept."""
+    """Each model's latency on ``profile``, side by side.
+
+    Pooled profiles time every other model against the first (paired, interleaved, with a CI);
+    single-process ones alternate the models for ``rounds`` rounds (this host's speed drifts;
+    alternating puts every model in every phase) and keep the round with the median p50."""
     shape = profile.input_shape or list(input_shape)
     runs: dict[str, list[LatencyStats]] = {name: [] for name in models}
     with tempfile.TemporaryDirectory(prefix="autoprune-") as tmp:
         paths = {name: export_onnx(make_permanent(masked_copy(m)), Path(tmp) / f"{i}.onnx", input_shape=shape,
                                    batch_size=profile.batch_size, opset=profile.opset)
                  for i, (name, m) in enumerate(models.items())}
+        if profile.method == "pooled":
+            (first, path0), *rest = paths.items()
+            base = measure_on_profile(path0, profile)
+            ref = Reference(name=first, onnx=path0.read_bytes(), ms=base.p50_ms, ms_low=base.ci_low_ms,
+                            ms_high=base.ci_high_ms)
+            return {first: base, **{name: measure_on_profile(p, profile, reference=ref) for name, p in rest}}
         for _ in range(rounds):
             for name, path in paths.items():
                 runs[name].append(measure_on_profile(path, profile))

@@ -73,10 +73,14 @@ def test_profile_measure_on_a_model_and_an_onnx_file(tmp_path):
     tiny = str(ROOT / "tests/profiles/tiny.yaml")
     proc = cli("profile", "measure", "--model", "tests.helpers:tiny_resnet", "--profile", tiny, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("p50 ") and "spread" in proc.stdout and "on tiny (median of 5 runs" in proc.stdout
+    assert proc.stdout.startswith("p50 ") and "95 % CI" in proc.stdout and "spread" in proc.stdout
+    assert "x the anchor model" in proc.stdout and "worker processes" in proc.stdout  # tiny.yaml: pooled
     onnx = export_onnx(tiny_resnet(), tmp_path / "m.onnx", input_shape=(1, 8, 8), batch_size=1, dynamic_batch=True)
-    proc = cli("profile", "measure", "--model", str(onnx), "--profile", tiny, cwd=tmp_path)
-    assert proc.returncode == 0 and "per batch of 16 on tiny" in proc.stdout
+    proc = cli("profile", "measure", "--model", str(onnx), "--profile", tiny, "--method", "single", cwd=tmp_path)
+    assert proc.returncode == 0 and "per batch of 16 on tiny (median of 5 runs" in proc.stdout
+    assert "95 % CI" not in proc.stdout  # one process has no confidence interval to give
+    proc = cli("profile", "measure", "--model", str(onnx), "--profile", tiny, "--method", "fastest", cwd=tmp_path)
+    assert proc.returncode == 2 and "method 'fastest' is unknown; choose pooled or single" in proc.stderr
 
 
 def test_profile_build_table_writes_a_table_and_reports_its_error(tmp_path):

@@ -1,0 +1,176 @@
+"""Pooled latency: the statistics with a fake timer, the budget rules, and one real run of the workers."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import pytest
+
+from autoprune.anchor import anchor_reference
+from autoprune.budget import budget_verdicts, judged_ms, over_budget
+from autoprune.errors import AutopruneError
+from autoprune.latency import export_onnx
+from autoprune.pooled_latency import measure_pooled, spawn_worker
+from autoprune.pooling import Estimate, ProcessTiming, enough, pool, t975, verdict
+from autoprune.profiles import HardwareProfile
+from autoprune.reference import Reference
+from tests.helpers import tiny_resnet
+
+PROFILE = HardwareProfile(name="fake", batch_size=4, warmup=0, rounds=4, target_ci=0.02, min_processes=3,
+                          max_processes=8)
+REF = Reference(name="unpruned", onnx=b"not timed by the fake", ms=80.0)
+
+
+class FakeTimer:
+    """Plays worker processes: process k sees the host in ``phase[k]`` (a factor on every run in it)
+    and the candidate at ``ratio[k]`` of the reference. Records the jobs it was given."""
+
+    def __init__(self, ratios, phases=None, reference_ms=50.0):
+        self.ratios, self.phases, self.reference_ms = list(ratios), phases, reference_ms
+        self.jobs = []
+
+    def __call__(self, job):
+        k = len(self.jobs)
+        self.jobs.append(job)
+        phase = self.phases[k % len(self.phases)] if self.phases else 1.0
+        ref = self.reference_ms * phase
+        samples = []
+        for r in range(job["rounds"]):
+            samples += [[0, r, ref * self.ratios[k % len(self.ratios)]], [1, r, ref]]
+        return {"pid": 1000 + k, "host": "fake", "samples": samples}
+
+
+def test_pool_is_the_geometric_mean_with_a_t_interval():
+    values = [0.50, 0.52, 0.49, 0.51]
+    est = pool(values)
+    logs = [math.log(v) for v in values]
+    half = t975(3) * statistics.stdev(logs) / 2
+    assert est.value == pytest.approx(math.exp(statistics.fmean(logs)))
+    assert (est.low, est.high) == pytest.approx((est.value * math.exp(-half), est.value * math.exp(half)))
+    assert est.n == 4 and est.low < est.value < est.high
+    assert pool([0.5]).half_width == math.inf  # one process says nothing about the next one
+    with pytest.raises(ValueError):
+        pool([0.5, -1.0])
+
+
+def test_a_process_ratio_pairs_runs_of_one_round():
+    # The host slows down halfway through the process: the ratio of each round stays 0.5.
+    t = ProcessTiming(candidate_ms=(10.0, 10.0, 20.0, 20.0), reference_ms=(20.0, 20.0, 40.0, 40.0))
+    assert t.ratio == 0.5
+    assert t.candidate == 15.0 and t.reference == 30.0
+
+
+def test_stopping_rule():
+    tight, wide = Estimate(1.0, 0.99, 1.01, 3), Estimate(1.0, 0.9, 1.1, 3)
+    assert enough(tight, target_ci=0.02, min_processes=3, max_processes=8)
+    assert not enough(Estimate(1.0, 0.99, 1.01, 2), target_ci=0.02, min_processes=3, max_processes=8)
+    assert not enough(wide, target_ci=0.02, min_processes=3, max_processes=8)
+    assert enough(Estimate(1.0, 0.9, 1.1, 8), target_ci=0.02, min_processes=3, max_processes=8)
+
+
+def test_a_bimodal_host_cancels_in_the_ratio():
+    # Processes land in a fast (46 ms) or a slow (60 ms) mode, as on the 2-core CI machine; the
+    # candidate is always 0.4 of the reference in the same process.
+    timer = FakeTimer([0.4], phases=[46 / 50, 60 / 50, 60 / 50, 46 / 50])
+    stats = measure_pooled("cand.onnx", PROFILE, reference=REF, spawn=timer, exclusive=False)
+    assert stats.ratio == pytest.approx(0.4)
+    assert stats.p50_ms == pytest.approx(0.4 * REF.ms)  # on the reference's scale, not the host's phase
+    assert stats.attempts == PROFILE.min_processes  # no spread between processes: the minimum suffices
+    assert stats.ci_low_ms == pytest.approx(stats.p50_ms) and stats.ci_high_ms == pytest.approx(stats.p50_ms)
+    assert stats.method == "pooled" and stats.reference == "unpruned" and stats.reference_ms == REF.ms
+    assert stats.repeats == PROFILE.min_processes * PROFILE.rounds
+
+
+def test_processes_are_added_until_the_ci_is_narrow_enough():
+    ratios = [0.42, 0.43, 0.42, 0.41, 0.42, 0.42, 0.42, 0.42]
+    timer = FakeTimer(ratios)
+    stats = measure_pooled("cand.onnx", PROFILE, reference=REF, spawn=timer, exclusive=False)
+    n = stats.attempts
+    assert PROFILE.min_processes < n < PROFILE.max_processes
+    assert pool(ratios[:n]).half_width <= PROFILE.target_ci < pool(ratios[:n - 1]).half_width
+    assert stats.ratio_low < stats.ratio < stats.ratio_high
+    assert [j["seed"] for j in timer.jobs] == list(range(n))  # each process its own interleaving order
+    assert all(j["models"][1] == str(REF.path()) for j in timer.jobs)
+
+
+def test_a_noisy_host_stops_at_the_cap_with_an_honest_ci():
+    timer = FakeTimer([0.3, 0.5])
+    stats = measure_pooled("cand.onnx", PROFILE, reference=REF, spawn=timer, exclusive=False)
+    assert stats.attempts == PROFILE.max_processes
+    assert (stats.ratio_high / stats.ratio_low) ** 0.5 - 1 > PROFILE.target_ci
+
+
+def test_precision_tightens_the_target_and_raises_the_cap():
+    ratios = [0.40, 0.44, 0.42, 0.41, 0.43, 0.42, 0.42, 0.42, 0.41, 0.43] * 2
+    loose = measure_pooled("c.onnx", PROFILE, reference=REF, spawn=FakeTimer(ratios), exclusive=False)
+    tight = measure_pooled("c.onnx", PROFILE, reference=REF, spawn=FakeTimer(ratios), exclusive=False, precision=0.5)
+    assert tight.attempts > loose.attempts
+    assert tight.attempts <= PROFILE.max_processes * 2
+
+
+def test_a_worker_error_is_one_clear_line():
+    def broken(job):
+        return {"error": "ONNX Runtime provider X is missing here; available: CPUExecutionProvider"}
+
+    with pytest.raises(AutopruneError, match="profile 'fake': ONNX Runtime provider X is missing"):
+        measure_pooled("c.onnx", PROFILE, reference=REF, spawn=broken, exclusive=False)
+
+
+def test_verdicts_and_rules():
+    assert verdict(low=9.0, high=9.8, budget=10.0) == "met"
+    assert verdict(low=10.1, high=11.0, budget=10.0) == "missed"
+    assert verdict(low=9.5, high=10.5, budget=10.0) == "inconclusive"
+    row = {"latency_p50_ms@p": 9.9, "latency_ci_low_ms@p": 9.5, "latency_ci_high_ms@p": 10.3}
+    assert judged_ms(row, "p", rule="upper") == 10.3 and judged_ms(row, "p", rule="p50") == 9.9
+    assert over_budget(row, {"p": 10.0}, rule="upper") == ["p"]  # the CI reaches over the budget
+    assert over_budget(row, {"p": 10.0}, rule="p50") == []
+    assert budget_verdicts(row, {"p": 10.0}) == {"p": "inconclusive"}
+    single = {"latency_p50_ms@p": 9.9, "latency_ci_low_ms@p": math.nan, "latency_ci_high_ms@p": math.nan}
+    assert over_budget(single, {"p": 10.0}, rule="upper") == []  # no CI: judged on the estimate
+    assert budget_verdicts(single, {"p": 10.0}) == {"p": "met"}
+
+
+def test_anchor_is_calibrated_once_per_machine_and_profile(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTOPRUNE_CACHE", str(tmp_path))
+    profile = PROFILE.model_copy(update={"name": "anchor-test"})
+    timer = FakeTimer([1.0], reference_ms=7.0)
+    first = anchor_reference(profile, spawn=timer)
+    assert first.name == "anchor" and first.ms == pytest.approx(7.0)
+    assert len(list(tmp_path.rglob("anchor-test-*.yaml"))) == 1
+
+    def must_not_time(job):
+        raise AssertionError("a cached calibration started a worker")
+
+    again = anchor_reference(profile, spawn=must_not_time)
+    assert again.ms == first.ms and again.onnx == first.onnx
+    redone = anchor_reference(profile, recalibrate=True, spawn=FakeTimer([1.0], reference_ms=9.0))
+    assert redone.ms == pytest.approx(9.0)
+
+
+def test_real_workers_interleave_candidate_and_reference(tmp_path):
+    """Real ONNX Runtime in real worker processes: both models timed in every round, in varying order."""
+    profile = HardwareProfile(name="real", batch_size=4, warmup=1, rounds=6, min_processes=2, max_processes=2)
+    cand = export_onnx(tiny_resnet(), tmp_path / "c.onnx", input_shape=(1, 8, 8), batch_size=4)
+    ref_path = export_onnx(tiny_resnet(), tmp_path / "r.onnx", input_shape=(1, 8, 8), batch_size=4)
+    ref = Reference(name="unpruned", onnx=ref_path.read_bytes(), ms=2.0)
+    outputs = []
+
+    def recording(job):
+        outputs.append(spawn_worker(job))
+        return outputs[-1]
+
+    stats = measure_pooled(cand, profile, reference=ref, spawn=recording)
+    assert stats.attempts == 2 and len({o["pid"] for o in outputs}) == 2  # two separate processes
+    firsts = []
+    for out in outputs:
+        rounds = {}
+        for model, r, ms in out["samples"]:
+            assert ms > 0
+            rounds.setdefault(r, []).append(model)
+        assert sorted(rounds) == list(range(6))
+        assert all(sorted(models) == [0, 1] for models in rounds.values())  # same window, every round
+        firsts += [models[0] for models in rounds.values()]
+    assert set(firsts) == {0, 1}  # random order: sometimes the reference runs first
+    assert stats.ci_low_ms <= stats.p50_ms <= stats.ci_high_ms
+    assert stats.p50_ms == pytest.approx(stats.ratio * ref.ms)
