@@ -23,7 +23,8 @@ def test_profile_contract(name):
     profile = resolve_profile(name)
     assert profile.name == name  # the file name is the registry key
     assert profile.description
-    quick = profile.model_copy(update={"batch_size": min(profile.batch_size, 8), "repeats": 3, "warmup": 1})
+    quick = profile.model_copy(update={"batch_size": min(profile.batch_size, 8), "repeats": 3, "warmup": 1,
+                                       "rounds": 3, "min_processes": 2, "max_processes": 2})
     import onnxruntime
 
     if profile.provider not in onnxruntime.get_available_providers():
@@ -33,7 +34,12 @@ def test_profile_contract(name):
         return
     stats = latency_for(tiny_resnet(), quick, input_shape=(1, 8, 8), arch_key=name)
     assert 0 < stats.min_ms <= stats.p50_ms <= stats.p90_ms
-    assert stats.profile == name and stats.repeats == 3
+    assert stats.profile == name and stats.method == profile.method
+    if profile.method == "pooled":  # against the shipped anchor: two processes of three interleaved rounds
+        assert stats.reference == "anchor" and stats.attempts == 2 and stats.repeats == 6
+        assert stats.ci_low_ms <= stats.p50_ms <= stats.ci_high_ms
+    else:
+        assert stats.repeats == 3
 
 
 def test_bad_profile_value_names_file_key_and_value(tmp_path):

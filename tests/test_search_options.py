@@ -111,6 +111,25 @@ def test_precheck_skips_the_fine_tune_of_plans_over_budget(ray_local, space_file
     assert first.values[0] == pytest.approx(on["accuracy_before_finetune"])
 
 
+def test_budget_confidence_p50_judges_the_point_estimate(ray_local, space_file, tmp_path):
+    halved = dict.fromkeys(GROUPS, 0.5)
+    result = search(budget="0.8x", model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_PROFILE,
+                    trials=2, finetune_steps=2, initial_plans=[halved, dict.fromkeys(GROUPS, 0.0)],
+                    budget_confidence="p50", out=tmp_path, quiet=True)
+    trials = pd.read_csv(result.run_dir / "trials.csv")
+    assert ((trials["latency_p50_ms"] <= result.budget_ms) == trials["meets_budget"]).all()
+    assert trials["latency_ci_high_ms"].notna().all()  # the CI is still reported, just not the rule
+    for name in ("config.yaml", "summary.yaml"):
+        assert "budget_confidence: p50" in (result.run_dir / name).read_text()
+
+
+def test_unknown_budget_confidence_is_refused_before_any_work(tmp_path):
+    with pytest.raises(AutopruneError, match="budget_confidence 'p99' is unknown; choose one of upper, p50"):
+        search(budget="1000ms", model="tests.helpers:tiny_resnet", profile=TINY_PROFILE, budget_confidence="p99",
+               out=tmp_path, quiet=True)
+    assert not any(tmp_path.iterdir())
+
+
 def test_early_stopping_stops_trials_that_trail(ray_local, space_file, tmp_path):
     result = search(budget="1000ms", model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_PROFILE,
                     trials=8, finetune_steps=8, early_stop="asha", sampler="random", out=tmp_path, quiet=True)
