@@ -1,4 +1,5 @@
-"""The anchor: a fixed small model shipped with the package, the reference where no unpruned model is at hand.
+"""The anchor: a fixed small model shipped with the package, the reference where no unpruned model is at hand,
+and the figures of fixed models stored against it, per machine.
 
 As SPEC normalises by a reference machine, a lone ONNX file (``autoprune profile measure``) and a
 run's unpruned model are timed against the anchor, and their milliseconds are the ratio times the
@@ -6,6 +7,11 @@ anchor's nominal time. That nominal time is calibrated once per machine and prof
 processes) and cached, so figures taken on this machine on different days share one scale, and a
 slow phase of the host moves the anchor and the model alike. ``autoprune profile calibrate``
 measures it again.
+
+A run's unpruned model is such a fixed model: its figure against the anchor is measured once per
+machine and profile, to twice the profile's precision, and stored as a ratio to the anchor, so that
+every run of that model on this machine shares one scale (two runs of one plan then differ only by
+the plan's own measurement).
 """
 
 from __future__ import annotations
@@ -16,11 +22,13 @@ import os
 import platform
 import socket
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from autoprune import config
 from autoprune.demo import cache_dir
-from autoprune.pooled_latency import Spawn, calibrate, spawn_worker
+from autoprune.latency import LatencyStats
+from autoprune.pooled_latency import Spawn, calibrate, measure_pooled, spawn_worker
 from autoprune.profiles import HardwareProfile
 from autoprune.reference import Reference
 
@@ -53,9 +61,9 @@ def machine_key() -> str:
     return f"{socket.gethostname()}-{hashlib.sha256(cpu.encode()).hexdigest()[:8]}-{os.cpu_count()}c"
 
 
-def _cache_file(profile: HardwareProfile, onnx: bytes) -> Path:
+def _cache_file(profile: HardwareProfile, onnx: bytes, *, kind: str = "anchor") -> Path:
     key = hashlib.sha256(f"{ANCHOR_VERSION}|{profile.timing_key()}|".encode() + onnx).hexdigest()[:16]
-    return cache_dir() / "latency-anchor" / machine_key() / f"{profile.name}-{key}.yaml"
+    return cache_dir() / "latency-anchor" / machine_key() / f"{profile.name}-{kind}-{key}.yaml"
 
 
 def anchor_reference(profile: HardwareProfile, *, recalibrate: bool = False,
@@ -73,3 +81,27 @@ def anchor_reference(profile: HardwareProfile, *, recalibrate: bool = False,
                  "calibrated_at": dt.datetime.now().isoformat(timespec="seconds")}, path,
                 header="# autoprune: the anchor model's pooled latency on this machine and profile\n")
     return Reference(name="anchor", onnx=onnx, ms=est.value, ms_low=est.low, ms_high=est.high)
+
+
+def forget_stored(profile: HardwareProfile) -> int:
+    """Drop this machine's stored model figures on ``profile`` (measured again when next needed)."""
+    files = list((cache_dir() / "latency-anchor" / machine_key()).glob(f"{profile.name}-model-*.yaml"))
+    for f in files:
+        f.unlink()
+    return len(files)
+
+
+def stored_figure(path: str | Path, profile: HardwareProfile, *, spawn: Spawn = spawn_worker) -> LatencyStats:
+    """A fixed model's pooled figure against the anchor: measured once per machine and profile (to twice
+    the profile's precision), then read back, on the anchor's current scale."""
+    onnx = Path(path).read_bytes()
+    anchor = anchor_reference(profile, spawn=spawn)
+    file = _cache_file(profile, onnx, kind="model")
+    if file.is_file():
+        stats = LatencyStats(**config.read_yaml(file)["figure"])
+        return replace(stats.rescaled(anchor.ms), source="stored")
+    stats = measure_pooled(path, profile, reference=anchor, spawn=spawn, precision=0.5)
+    config.dump({"figure": stats.as_dict(), "machine": machine_key(),
+                 "measured_at": dt.datetime.now().isoformat(timespec="seconds")}, file,
+                header="# autoprune: a model's pooled latency against the anchor on this machine and profile\n")
+    return stats

@@ -40,7 +40,7 @@ class LatencyStats:
     min_ms: float
     repeats: int
     warmup: int
-    source: str = "measured"  # measured | cached | table
+    source: str = "measured"  # measured | cached (this run) | stored (this machine, see anchor.py) | table
     node: str = ""  # where it was measured (a hostname, or a Ray node id for remote profiles)
     attempts: int = 1  # single: measurements until the spread was under max_spread; pooled: worker processes
     method: str = "single"  # pooled | single | table (see HardwareProfile.method)
@@ -56,6 +56,13 @@ class LatencyStats:
     def spread(self) -> float:
         """(p90 - p50) / p50: how noisy the measurement was."""
         return (self.p90_ms - self.p50_ms) / self.p50_ms if self.p50_ms > 0 else float("inf")
+
+    def rescaled(self, reference_ms: float) -> LatencyStats:
+        """The same ratio on another scale: the reference's milliseconds as they are now."""
+        f = reference_ms / self.reference_ms
+        return replace(self, p50_ms=self.p50_ms * f, p90_ms=self.p90_ms * f, mean_ms=self.mean_ms * f,
+                       min_ms=self.min_ms * f, ci_low_ms=self.ci_low_ms * f, ci_high_ms=self.ci_high_ms * f,
+                       reference_ms=reference_ms)
 
     @property
     def has_ci(self) -> bool:
@@ -78,6 +85,8 @@ class LatencyStats:
             how += f", on {self.node}"
         if self.source == "cached":
             how += "; reused: same architecture measured earlier in this run"
+        if self.source == "stored":
+            how += "; this machine's stored figure for this model (autoprune profile calibrate measures again)"
         return f"{head} ({how})"
 
     def as_dict(self) -> dict[str, float | int | str]:

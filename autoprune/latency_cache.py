@@ -6,13 +6,20 @@ stores no torch-backed objects.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Protocol
 
 Figure = dict[str, Any]  # LatencyStats.as_dict()
 
 
 def _spread(fig: Figure) -> float:
-    return (fig["p90_ms"] - fig["p50_ms"]) / fig["p50_ms"] if fig["p50_ms"] > 0 else float("inf")
+    """How unsure a figure is: its CI's width where it has one (pooled), else (p90 - p50) / p50."""
+    if fig["p50_ms"] <= 0:
+        return float("inf")
+    low, high = fig.get("ci_low_ms", math.nan), fig.get("ci_high_ms", math.nan)
+    if not (math.isnan(low) or math.isnan(high)):
+        return (high - low) / fig["p50_ms"]
+    return (fig["p90_ms"] - fig["p50_ms"]) / fig["p50_ms"]
 
 
 class LatencyCache(Protocol):

@@ -18,7 +18,7 @@ from typing import Any
 
 from torch import nn
 
-from autoprune.anchor import anchor_reference
+from autoprune.anchor import anchor_reference, stored_figure
 from autoprune.errors import AutopruneError
 from autoprune.latency import LatencyStats, check_provider, export_onnx, measure_onnx
 from autoprune.latency_cache import LatencyCache
@@ -28,22 +28,24 @@ from autoprune.reference import Reference
 
 
 def _measure_here(path: str | Path, profile: HardwareProfile, reference: Reference | None,
-                  precision: float) -> LatencyStats:
+                  stored: bool) -> LatencyStats:
     if profile.method == "single":
         return measure_onnx(path, profile)
     check_provider(profile)
-    return measure_pooled(path, profile, reference=reference or anchor_reference(profile), precision=precision)
+    if reference is None and stored:
+        return stored_figure(path, profile)
+    return measure_pooled(path, profile, reference=reference or anchor_reference(profile))
 
 
 def _measure_bytes(data: bytes, profile: HardwareProfile, reference: Reference | None,
-                   precision: float) -> LatencyStats:
+                   stored: bool) -> LatencyStats:
     """Runs on the target node: write the model locally, measure under that node's lock."""
     import ray
 
     with tempfile.TemporaryDirectory(prefix="autoprune-remote-") as tmp:
         path = Path(tmp) / "model.onnx"
         path.write_bytes(data)
-        stats = _measure_here(path, profile, reference, precision)
+        stats = _measure_here(path, profile, reference, stored)
     return replace(stats, node=f"{socket.gethostname()} ray-node:{ray.get_runtime_context().get_node_id()}")
 
 
@@ -51,14 +53,15 @@ _remote_measure: Any = None
 
 
 def measure_on_profile(path: str | Path, profile: HardwareProfile, *, reference: Reference | None = None,
-                       precision: float = 1.0) -> LatencyStats:
+                       stored: bool = False) -> LatencyStats:
     """Measure an ONNX file here, or on the Ray node holding ``profile.ray_resources``.
 
     A pooled profile times it against ``reference`` (default: the shipped anchor, calibrated on the
-    measuring machine), to ``precision`` × its target CI; a single-process profile ignores both.
+    measuring machine); ``stored``: against the anchor, once per machine and model, then reused (see
+    ``anchor.stored_figure``). A single-process profile ignores both.
     """
     if not profile.ray_resources:
-        return _measure_here(path, profile, reference, precision)
+        return _measure_here(path, profile, reference, stored)
     import ray
 
     global _remote_measure
@@ -73,7 +76,7 @@ def measure_on_profile(path: str | Path, profile: HardwareProfile, *, reference:
         _remote_measure = ray.remote(num_cpus=0)(_measure_bytes)
     # "DEFAULT": not captured by the calling trial's placement group, which lacks the target's resource.
     task = _remote_measure.options(resources=dict(profile.ray_resources), scheduling_strategy="DEFAULT")
-    return ray.get(task.remote(Path(path).read_bytes(), profile, reference, precision))
+    return ray.get(task.remote(Path(path).read_bytes(), profile, reference, stored))
 
 
 def _call(phase: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
@@ -107,46 +110,38 @@ def latency_for(model: nn.Module, profile: HardwareProfile, *, input_shape: Sequ
     return stats
 
 
-def unpruned_reference(model: nn.Module, profile: HardwareProfile, *, input_shape: Sequence[int],
-                       figure: Mapping[str, float] | None = None) -> tuple[LatencyStats | None, Reference | None]:
-    """The unpruned model as the reference of a run's pooled figures on ``profile``.
+def _pooled(profile: HardwareProfile) -> bool:
+    return profile.method == "pooled" and not profile.latency_table
 
-    Measured now against the anchor, to twice the profile's precision (every trial's milliseconds
-    are scaled by it), unless ``figure`` (a run's recorded baseline: ``latency_p50_ms`` and its CI)
-    is given. Returns (the figure measured now, or None; the reference). Single-process and table
-    profiles have no reference: (None, None).
-    """
-    if profile.method != "pooled" or profile.latency_table:
-        return None, None
-    measured = None
-    with tempfile.TemporaryDirectory(prefix="autoprune-") as tmp:
-        onnx = export_onnx(model, Path(tmp) / "unpruned.onnx", input_shape=profile.input_shape or list(input_shape),
-                           batch_size=profile.batch_size, opset=profile.opset)
-        if figure is None:
-            measured = measure_on_profile(onnx, profile, precision=0.5)
-            figure = {"latency_p50_ms": measured.p50_ms, "latency_ci_low_ms": measured.ci_low_ms,
-                      "latency_ci_high_ms": measured.ci_high_ms}
-        data = onnx.read_bytes()
-    return measured, Reference(name="unpruned", onnx=data, ms=figure["latency_p50_ms"],
-                               ms_low=figure.get("latency_ci_low_ms", math.nan),
-                               ms_high=figure.get("latency_ci_high_ms", math.nan))
+
+def _unpruned_onnx(model: nn.Module, profile: HardwareProfile, input_shape: Sequence[int], tmp: str) -> Path:
+    return export_onnx(model, Path(tmp) / "unpruned.onnx", input_shape=profile.input_shape or list(input_shape),
+                       batch_size=profile.batch_size, opset=profile.opset)
 
 
 def baseline_latency(model: nn.Module, profile: HardwareProfile, *, input_shape: Sequence[int], arch_key: str,
                      cache: LatencyCache | None = None) -> tuple[LatencyStats, Reference | None]:
-    """The unpruned model's figure on ``profile``, and the reference pruned models are timed against there."""
-    measured, ref = unpruned_reference(model, profile, input_shape=input_shape)
-    if measured is None or ref is None:
+    """The unpruned model's figure on ``profile``, and (pooled profiles) the reference that pruned models
+    are timed against there: the unpruned model itself, at that figure."""
+    if not _pooled(profile):
         return latency_for(model, profile, input_shape=input_shape, arch_key=arch_key, cache=cache), None
-    return measured, ref
+    with tempfile.TemporaryDirectory(prefix="autoprune-") as tmp:
+        path = _unpruned_onnx(model, profile, input_shape, tmp)
+        # Every trial's milliseconds are scaled by this figure: taken once per machine, precisely, and
+        # reused, so two runs of one model share one scale.
+        stats = measure_on_profile(path, profile, stored=True)
+        return stats, Reference.measured(name="unpruned", onnx=path.read_bytes(), stats=stats)
 
 
 def run_references(model: nn.Module, profiles: Sequence[HardwareProfile], *, input_shape: Sequence[int],
                    baseline: Mapping[str, Any]) -> dict[str, Reference]:
     """The references of a run already measured (resume, apply): its unpruned model at the run's own figures."""
     refs = {}
-    for p in profiles:
-        _, ref = unpruned_reference(model, p, input_shape=input_shape, figure=baseline["profiles"][p.name])
-        if ref is not None:
-            refs[p.name] = ref
+    for p in filter(_pooled, profiles):
+        fig = baseline["profiles"][p.name]
+        with tempfile.TemporaryDirectory(prefix="autoprune-") as tmp:
+            onnx = _unpruned_onnx(model, p, input_shape, tmp).read_bytes()
+        refs[p.name] = Reference(name="unpruned", onnx=onnx, ms=fig["latency_p50_ms"],
+                                 ms_low=fig.get("latency_ci_low_ms", math.nan),
+                                 ms_high=fig.get("latency_ci_high_ms", math.nan))
     return refs

@@ -31,9 +31,9 @@ class HardwareProfile(StrictModel):
     # until the 95 % CI of the ratio is within ±target_ci; reproducible across processes and runs.
     # single: one timing in the calling process (fast; its figure carries that process's bias).
     method: Literal["pooled", "single"] = "pooled"
-    rounds: int = Field(default=5, ge=1)  # pooled: interleaved rounds per process, one timed run of each model
+    rounds: int = Field(default=3, ge=1)  # pooled: interleaved rounds per process, one timed run of each model
     target_ci: float = Field(default=0.02, gt=0.0)  # pooled: stop when the CI's relative half-width is under this
-    min_processes: int = Field(default=3, ge=2)  # pooled: at least this many worker processes
+    min_processes: int = Field(default=4, ge=2)  # pooled: at least this many worker processes
     max_processes: int = Field(default=10, ge=2)  # pooled: at most this many (the CI may then be wider)
     # single: ``repeats`` timed runs after ``warmup``; re-measure while (p90 - p50) / p50 is above max_spread.
     max_spread: float = Field(default=0.05, gt=0.0)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autoprune.anchor import anchor_reference
+from autoprune.anchor import anchor_reference, forget_stored
 from autoprune.data import resolve_input_shape
 from autoprune.errors import AutopruneError
 from autoprune.latency import LatencyStats
@@ -49,9 +49,12 @@ def profile_measure(*, model: str, profile: str, data: str = "builtin:digits",
 
 
 def profile_calibrate(*, profile: str) -> Reference:
-    """Time the anchor model on ``profile`` again, over many processes; every later pooled figure on this
-    machine that has no unpruned model at hand (``profile measure``, a run's baseline) is scaled by it."""
-    return anchor_reference(resolve_profile(profile), recalibrate=True)
+    """Time the anchor model on ``profile`` again, over many processes, and forget the models' stored
+    figures on it (a run's unpruned model is measured again in its next search): every pooled figure on
+    this machine that has no unpruned model at hand (``profile measure``, a run's baseline) is scaled by it."""
+    hw = resolve_profile(profile)
+    forget_stored(hw)
+    return anchor_reference(hw, recalibrate=True)
 
 
 @dataclass(frozen=True)

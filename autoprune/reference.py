@@ -15,6 +15,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autoprune.latency import LatencyStats
+
 
 @dataclass(frozen=True, kw_only=True)
 class Reference:
@@ -38,6 +40,7 @@ class Reference:
             os.replace(tmp, p)  # a concurrent reader never sees half a file
         return p
 
-    def describe(self) -> str:
-        ci = f" [{self.ms_low:.2f}, {self.ms_high:.2f}]" if self.ms_low == self.ms_low else ""
-        return f"the {self.name} model ({self.ms:.2f} ms{ci})"
+    @classmethod
+    def measured(cls, *, name: str, onnx: bytes, stats: LatencyStats) -> Reference:
+        """A model just measured, as the reference of the next figures (its CI travels with it)."""
+        return cls(name=name, onnx=onnx, ms=stats.p50_ms, ms_low=stats.ci_low_ms, ms_high=stats.ci_high_ms)

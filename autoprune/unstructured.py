@@ -135,8 +135,7 @@ def latency_side_by_side(models: dict[str, nn.Module], profile: HardwareProfile,
         if profile.method == "pooled":
             (first, path0), *rest = paths.items()
             base = measure_on_profile(path0, profile)
-            ref = Reference(name=first, onnx=path0.read_bytes(), ms=base.p50_ms, ms_low=base.ci_low_ms,
-                            ms_high=base.ci_high_ms)
+            ref = Reference.measured(name=first, onnx=path0.read_bytes(), stats=base)
             return {first: base, **{name: measure_on_profile(p, profile, reference=ref) for name, p in rest}}
         for _ in range(rounds):
             for name, path in paths.items():

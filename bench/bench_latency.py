@@ -238,7 +238,7 @@ def part4(quick: bool) -> None:
         run = runs[method][0]
         diffs, verdicts = [], []
         for k in range(5):
-            _cli("apply", str(run), "--epochs", "0", "--out", str(run / f"apply-{k}"), "--quiet")
+            _cli("apply", str(run), "--epochs", "0", "--out", str(run / f"apply-{k}"))
             report = yaml_load(run / f"apply-{k}" / "report.yaml")
             lat = report["latency"]["cpu-default"]
             diffs.append(lat["difference"])

@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 
-from autoprune.anchor import anchor_reference
+from autoprune.anchor import anchor_reference, forget_stored, stored_figure
 from autoprune.budget import budget_verdicts, judged_ms, over_budget
 from autoprune.errors import AutopruneError
 from autoprune.latency import export_onnx
@@ -146,6 +146,29 @@ def test_anchor_is_calibrated_once_per_machine_and_profile(tmp_path, monkeypatch
     assert again.ms == first.ms and again.onnx == first.onnx
     redone = anchor_reference(profile, recalibrate=True, spawn=FakeTimer([1.0], reference_ms=9.0))
     assert redone.ms == pytest.approx(9.0)
+
+
+def test_a_fixed_models_figure_is_stored_per_machine_and_follows_the_anchor(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTOPRUNE_CACHE", str(tmp_path))
+    profile = PROFILE.model_copy(update={"name": "stored-test"})
+    model = tmp_path / "unpruned.onnx"
+    model.write_bytes(b"a fixed model")
+    anchor_reference(profile, spawn=FakeTimer([1.0], reference_ms=7.0))
+    first = stored_figure(model, profile, spawn=FakeTimer([8.0], reference_ms=7.0))  # 8x the anchor
+    assert first.p50_ms == pytest.approx(56.0) and first.reference == "anchor" and first.source == "measured"
+
+    def must_not_time(job):
+        raise AssertionError("a stored figure started a worker")
+
+    again = stored_figure(model, profile, spawn=must_not_time)
+    assert again.source == "stored" and again.p50_ms == pytest.approx(first.p50_ms)
+    assert again.ci_high_ms == pytest.approx(first.ci_high_ms)
+    # the anchor calibrated again (a slower day): the stored ratio is kept, on the new scale
+    anchor_reference(profile, recalibrate=True, spawn=FakeTimer([1.0], reference_ms=7.7))
+    rescaled = stored_figure(model, profile, spawn=must_not_time)
+    assert rescaled.ratio == pytest.approx(8.0) and rescaled.p50_ms == pytest.approx(8.0 * 7.7)
+    assert forget_stored(profile) == 1
+    assert stored_figure(model, profile, spawn=FakeTimer([9.0], reference_ms=7.7)).ratio == pytest.approx(9.0)
 
 
 def test_real_workers_interleave_candidate_and_reference(tmp_path):
