@@ -212,7 +212,8 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
                                       else None} if kd else None,
                      "progressive_steps": progressive, "steps": steps_report,
                      "unstructured": sparse_info if unstructured > 0 else None},
-        "finetune_device": "cpu",  # apply fine-tunes on the CPU; latency_*.node says where each figure was taken
+        "finetune_device": "cpu",  # apply fine-tunes on the CPU; latency.<profile>.applied.node: where it was timed
+        "trial_ran_on": {"node": _str(row.get("node")), "finetune_device": _str(row.get("finetune_device"))},
         "budget_confidence": rule,
         "accuracy": {"unpruned": base["accuracy"], "trial": _num(row["accuracy"]),
                      "applied_before_finetune": acc_pruned, "applied": accuracy},
@@ -277,6 +278,10 @@ def _latency_entry(stats: LatencyStats, *, row: pd.Series, base: dict[str, Any],
         fig = {f"latency_p50_ms@{p}": stats.p50_ms, f"latency_ci_high_ms@{p}": stats.ci_high_ms}
         entry["meets_budget"] = bool(judged_ms(fig, p, rule=rule) <= budget_ms)
     return entry
+
+
+def _str(v: Any) -> str | None:
+    return None if v is None or pd.isna(v) else str(v)
 
 
 def _num(v: Any) -> float | int:

@@ -74,6 +74,7 @@ def measure_pooled(path: str | Path, profile: HardwareProfile, *, reference: Ref
 
     ``precision`` < 1 tightens the profile's ``target_ci`` by that factor and raises the process cap
     by its inverse (for figures every other one is scaled by: a run's baseline, a calibration).
+    The reported CI adds the profile's ``systematic_ci`` to the statistical one, in quadrature.
     """
     def ratio(ts: list[ProcessTiming]) -> Estimate:
         return pool([t.ratio for t in ts])
@@ -81,7 +82,7 @@ def measure_pooled(path: str | Path, profile: HardwareProfile, *, reference: Ref
     timings = _processes(profile, [str(path), str(reference.path())], ratio, spawn=spawn, exclusive=exclusive,
                          target_ci=profile.target_ci * precision,
                          max_processes=round(profile.max_processes / precision))
-    est = ratio(timings)
+    est = ratio(timings).widened(profile.systematic_ci)
     ms = est.scaled(reference.ms)
     raw = np.asarray([ms_ for t in timings for ms_ in t.candidate_ms])
     norm = ms.value / float(np.median(raw))  # raw samples onto the reference's scale

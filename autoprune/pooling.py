@@ -67,6 +67,12 @@ class Estimate:
             return math.inf
         return math.sqrt(self.high / self.low) - 1.0
 
+    def widened(self, systematic: float) -> Estimate:
+        """The CI with a systematic relative half-width added in quadrature (what more processes in one
+        window cannot reduce: the drift between windows)."""
+        h = math.sqrt(self.half_width ** 2 + systematic ** 2)
+        return Estimate(self.value, self.value / (1.0 + h), self.value * (1.0 + h), self.n)
+
     def scaled(self, factor: float) -> Estimate:
         return Estimate(self.value * factor, self.low * factor, self.high * factor, self.n)
 

@@ -18,7 +18,7 @@ from autoprune.reference import Reference
 from tests.helpers import tiny_resnet
 
 PROFILE = HardwareProfile(name="fake", batch_size=4, warmup=0, rounds=4, target_ci=0.02, min_processes=3,
-                          max_processes=8)
+                          max_processes=8, systematic_ci=0.0)
 REF = Reference(name="unpruned", onnx=b"not timed by the fake", ms=80.0)
 
 
@@ -80,6 +80,15 @@ def test_a_bimodal_host_cancels_in_the_ratio():
     assert stats.ci_low_ms == pytest.approx(stats.p50_ms) and stats.ci_high_ms == pytest.approx(stats.p50_ms)
     assert stats.method == "pooled" and stats.reference == "unpruned" and stats.reference_ms == REF.ms
     assert stats.repeats == PROFILE.min_processes * PROFILE.rounds
+
+
+def test_the_systematic_part_widens_the_ci_but_not_the_stopping_rule():
+    profile = PROFILE.model_copy(update={"systematic_ci": 0.01})
+    stats = measure_pooled("cand.onnx", profile, reference=REF, spawn=FakeTimer([0.4]), exclusive=False)
+    assert stats.attempts == profile.min_processes  # more processes cannot shrink the systematic part
+    assert stats.ratio_high == pytest.approx(0.4 * 1.01) and stats.ratio_low == pytest.approx(0.4 / 1.01)
+    wide = Estimate(1.0, 1 / 1.03, 1.03, 5).widened(0.04)
+    assert wide.half_width == pytest.approx(0.05)  # 3 % and 4 % in quadrature
 
 
 def test_processes_are_added_until_the_ci_is_narrow_enough():
