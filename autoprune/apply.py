@@ -29,7 +29,7 @@ from autoprune.latency import LatencyStats, export_onnx, onnx_outputs
 from autoprune.measure import latency_for, run_references
 from autoprune.models import architecture_fingerprint, fingerprint, save_checkpoint
 from autoprune.plan import Plan
-from autoprune.pooling import verdict
+from autoprune.pooling import describe_rule, verdict
 from autoprune.profiles import HardwareProfile
 from autoprune.pruning import channels_to_remove, count_macs_params, find_groups, prune
 from autoprune.search import load_workload
@@ -69,7 +69,8 @@ def pick_trial(trials: pd.DataFrame, pick: str, *, budget: str, rule: str = "upp
     if pick == "best":
         ok = done[done["meets_budget"].astype(bool)]
         if ok.empty:
-            raise AutopruneError(f"no completed trial meets the budget {budget} ({_RULE_WORDS[rule]}); pick one from pareto.csv "
+            raise AutopruneError(f"no completed trial meets the budget {budget} ({describe_rule(rule, short=True)}); "
+                                 "pick one from pareto.csv "
                                  "with --pick TRIAL, or search again with more trials or a looser budget")
         return ok.sort_values(["accuracy", "latency_p50_ms"], ascending=[False, True]).iloc[0]
     name = f"trial-{int(pick):03d}" if pick.isdigit() else pick
@@ -137,7 +138,7 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     work = load_workload(model=conf["model"], data=conf["data"], space=None, profiles=profiles)
     plan.check_base(fingerprint(work.model), model=conf["model"])
     console.print(f"applying {row['trial']} ({row['plan']}) to {conf['model']}"
-                  + (f", the best within budget by {_RULE_WORDS[rule]}" if str(pick) == "best" else ""))
+                  + (f", the best within budget by {describe_rule(rule)}" if str(pick) == "best" else ""))
     # Timed as the search timed it: against the unpruned model, on the run's own scale.
     references = run_references(work.model, profiles, input_shape=work.input_shape, baseline=conf["baseline"])
 
@@ -247,9 +248,6 @@ def _add_zeros(pruned: nn.Module, sparsity: float, scope: str, profiles: list[Ha
         console.print(f"{sparsity:.0%} of the remaining weights zeroed ({scope}); on {p.name}: "
                       f"{lat['structured'].p50_ms:.2f} ms without the zeros, {lat['with_zeros'].p50_ms:.2f} ms with")
     return info
-
-
-_RULE_WORDS = {"upper": "the CI's upper end", "p50": "p50"}
 
 
 def _latency_entry(stats: LatencyStats, *, row: pd.Series, base: dict[str, Any], budget_ms: float | None,

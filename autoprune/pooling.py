@@ -117,5 +117,8 @@ def judged(*, p50: float, high: float, rule: str) -> float:
     return p50
 
 
-def describe_rule(rule: str) -> str:
+def describe_rule(rule: str, *, short: bool = False) -> str:
+    """How a budget is decided, in words: for a sentence, or (``short``) for a column or a parenthesis."""
+    if short:
+        return "CI upper end" if rule == "upper" else "p50"
     return "the 95 % CI's upper end" if rule == "upper" else "the point estimate (p50)"

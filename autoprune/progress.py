@@ -28,6 +28,7 @@ class SearchProgress:
                  budget_rule: str = "upper") -> None:
         self.total = total
         self.budget_rule = budget_rule  # how "within budget" is decided; said once, and in every best line
+        self._rule = describe_rule(budget_rule, short=True)
         self.done = done  # a resumed run counts on from the trials it already has
         self.failed = 0
         self.best: dict[str, Any] | None = None
@@ -67,7 +68,7 @@ class SearchProgress:
             self.print(f"{head} [red]failed[/]: {row['error']}")
             return
         if row["status"] == "infeasible":
-            self.print(f"{head} [yellow]infeasible[/]: {_latency(row)} is over budget ({self._rule_word()}); "
+            self.print(f"{head} [yellow]infeasible[/]: {_latency(row)} is over budget ({self._rule}); "
                        f"not fine-tuned ({row['wall_s']:.1f} s)")
             return
         if row["status"] == "stopped":
@@ -77,20 +78,17 @@ class SearchProgress:
         if row["meets_budget"] and (self.best is None or row["accuracy"] > self.best["accuracy"]):
             self.best = row
         mark = "[green]within budget[/]" if row["meets_budget"] else "[yellow]over budget[/]"
-        best = (f"best within budget ({self._rule_word()}): {self.best['accuracy']:.1%} @ "
+        best = (f"best within budget ({self._rule}): {self.best['accuracy']:.1%} @ "
                 f"{self.best['latency_p50_ms']:.1f} ms" if self.best else "none within budget yet")
         self.print(f"{head} acc {row['accuracy']:.1%}  {_latency(row)}  "
                    f"{row['macs'] / 1e6:.1f} M MACs  {mark}  ({row['wall_s']:.1f} s)   {best}")
-
-    def _rule_word(self) -> str:
-        return "CI upper end" if self.budget_rule == "upper" else "p50"
 
     def summary(self, front: pd.DataFrame, *, run_dir: Path, plot: Path | None, counts: dict[str, int]) -> None:
         if self.quiet:
             return
         table = Table(title=f"Pareto front ({len(front)} plans)", title_justify="left")
         for col in ("trial", "accuracy", "latency p50 ms", "95 % CI", "M MACs",
-                    f"meets budget ({self._rule_word()})"):
+                    f"meets budget ({self._rule})"):
             table.add_column(col, justify="right" if col != "trial" else "left")
         for r in front.itertuples():
             ci = "" if pd.isna(r.latency_ci_low_ms) else f"{r.latency_ci_low_ms:.2f}–{r.latency_ci_high_ms:.2f}"
