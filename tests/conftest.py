@@ -14,6 +14,15 @@ sys.path.insert(0, str(ROOT))
 TINY_PROFILE = ROOT / "tests" / "profiles" / "tiny.yaml"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def demo_trained():
+    """Train and cache the demo model once, before any test: on a fresh machine its one-time
+    "training the demo model" line would otherwise land in whichever CLI test loads it first."""
+    from autoprune.demo import demo_model
+
+    demo_model()
+
+
 @pytest.fixture(scope="module")
 def ray_local():
     """A small local Ray per test module (the cluster tests start their own); autoprune reuses it."""
