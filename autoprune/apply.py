@@ -16,7 +16,7 @@ from rich.table import Table
 from torch import nn
 
 from autoprune import config as cfg
-from autoprune.budget import judged_ms
+from autoprune.budget import budget_verdicts, over_budget
 from autoprune.errors import AutopruneError
 from autoprune.finetune import (
     Distillation,
@@ -29,7 +29,7 @@ from autoprune.latency import LatencyStats, export_onnx, onnx_outputs
 from autoprune.measure import latency_for, run_references
 from autoprune.models import architecture_fingerprint, fingerprint, save_checkpoint
 from autoprune.plan import Plan
-from autoprune.pooling import describe_rule, verdict
+from autoprune.pooling import describe_rule
 from autoprune.profiles import HardwareProfile
 from autoprune.pruning import channels_to_remove, count_macs_params, find_groups, prune
 from autoprune.search import load_workload
@@ -270,11 +270,11 @@ def _latency_entry(stats: LatencyStats, *, row: pd.Series, base: dict[str, Any],
         "cis_overlap": bool(stats.has_ci and search["ci_low_ms"] <= stats.ci_high_ms
                             and stats.ci_low_ms <= search["ci_high_ms"]),
         "method": stats.describe(), "budget_ms": budget_ms, "verdict": None, "meets_budget": None}
-    if budget_ms is not None:
-        low, high = (stats.ci_low_ms, stats.ci_high_ms) if stats.has_ci else (stats.p50_ms, stats.p50_ms)
-        entry["verdict"] = verdict(low=low, high=high, budget=budget_ms)
-        fig = {f"latency_p50_ms@{p}": stats.p50_ms, f"latency_ci_high_ms@{p}": stats.ci_high_ms}
-        entry["meets_budget"] = bool(judged_ms(fig, p, rule=rule) <= budget_ms)
+    if budget_ms is not None:  # decided as the search decides a trial's row
+        fig = {f"latency_p50_ms@{p}": stats.p50_ms, f"latency_ci_low_ms@{p}": stats.ci_low_ms,
+               f"latency_ci_high_ms@{p}": stats.ci_high_ms}
+        entry["verdict"] = budget_verdicts(fig, {p: budget_ms})[p]
+        entry["meets_budget"] = not over_budget(fig, {p: budget_ms}, rule=rule)
     return entry
 
 
