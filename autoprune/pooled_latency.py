@@ -53,8 +53,10 @@ def _job(profile: HardwareProfile, models: list[str], *, seed: int) -> dict[str,
 
 
 def _processes(profile: HardwareProfile, models: list[str], figure: Callable[[list[ProcessTiming]], Estimate], *,
-               spawn: Spawn, exclusive: bool, target_ci: float, max_processes: int) -> list[ProcessTiming]:
-    """Start worker processes one after another until ``figure`` of their timings is precise enough."""
+               spawn: Spawn, exclusive: bool, precision: float) -> list[ProcessTiming]:
+    """Start worker processes one after another until ``figure`` of their timings is precise enough:
+    ``precision`` × the profile's ``target_ci``, with the process cap raised by its inverse."""
+    target_ci, max_processes = profile.target_ci * precision, round(profile.max_processes / precision)
     timings: list[ProcessTiming] = []
     with node_lock.measuring() if exclusive else contextlib.nullcontext():
         while True:
@@ -80,8 +82,7 @@ def measure_pooled(path: str | Path, profile: HardwareProfile, *, reference: Ref
         return pool([t.ratio for t in ts])
 
     timings = _processes(profile, [str(path), str(reference.path())], ratio, spawn=spawn, exclusive=exclusive,
-                         target_ci=profile.target_ci * precision,
-                         max_processes=round(profile.max_processes / precision))
+                         precision=precision)
     est = ratio(timings).widened(profile.systematic_ci)
     ms = est.scaled(reference.ms)
     raw = np.asarray([ms_ for t in timings for ms_ in t.candidate_ms])
@@ -100,7 +101,5 @@ def calibrate(path: str | Path, profile: HardwareProfile, *, spawn: Spawn = spaw
     def alone(ts: list[ProcessTiming]) -> Estimate:
         return pool([t.candidate for t in ts])
 
-    timings = _processes(profile, [str(path)], alone, spawn=spawn, exclusive=exclusive,
-                         target_ci=profile.target_ci * precision,
-                         max_processes=round(profile.max_processes / precision))
+    timings = _processes(profile, [str(path)], alone, spawn=spawn, exclusive=exclusive, precision=precision)
     return alone(timings)
