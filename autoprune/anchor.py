@@ -17,6 +17,7 @@ the plan's own measurement).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import os
 import platform
@@ -36,8 +37,11 @@ ANCHOR_VERSION = 1  # bump when the anchor's architecture changes: every calibra
 ANCHOR_INPUT = (1, 8, 8)
 
 
+@functools.cache
 def anchor_onnx(batch_size: int, *, opset: int = 17) -> bytes:
-    """The anchor at ``batch_size``: the demo's architecture at a quarter of its widths, fixed weights."""
+    """The anchor at ``batch_size``: the demo's architecture at a quarter of its widths, fixed weights.
+    Exported once per process and shape (the export is deterministic; every measurement against the
+    anchor needs it)."""
     import torch
 
     from autoprune.demo import DemoResNet

@@ -1,8 +1,8 @@
 """The reference a pooled latency is a ratio to: an ONNX model and its own pooled milliseconds.
 
-In a search and in apply the reference is the unpruned model (its milliseconds measured once per
-run, against the anchor); elsewhere it is the anchor, a fixed small model shipped with the package
-and calibrated once per machine and profile (see ``anchor.py``). The ONNX bytes travel with the
+In a search, apply and sensitivity the reference is the unpruned model (its milliseconds: its ratio
+to the anchor, stored once per machine and profile); elsewhere it is the anchor, a fixed small model
+shipped with the package and calibrated once per machine and profile (see ``anchor.py``). The ONNX bytes travel with the
 reference, so a Ray node that measures a trial can write its own copy.
 """
 

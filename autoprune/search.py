@@ -369,7 +369,8 @@ def finish(run_dir: Path, rows: list[dict[str, Any]], *, budgets_ms: dict[str, f
 
 
 _FIRST = ["trial", "status", "accuracy", "latency_p50_ms", "latency_ci_low_ms", "latency_ci_high_ms",
-          "latency_p90_ms", "latency_spread", "meets_budget", "accuracy_before_finetune", "finetuned", "finetune_device", "macs", "params", "wall_s", "trial_s", "prune_s", "export_s",
+          "latency_p90_ms", "latency_spread", "meets_budget", "accuracy_before_finetune", "finetuned",
+          "finetune_device", "macs", "params", "wall_s", "trial_s", "prune_s", "export_s",
           "measure_s", "recalibrate_s", "finetune_s", "evaluate_s", "overhead_s", "node", "started_at", "finished_at",
           "error", "plan"]
 

@@ -87,7 +87,8 @@ class Recorder(tune.Callback):
 
     def __init__(self, *, run_dir: Path, budgets_ms: dict[str, float], budget_rule: str, plan_fields: dict[str, Any],
                  progress: SearchProgress, rows: Sequence[dict[str, Any]] = ()) -> None:
-        self.run_dir, self.budgets_ms, self.budget_rule, self.plan_fields = run_dir, budgets_ms, budget_rule, plan_fields
+        self.run_dir, self.budgets_ms, self.plan_fields = run_dir, budgets_ms, plan_fields
+        self.budget_rule = budget_rule
         self.progress = progress
         self.rows: list[dict[str, Any]] = list(rows)  # a resumed run starts with the trials already done
         self.finished_here = 0
