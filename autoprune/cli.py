@@ -31,7 +31,9 @@ def search_cmd(
     finetune_steps: Annotated[int, typer.Option(help="Fine-tune steps per trial before evaluation.")] = 30,
     criterion: Annotated[str | None, typer.Option(help="Importance criterion (default: the space's, l1).")] = None,
     out: Annotated[Path, typer.Option(help="Directory that receives runs/<run>/.")] = Path("runs"),
-    sampler: Annotated[str, typer.Option(help="Optuna sampler: tpe (constant liar when concurrent), nsga2, random or gp.")] = "tpe",
+    sampler: Annotated[str, typer.Option(help="Optuna sampler: tpe (constant liar when concurrent), local (moves channels between groups around the best plan; budget formulation), nsga2, random or gp.")] = "tpe",
+    formulation: Annotated[str, typer.Option(help="budget: best accuracy among plans moved onto the budget's boundary; front: accuracy and latency as two objectives.")] = "budget",
+    seed_plans: Annotated[str, typer.Option(help="Cheap plans tried first, each put on the budget: uniform, global (Torch-Pruning global pruning), sensitivity (greedy from a sensitivity table); comma-separated, or none.")] = "uniform,global",
     precheck: Annotated[bool, typer.Option(help="Measure latency first; a plan over budget is recorded as infeasible, not fine-tuned.")] = True,
     bn_recalibration: Annotated[int, typer.Option(help="Batches of adaptive BatchNorm recalibration after pruning, before the accuracy that ranks plans not fine-tuned (0: off).")] = 10,
     early_stop: Annotated[str, typer.Option(help="Early stopping of trials across fine-tune steps: none or asha.")] = "none",
@@ -50,7 +52,8 @@ def search_cmd(
            trials=trials, concurrency=concurrency, seed=seed, finetune_steps=finetune_steps, criterion=criterion,
            out=out, sampler=sampler, precheck=precheck, bn_recalibration=bn_recalibration, early_stop=early_stop,
            storage=storage, resume=resume, address=address, cpus_per_trial=cpus_per_trial,
-           gpus_per_trial=gpus_per_trial, sensitivity=sensitivity, budget_confidence=budget_confidence)
+           gpus_per_trial=gpus_per_trial, sensitivity=sensitivity, budget_confidence=budget_confidence,
+           formulation=formulation, seed_plans=seed_plans)
 
 
 @app.command("apply")

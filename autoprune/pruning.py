@@ -8,8 +8,10 @@ are pruned together, so the pruned model stays consistent.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch_pruning as tp
@@ -88,6 +90,77 @@ def find_groups(model: nn.Module, *, input_shape: Sequence[int], ignored: Sequen
     return [g for g, _ in _find(model, _graph(model, input_shape), ignored).values()]
 
 
+@dataclass(frozen=True)
+class LayerShape:
+    """A conv or linear layer's unpruned cost and which groups set its widths (for cost models)."""
+
+    name: str
+    macs: int  # multiply-accumulates for one sample, unpruned
+    out_group: str | None  # the group whose ratio sets its output width; None: fixed
+    in_groups: tuple[str, ...]  # the groups whose ratios set its input width; () fixed
+    depthwise: bool  # its cost scales with one width, not with input times output
+    out_elems: int = 0  # output activations for one sample (memory traffic), unpruned
+    in_elems: int = 0  # input activations for one sample, unpruned
+
+
+def layer_shapes(model: nn.Module, *, input_shape: Sequence[int], ignored: Sequence[str] | None = None
+                 ) -> list[LayerShape]:
+    """Every conv/linear layer with its unpruned MACs and the groups that set its widths, read from
+    the dependency graph (no pruning): what ``cost.CostModel`` needs to price a plan in microseconds."""
+    model = copy.deepcopy(model).eval()
+    ignored = output_layers(model, input_shape) if ignored is None else list(ignored)
+    dg = _graph(model, input_shape)
+    groups = _find(model, dg, ignored)
+    name_of = {m: n for n, m in model.named_modules()}
+    out_group: dict[str, str] = {}
+    in_groups: dict[str, list[str]] = {}
+    for gname, (info, root) in groups.items():
+        fn = dg.get_pruner_of_module(root).prune_out_channels
+        for dep, _ in dg.get_pruning_group(root, fn, [0]):
+            target = dep.target.module
+            if target not in name_of or not isinstance(target, _ROOT_TYPES):
+                continue
+            lname = name_of[target]
+            if dg.is_out_channel_pruning_fn(dep.handler):
+                out_group.setdefault(lname, gname)
+            elif dg.is_in_channel_pruning_fn(dep.handler) and gname not in in_groups.setdefault(lname, []):
+                in_groups[lname].append(gname)
+    outputs: dict[str, tuple[int, ...]] = {}
+
+    inputs: dict[str, tuple[int, ...]] = {}
+
+    def record(name: str):
+        def hook(mod: nn.Module, inp: Any, out: torch.Tensor) -> None:  # returning a value would replace out
+            outputs.setdefault(name, tuple(out.shape))
+            inputs.setdefault(name, tuple(inp[0].shape))
+        return hook
+
+    hooks = [m.register_forward_hook(record(name)) for name, m in model.named_modules() if isinstance(m, _ROOT_TYPES)]
+    try:
+        with torch.no_grad():
+            model(example_input(input_shape))
+    finally:
+        for h in hooks:
+            h.remove()
+    shapes = []
+    for name, m in model.named_modules():
+        if not isinstance(m, _ROOT_TYPES) or name not in outputs:
+            continue
+        out = outputs[name]
+        if isinstance(m, nn.Linear):
+            macs = m.in_features * m.out_features * math.prod(out[1:-1])
+            depthwise = False
+        else:
+            spatial = math.prod(out[2:])
+            macs = m.in_channels // m.groups * math.prod(m.kernel_size) * m.out_channels * spatial
+            depthwise = m.groups > 1 and m.groups == m.in_channels
+        og = out_group.get(name)
+        ig = tuple(g for g in in_groups.get(name, []) if g != og or not depthwise)
+        shapes.append(LayerShape(name=name, macs=int(macs), out_group=og, in_groups=ig, depthwise=depthwise,
+                                 out_elems=math.prod(out[1:]), in_elems=math.prod(inputs[name][1:])))
+    return shapes
+
+
 def channels_to_remove(channels: int, ratio: float, round_to: int = 1) -> int:
     """How many channels a ratio removes: the kept count is rounded to a multiple of ``round_to``, at least 1."""
     keep = max(1, round(channels * (1.0 - ratio)))
@@ -152,3 +225,28 @@ def count_macs_params(model: nn.Module, *, input_shape: Sequence[int]) -> tuple[
     """MACs for one input sample, and the parameter count."""
     macs, params = tp.utils.count_ops_and_params(model, example_input(input_shape))
     return int(macs), int(params)
+
+
+def global_ratios(model: nn.Module, *, input_shape: Sequence[int], ratio: float, ignored: Sequence[str] | None = None,
+                  round_to: int = 1) -> dict[str, float]:
+    """The per-group ratios Torch-Pruning's global pruning picks for an overall ``ratio``.
+
+    Global pruning (``MetaPruner(global_pruning=True)``, group L1 magnitude normalised per group)
+    ranks every channel of every group on one scale and removes the lowest: the allocation a user
+    gets from Torch-Pruning without a search. Read off the pruned copy as group -> removed fraction.
+    """
+    model = copy.deepcopy(model).eval()
+    ignored = output_layers(model, input_shape) if ignored is None else list(ignored)
+    modules = dict(model.named_modules())
+    groups = find_groups(model, input_shape=input_shape, ignored=ignored)
+    pruner = tp.pruner.MetaPruner(model, example_input(input_shape), importance=tp.importance.GroupMagnitudeImportance(p=1),
+                                  global_pruning=True, pruning_ratio=ratio, ignored_layers=[modules[n] for n in ignored],
+                                  round_to=round_to if round_to > 1 else None)
+    pruner.step()
+    after = dict(model.named_modules())
+    out = {}
+    for g in groups:
+        m = after[g.name]
+        kept = m.out_channels if isinstance(m, (nn.Conv2d, nn.Conv1d)) else m.out_features
+        out[g.name] = 1.0 - kept / g.channels
+    return out

@@ -30,10 +30,10 @@ def budget_constraints(result: Mapping[str, Any], budgets_ms: Mapping[str, float
 
 def ratios_from_config(config: dict[str, Any]) -> dict[str, float]:
     """Group → ratio from a trial's config; rounding drops the float noise of Optuna's step grid."""
-    return {k: round(float(v), 6) for k, v in config.items() if k != TRIAL_NUMBER_KEY}
+    return {k: round(float(v), 6) for k, v in config.items() if not k.startswith("__")}
 
 
-SAMPLERS = ("tpe", "nsga2", "random", "gp")
+SAMPLERS = ("tpe", "local", "nsga2", "random", "gp")
 
 
 def make_sampler(name: str = "tpe", *, trials: int, concurrency: int, seed: int) -> optuna.samplers.BaseSampler:
@@ -45,6 +45,8 @@ def make_sampler(name: str = "tpe", *, trials: int, concurrency: int, seed: int)
     - nsga2: a population of trials/4 (4..50): the default of 50 would spend a typical search on
       its first, random generation.
     - gp: Gaussian-process log-EHVI; best per trial for small budgets, seconds per suggestion.
+    - local: NetAdapt-style moves around the best plan within the budget, a quarter of them from
+      TPE (budget formulation only: it needs one objective).
     - random: the baseline the others must beat.
     """
     startup = min(10, max(4, trials // 4))
@@ -55,6 +57,11 @@ def make_sampler(name: str = "tpe", *, trials: int, concurrency: int, seed: int)
         return optuna.samplers.NSGAIISampler(population_size=min(50, max(4, trials // 4)), seed=seed)
     if name == "gp":
         return optuna.samplers.GPSampler(n_startup_trials=startup, seed=seed)
+    if name == "local":
+        from autoprune.local_sampler import LocalMovesSampler
+
+        return LocalMovesSampler(seed=seed, fallback=optuna.samplers.TPESampler(
+            n_startup_trials=startup, multivariate=True, constant_liar=concurrency > 1, seed=seed))
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise AutopruneError(f"sampler {name!r} is unknown; choose one of {', '.join(SAMPLERS)}")

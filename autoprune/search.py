@@ -14,7 +14,8 @@ import pandas as pd
 import torch
 
 from autoprune import config as cfg
-from autoprune.budget import Budget
+from autoprune.budget import Budget, judged_ms
+from autoprune.cost import CostModel
 from autoprune.data import DataSplits, load_data
 from autoprune.errors import AutopruneError, SearchInterrupted
 from autoprune.finetune import FinetuneConfig, evaluate
@@ -27,8 +28,10 @@ from autoprune.profiles import DEFAULT_PROFILE, HardwareProfile, resolve_profile
 from autoprune.progress import SearchProgress
 from autoprune.pruning import count_macs_params
 from autoprune.reference import Reference
+from autoprune.repair import BudgetAim
 from autoprune.report import plot_pareto, write_pareto, write_trials
 from autoprune.sampler import SAMPLERS, trial_name, uniform_seeds
+from autoprune.seeds import parse_seed_plans
 from autoprune.sensitivity import load_sensitivity, sensitivity_seeds
 from autoprune.space import SearchSpace, init_space
 from autoprune.study import load_study, reconcile, storage_url, study_name
@@ -153,6 +156,7 @@ def new_run_dir(out: str | Path) -> Path:
 
 
 EARLY_STOP = ("none", "asha")
+FORMULATIONS = ("budget", "front")
 FINISHED = ("completed", "infeasible", "stopped", "failed")  # a trial in one of these states is not re-run
 
 
@@ -170,6 +174,8 @@ class RunOptions:
     gpus_per_trial: float = 0.0
     early_stop: str = "none"
     initial_plans: tuple[dict[str, float], ...] = ()  # tried first, in order
+    formulation: str = "budget"  # budget: best accuracy at the budget; front: accuracy and latency
+    aim: BudgetAim | None = None  # the budget formulation's repair (cost model, latency models)
 
 
 def _choice(name: str, value: str, choices: Sequence[str]) -> str:
@@ -186,7 +192,8 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
            initial_plans: Sequence[dict[str, float]] | None = None, storage: str | None = None,
            address: str | None = None, cpus_per_trial: float | None = None, gpus_per_trial: float = 0.0,
            resume: str | Path | None = None, sensitivity: str | Path | None = None,
-           budget_confidence: str = "upper") -> SearchResult:
+           budget_confidence: str = "upper", formulation: str = "budget",
+           seed_plans: str | Sequence[str] = "uniform,global") -> SearchResult:
     """Search per-group prune ratios for the best accuracy/latency trade-off under the budget(s).
 
     ``profile`` may name several hardware profiles: every trial is measured on each. ``budget``
@@ -201,6 +208,14 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
     (or ``trials``, when given); only ``concurrency``, ``address``, the per-trial resources and
     ``quiet`` are taken from this call. ``budget_confidence``: a plan meets a budget when its
     latency's 95 % CI lies within it (``upper``, default) or when its point estimate does (``p50``).
+
+    ``formulation``: ``budget`` (default) maximises accuracy among plans moved onto the budget's
+    boundary (each proposal's ratios shifted together until its predicted latency meets the
+    budget, see ``repair``); ``front`` searches accuracy and latency as two objectives, spreading
+    trials along the whole front. Both report the front of every trial. ``seed_plans``: the cheap
+    answers tried first (``uniform``, ``global`` = Torch-Pruning global pruning, ``sensitivity`` =
+    greedy from a sensitivity table, computed here when ``sensitivity`` is not given); budget
+    formulation only (``front`` seeds uniform plans bracketing the budget).
     """
     if resume is not None:
         return _resume(Path(resume), trials=trials, concurrency=concurrency, quiet=quiet, address=address,
@@ -214,6 +229,11 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
     _choice("sampler", sampler, SAMPLERS)
     _choice("early_stop", early_stop, EARLY_STOP)
     _choice("budget_confidence", budget_confidence, BUDGET_RULES)
+    _choice("formulation", formulation, FORMULATIONS)
+    seed_names = parse_seed_plans(seed_plans)
+    if sampler == "local" and formulation != "budget":
+        raise AutopruneError("sampler 'local' moves channels between groups at equal latency; it needs "
+                             "--formulation budget (one objective), not front")
     progress = SearchProgress(total=trials, quiet=quiet, budget_rule=budget_confidence)
     with progress.phase("loading model, data and space", key="load_s"):
         work = load_workload(model=model, data=data, space=space, profiles=profiles, criterion=criterion)
@@ -231,13 +251,19 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
         budgets_ms = {b.profile: b.resolve_ms(baseline_ms=baseline["profiles"][b.profile]["latency_p50_ms"])
                       for b in budgets}
         progress.baseline(baseline, budgets=budgets, budgets_ms=budgets_ms)
-        if initial_plans is None:
+        aim = None
+        if formulation == "budget":
+            with progress.phase("pricing the model's layers", key="cost_s"):
+                aim = budget_aim(work, budgets_ms=budgets_ms, baseline=baseline)
+        if initial_plans is None and formulation == "front":
             targets = {p: (ms, baseline["profiles"][p]["latency_p50_ms"]) for p, ms in budgets_ms.items()}
             initial_plans = uniform_seeds(work.space, budgets=targets)
             if sens_table is not None:
                 tightest = min(ms / base for ms, base in targets.values())
                 seeds = sensitivity_seeds(work.space, sens_table, target=tightest)
                 initial_plans = seeds + [p for p in initial_plans[1:2] if p not in seeds]
+        elif initial_plans is None:
+            initial_plans = _seeds(work, aim, seed_names, sens_table=sens_table, progress=progress)
 
         run_dir = new_run_dir(out)
         base_fp = fingerprint(work.model)
@@ -250,13 +276,14 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
             "input_shape": list(work.input_shape), "budget": str(budgets[0]), "budget_ms": budgets_ms[primary],
             "budgets": {b.profile: {"budget": str(b), "ms": budgets_ms[b.profile]} for b in budgets},
             "trials": trials, "concurrency": concurrency, "seed": seed, "sampler": sampler,
-            "budget_confidence": budget_confidence,
+            "budget_confidence": budget_confidence, "formulation": formulation, "seed_plans": list(seed_names),
             "precheck": precheck, "bn_recalibration": bn_recalibration, "early_stop": early_stop,
             "eval_every": max(1, finetune_steps // 4) if early_stop != "none" else 0,
             "finetune": {"steps": finetune_steps, "lr": finetune.lr, "batch_size": finetune.batch_size},
             "study": {"storage": storage, "name": study_name(run_dir, storage)},
             "initial_plans": [dict(p) for p in initial_plans],
-            "seeded_from": str(sensitivity) if sensitivity is not None else "uniform ratios",
+            "seeded_from": (str(sensitivity) if sensitivity is not None else "uniform ratios") if formulation == "front"
+            else ", ".join(seed_names) or "none",
             "profiles": [p.model_dump(mode="json") for p in work.profiles],
             "space": work.space.model_dump(mode="json"), "plan": plan_fields, "baseline": baseline}
         cfg.dump(run_config, run_dir / "config.yaml")
@@ -265,9 +292,50 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
         work.space.save(run_dir / "space.yaml")
         opts = _run_options(run_config, run_dir, trials=trials, concurrency=concurrency,
                             cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
-                            initial_plans=tuple(initial_plans))
+                            initial_plans=tuple(initial_plans), aim=aim)
         return _execute(work, run_dir, run_config, opts, cache=cache, progress=progress, rows=[],
                         references=references)
+
+
+def budget_aim(work: Workload, *, budgets_ms: dict[str, float], baseline: dict[str, Any],
+               rows: Sequence[dict[str, Any]] = (), rule: str = "upper") -> BudgetAim:
+    """The repair's cost model and latency models (fed with any trials already measured)."""
+    cost = CostModel.build(work.model, input_shape=work.input_shape, space=work.space)
+    aim = BudgetAim.build(space=work.space, cost=cost, budgets_ms=budgets_ms,
+                          baseline_ms={p: baseline["profiles"][p]["latency_p50_ms"] for p in budgets_ms})
+    for row in rows:
+        ratios = {k.removeprefix("ratio."): v for k, v in row.items() if k.startswith("ratio.")}
+        measured = {p: row.get(f"latency_p50_ms@{p}") for p in budgets_ms}
+        if ratios and all(isinstance(v, (int, float)) and v == v for v in measured.values()):
+            aim.landed(ratios, measured_ms=measured, judged_ms={p: judged_ms(row, p, rule=rule) for p in budgets_ms})
+    return aim
+
+
+def _seeds(work: Workload, aim: BudgetAim, names: Sequence[str], *, sens_table: pd.DataFrame | None,
+           progress: SearchProgress) -> list[dict[str, float]]:
+    """The seed plans, each on the budget's boundary, duplicates dropped (in the order asked)."""
+    from autoprune.seeds import global_seed, quick_sensitivity, sensitivity_seed, uniform_seed
+
+    plans: dict[str, dict[str, float]] = {}
+    for name in names:
+        if name == "uniform":
+            plans[name] = uniform_seed(aim)
+        elif name == "global":
+            with progress.phase("seed plan: Torch-Pruning global pruning at the budget", key="seed_global_s"):
+                plans[name] = global_seed(aim, work.model, input_shape=work.input_shape)
+        elif name == "sensitivity":
+            if sens_table is None:
+                n = len(work.space.groups) * 3
+                with progress.phase(f"seed plan: sensitivity of each group alone ({n} evaluations)",
+                                    key="seed_sensitivity_s"):
+                    sens_table = quick_sensitivity(work.model, work.data, space=work.space,
+                                                   input_shape=work.input_shape)
+            plans[name] = sensitivity_seed(aim, sens_table)
+    unique: list[dict[str, float]] = []
+    for plan in plans.values():
+        if plan not in unique:
+            unique.append(plan)
+    return unique
 
 
 def _budgets_ms(run_config: dict[str, Any]) -> dict[str, float]:
@@ -277,6 +345,7 @@ def _budgets_ms(run_config: dict[str, Any]) -> dict[str, float]:
 def _run_options(run_config: dict[str, Any], run_dir: Path, **kwargs: Any) -> RunOptions:
     study = run_config["study"]
     return RunOptions(seed=run_config["seed"], sampler=run_config["sampler"], early_stop=run_config["early_stop"],
+                      formulation=run_config.get("formulation", "front"),
                       storage=storage_url(run_dir, study["storage"]), study_name=study["name"], **kwargs)
 
 
@@ -340,8 +409,11 @@ def _resume(run_dir: Path, *, trials: int | None, concurrency: int, quiet: bool,
     from autoprune.tune_runner import ray_session
 
     with ray_session(progress, address=address) as cache:
+        aim = (budget_aim(work, budgets_ms=_budgets_ms(run_config), baseline=run_config["baseline"], rows=rows,
+                           rule=run_config["budget_confidence"])
+               if run_config.get("formulation") == "budget" else None)
         opts = _run_options(run_config, run_dir, trials=remaining, concurrency=concurrency,
-                            cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial)
+                            cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, aim=aim)
         references = run_references(work.model, work.profiles, input_shape=work.input_shape,
                                     baseline=run_config["baseline"])
         return _execute(work, run_dir, run_config, opts, cache=cache, progress=progress, rows=rows,
@@ -369,7 +441,7 @@ def finish(run_dir: Path, rows: list[dict[str, Any]], *, budgets_ms: dict[str, f
 
 
 _FIRST = ["trial", "status", "accuracy", "latency_p50_ms", "latency_ci_low_ms", "latency_ci_high_ms",
-          "latency_p90_ms", "latency_spread", "meets_budget", "accuracy_before_finetune", "finetuned",
+          "latency_p90_ms", "latency_spread", "meets_budget", "predicted_ms", "repair_shift", "accuracy_before_finetune", "finetuned",
           "finetune_device", "macs", "params", "wall_s", "trial_s", "prune_s", "export_s",
           "measure_s", "recalibrate_s", "finetune_s", "evaluate_s", "overhead_s", "node", "started_at", "finished_at",
           "error", "plan"]

@@ -53,7 +53,8 @@ def reconcile(study: optuna.Study, *, rows: Sequence[Mapping[str, Any]], budgets
             for key, value in budget_constraints(row, budgets_ms, rule=budget_rule).items():
                 trial.set_constraint(key, value)
             accuracy = row["accuracy"] if row["status"] != "infeasible" else row["accuracy_before_finetune"]
-            study.tell(t.number, [float(accuracy), float(row["latency_p50_ms"])])
+            values = [float(accuracy), float(row["latency_p50_ms"])]
+            study.tell(t.number, values[:len(study.directions)])  # the budget formulation: accuracy alone
         else:
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
             study.enqueue_trial(dict(t.params), skip_if_exists=False)

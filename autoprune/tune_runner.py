@@ -19,7 +19,7 @@ from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 
 from autoprune.budget import budget_verdicts, over_budget
-from autoprune.budgeted_search import BudgetedOptunaSearch
+from autoprune.budgeted_search import PREDICTED_KEY, SHIFT_KEY, BudgetedOptunaSearch
 from autoprune.errors import AutopruneError
 from autoprune.latency_cache import LatencyCache, RayLatencyCache
 from autoprune.plan import Plan
@@ -109,6 +109,7 @@ class Recorder(tune.Callback):
         started = self._started.get(trial.trial_id, now)
         return {"trial": trial_name(number), "wall_s": now - started, "started_at": started, "finished_at": now,
                 "plan": str(plan.relative_to(self.run_dir)),
+                "repair_shift": trial.config.get(SHIFT_KEY), "predicted_ms": trial.config.get(PREDICTED_KEY),
                 **{f"ratio.{k}": v for k, v in ratios.items()}}
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -222,8 +223,11 @@ def run_trials(*, work: Workload, settings: TrialSettings, plan_fields: dict[str
     os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(opts.concurrency)
     space = {name: optuna.distributions.FloatDistribution(g.low, g.high, step=g.step)
              for name, g in work.space.groups.items()}
+    # budget: one objective (accuracy) among plans repaired onto the boundary; front: two objectives.
+    metric, mode = (_OBJECTIVES[0], "max") if opts.formulation == "budget" else (_OBJECTIVES, ["max", "min"])
     searcher = BudgetedOptunaSearch(
-        space=space, metric=_OBJECTIVES, mode=["max", "min"], budgets_ms=budgets_ms, budget_rule=settings.budget_rule,
+        space=space, metric=metric, mode=mode, budgets_ms=budgets_ms, budget_rule=settings.budget_rule,
+        aim=opts.aim if opts.formulation == "budget" else None,
         sampler=make_sampler(opts.sampler, trials=opts.trials, concurrency=opts.concurrency, seed=opts.seed),
         storage=optuna.storages.RDBStorage(opts.storage), study_name=opts.study_name,
         points_to_evaluate=[dict(p) for p in opts.initial_plans] or None)

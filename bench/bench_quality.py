@@ -1,24 +1,32 @@
-"""Search quality and the latency pre-check, on Fashion-MNIST with a CIFAR-style ResNet-14.
+"""Does the search beat what users would run instead? A fair comparison at one latency budget.
 
-    python bench/bench_quality.py [--trials 16] [--finetune-steps 60] [--budget 0.5x]
+    python bench/bench_quality.py [--workload resnet14|mobilenet|both] [--trials 32] [--seeds 3]
 
-All in one run, on one Ray, against one budget (measured once, then given in ms to every method):
-1. best accuracy within the budget for per-layer search (TPE, seeded with uniform plans), random
-   search (same trial count) and uniform ratios (every single ratio of the grid), at equal
-   per-trial fine-tune steps. Loss is against the unpruned model after the same fine-tune.
-   Goal (issue 4): per-layer loss <= half of uniform's.
-2. share of fine-tune time spent on plans over budget, per-layer search with and without the
-   latency pre-check. Goal: <= 10 % with it.
-   Also: per-layer with the GP sampler, and with ASHA early stopping (fine-tune seconds beside).
-3. adaptive BN recalibration as a ranking signal: Spearman correlation between a plan's accuracy
-   before fine-tuning (with and without recalibration) and its accuracy after.
-Needs `apt-get install dataset-fashion-mnist`. Takes about 12 minutes on 2 cores.
+Per workload (Fashion-MNIST; `bench/profiles/bench-cpu.yaml`: ONNX Runtime, 1 thread, batch 64),
+all in one run against one budget (0.5x of the unpruned latency, measured once, then given in ms):
+
+- every method's candidates get the same fine-tune (``--finetune-steps`` + 10 batches of BN
+  recalibration) and every search the same trial count;
+- methods: the search in its budget formulation (TPE, and NetAdapt-style local moves), the old
+  two-objective formulation (TPE), random search, and the cheap answers: uniform ratio, Torch-Pruning
+  global pruning, greedy per-layer selection from a sensitivity table (AIMET-style), each put on
+  the budget the same way;
+- each method's chosen plan (best in-search accuracy within the budget) is then re-pruned and
+  re-trained with ``--seeds`` fresh fine-tune seeds: mean ± sd, so that picking the luckiest of N
+  noisy trials is not counted as quality. Loss is against the unpruned model after the same
+  fine-tune with the same seeds;
+- the room: ``--room`` random allocations put on the budget (measured, kept when within it),
+  each re-trained with the same fresh seeds; the best mean is what 20x the fine-tune cost finds;
+- the share of each search's feasible trials within 90-100 % of the budget.
+
+Needs `apt-get install dataset-fashion-mnist`. About 20 minutes per workload on 2 cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -28,124 +36,192 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
-MODEL = "bench.fashion:resnet"
 PROFILE = str(ROOT / "bench" / "profiles" / "bench-cpu.yaml")
+WORKLOADS = {"resnet14": "bench.fashion:resnet", "mobilenet": "bench.fashion:mobilenet"}
+FRESH_SEEDS = (101, 102, 103, 104, 105)
 
 
-def best_within(trials, budget_ms: float) -> tuple[float, float, int]:
-    done = trials[(trials["status"] == "completed") & (trials["latency_p50_ms"] <= budget_ms)]
-    if done.empty:
-        return float("nan"), float("nan"), 0
-    best = done.sort_values("accuracy", ascending=False).iloc[0]
-    return float(best["accuracy"]), float(best["latency_p50_ms"]), len(done)
+def chosen(trials, budget_ms: float):
+    ok = trials[(trials["status"] == "completed") & trials["meets_budget"]]
+    if ok.empty:
+        return None
+    best = ok.sort_values("accuracy", ascending=False).iloc[0]
+    return {c.removeprefix("ratio."): float(best[c]) for c in trials.columns if c.startswith("ratio.")}, best
 
 
-def infeasible_share(trials, budget_ms: float) -> float:
-    ft = trials["finetune_s"].fillna(0)
-    over = trials["latency_p50_ms"] > budget_ms
-    return float(ft[over].sum() / ft.sum()) if ft.sum() > 0 else 0.0
+def near_share(trials, budget_ms: float) -> tuple[float, int]:
+    ok = trials[trials["meets_budget"] & trials["status"].isin(["completed", "infeasible"])]
+    if ok.empty:
+        return float("nan"), 0
+    near = ok["latency_ci_high_ms"].fillna(ok["latency_p50_ms"]) >= 0.9 * budget_ms
+    return float(near.mean()), len(ok)
+
+
+def run_workload(name: str, args) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from autoprune import search
+    from autoprune.data import load_data
+    from autoprune.finetune import FinetuneConfig
+    from autoprune.latency import LatencyStats
+    from autoprune.measure import latency_for, run_references
+    from autoprune.models import architecture_fingerprint, load_model
+    from autoprune.plan import Plan
+    from autoprune.profiles import resolve_profile
+    from autoprune.pruning import prune
+    from autoprune.search import Workload, budget_aim
+    from autoprune.seeds import global_seed, quick_sensitivity, sensitivity_seed, uniform_seed
+    from autoprune.space import init_space
+    from autoprune.trial import TrialSettings, run_trial
+    from bench.fashion import DATA
+
+    model_spec = WORKLOADS[name]
+    t_start = time.perf_counter()
+    model = load_model(model_spec)
+    data = load_data(DATA)
+    space = init_space(model, input_shape=data.input_shape, model_name=model_spec, low=0.0, high=0.75, step=0.125,
+                       round_to=args.round_to)
+    out = Path(tempfile.mkdtemp(prefix=f"bench-quality-{name}-"))
+    space_path = space.save(out / "space.yaml")
+    common = {"model": model_spec, "data": DATA, "space": space_path, "profile": PROFILE,
+              "finetune_steps": args.finetune_steps, "concurrency": args.concurrency, "seed": args.seed,
+              "out": out, "quiet": True}
+    print(f"\n=== {name}: {model_spec}, {len(space.groups)} groups, grid 0..0.75 step 0.125, round_to "
+          f"{args.round_to}; {args.trials} trials per search, {args.finetune_steps} fine-tune steps each", flush=True)
+
+    searches = {}
+    t0 = time.perf_counter()
+    first = search(budget=args.budget, trials=args.trials, sampler="tpe",
+                   seed_plans="uniform,global,sensitivity", **common)
+    budget_ms = first.budget_ms
+    fixed = f"{budget_ms}ms"
+    searches["search: budget, TPE"] = first
+    print(f"budget {args.budget} = {budget_ms:.2f} ms (unpruned {first.baseline['latency_p50_ms']:.2f} ms); "
+          f"first search {time.perf_counter() - t0:.0f} s", flush=True)
+    searches["search: budget, local moves"] = search(budget=fixed, trials=args.trials, sampler="local",
+                                                     seed_plans="uniform,global,sensitivity", **common)
+    searches["search: front, TPE (old default)"] = search(budget=fixed, trials=args.trials, sampler="tpe",
+                                                          formulation="front", **common)
+    searches["random search"] = search(budget=fixed, trials=args.trials, sampler="random", formulation="front",
+                                       initial_plans=[], **common)
+    print(f"searches done in {time.perf_counter() - t0:.0f} s", flush=True)
+
+    # The cheap answers, put on the budget exactly as the search's seeds are, then run as trials.
+    profile = resolve_profile(PROFILE)
+    work = Workload(model=model, data=data, input_shape=data.input_shape, space=space, profiles=(profile,))
+    baseline = first.baseline
+    aim = budget_aim(work, budgets_ms={profile.name: budget_ms}, baseline=baseline,
+                     rows=first.trials.to_dict("records"))
+    sens = quick_sensitivity(model, data, space=space, input_shape=data.input_shape)
+    cheap = {"uniform": uniform_seed(aim), "Torch-Pruning global": global_seed(aim, model, input_shape=data.input_shape),
+             "greedy from sensitivity": sensitivity_seed(aim, sens)}
+    cheap_run = search(budget=fixed, trials=len(cheap), initial_plans=list(cheap.values()), formulation="front",
+                       **common).trials.sort_values("trial")
+    plans = {}
+    for (label, _), (_, row) in zip(cheap.items(), cheap_run.iterrows(), strict=True):
+        ratios = {c.removeprefix("ratio."): float(row[c]) for c in cheap_run.columns if c.startswith("ratio.")}
+        plans[label] = (ratios, row)
+    for label, res in searches.items():
+        pick = chosen(res.trials, budget_ms)
+        if pick is not None:
+            plans[label] = pick
+
+    # Fresh seeds: every chosen plan, and the unpruned model, re-trained the same way.
+    seeds = FRESH_SEEDS[:args.seeds]
+    criterion, round_to, ignored = space.criterion, space.round_to, space.ignored
+
+    def retrain(ratios: dict[str, float]) -> list[float]:
+        plan = Plan(ratios=ratios, criterion=criterion, round_to=round_to, ignored=ignored)
+        accs = []
+        for s in seeds:
+            settings = TrialSettings(input_shape=data.input_shape, profiles=(), bn_recalibration=10,
+                                     finetune=FinetuneConfig(steps=args.finetune_steps, seed=s))
+            accs.append(run_trial(model, data, plan, settings=settings)["accuracy"])
+        return accs
+
+    ref_accs = retrain(dict.fromkeys(space.groups, 0.0))
+    ref = statistics.mean(ref_accs)
+
+    refs = run_references(model, [profile], input_shape=data.input_shape, baseline=baseline)
+
+    def measured(ratios: dict[str, float]) -> LatencyStats:
+        pruned = prune(model, Plan(ratios=ratios, criterion=criterion, round_to=round_to, ignored=ignored),
+                       input_shape=data.input_shape)
+        return latency_for(pruned, profile, input_shape=data.input_shape, arch_key=architecture_fingerprint(pruned),
+                           reference=refs.get(profile.name))
+
+    # The room: random allocations on the budget, kept when measured within it.
+    rng = np.random.default_rng(args.seed + 7)
+    room = []
+    tries = 0
+    while len(room) < args.room and tries < 3 * args.room:
+        tries += 1
+        raw = {g: float(rng.choice(r.choices())) for g, r in space.groups.items()}
+        ratios = aim.repair(raw).ratios
+        stats = measured(ratios)
+        high = stats.ci_high_ms if stats.has_ci else stats.p50_ms
+        if high <= budget_ms:
+            room.append((ratios, stats.p50_ms))
+    room_scores = []
+    for ratios, ms in room:
+        accs = retrain(ratios)
+        room_scores.append((statistics.mean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0, ms))
+    room_best = max(room_scores, default=(float("nan"), float("nan"), float("nan")))
+
+    rows = []
+    for label, (ratios, row) in plans.items():
+        accs = retrain(ratios)
+        rows.append({"method": label, "ms": float(row["latency_p50_ms"]),
+                     "in_search": float(row["accuracy"]), "mean": statistics.mean(accs),
+                     "sd": statistics.stdev(accs) if len(accs) > 1 else 0.0})
+    table = pd.DataFrame(rows)
+    table["loss"] = ref - table["mean"]
+    uniform_loss = float(table.loc[table["method"] == "uniform", "loss"].iloc[0])
+    print(f"\nunpruned after the same fine-tune ({len(seeds)} seeds): {ref:.2%} ± {statistics.stdev(ref_accs):.2%}; "
+          f"budget {budget_ms:.2f} ms")
+    print(f"{'method':<34} {'ms':>6} {'in-search':>9} {f'{len(seeds)} fresh seeds':>17} {'loss':>6} {'÷ uniform':>9}")
+    for r in table.itertuples():
+        print(f"{r.method:<34} {r.ms:>6.2f} {r.in_search:>9.2%} {r.mean:>9.2%} ± {r.sd:.2%} {r.loss:>6.2%} "
+              f"{r.loss / uniform_loss if uniform_loss > 0 else float('nan'):>9.2f}")
+    m, sd, ms = room_best
+    print(f"{'room: best of %d random on budget' % len(room_scores):<34} {ms:>6.2f} {'':>9} {m:>9.2%} ± {sd:.2%} "
+          f"{ref - m:>6.2%} {(ref - m) / uniform_loss if uniform_loss > 0 else float('nan'):>9.2f}")
+    if room_scores:
+        means = [s[0] for s in room_scores]
+        print(f"random on budget: median {statistics.median(means):.2%}, worst {min(means):.2%} "
+              f"({len(room)} kept of {tries} drawn)")
+    print("\nfeasible trials within 90-100 % of the budget (judged latency):")
+    for label, res in searches.items():
+        share, n = near_share(res.trials, budget_ms)
+        print(f"  {label:<34} {share:>6.0%} of {n}")
+    print(f"{name}: {time.perf_counter() - t_start:.0f} s; runs in {out}", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=24)
+    parser.add_argument("--workload", choices=[*WORKLOADS, "both"], default="both")
+    parser.add_argument("--trials", type=int, default=32)
     parser.add_argument("--round-to", type=int, default=8)
     parser.add_argument("--finetune-steps", type=int, default=60)
     parser.add_argument("--budget", default="0.5x")
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--room", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    import pandas as pd
     import ray
-    from scipy.stats import spearmanr
 
-    from autoprune import search
-    from autoprune.data import load_data
-    from autoprune.finetune import FinetuneConfig, evaluate, recalibrate_bn
-    from autoprune.models import load_model
-    from autoprune.plan import Plan
-    from autoprune.pruning import prune
     from autoprune.search import env_for_ray
-    from autoprune.space import init_space
-    from autoprune.trial import TrialSettings, calibration_batch, run_trial
-    from bench.fashion import DATA
 
-    t_start = time.perf_counter()
-    model = load_model(MODEL)  # trains and caches the base model the first time
-    data = load_data(DATA)
-    space = init_space(model, input_shape=data.input_shape, model_name=MODEL, low=0.0, high=0.75, step=0.125,
-                       round_to=args.round_to)
     env_for_ray()
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    out = Path(tempfile.mkdtemp(prefix="bench-quality-"))
-    space_path = space.save(out / "space.yaml")
-    common = {"model": MODEL, "data": DATA, "space": space_path, "profile": PROFILE,
-              "finetune_steps": args.finetune_steps, "concurrency": args.concurrency, "seed": args.seed,
-              "out": out, "quiet": True}
-
-    runs: dict[str, pd.DataFrame] = {}
-    t0 = time.perf_counter()
-    per_layer = search(budget=args.budget, trials=args.trials, **common)
-    budget_ms = per_layer.budget_ms
-    runs["per-layer (TPE)"] = per_layer.trials
-    print(f"budget {args.budget} = {budget_ms:.2f} ms on bench-cpu (unpruned {per_layer.baseline['latency_p50_ms']:.2f} ms); "
-          f"{len(space.groups)} groups; per-layer search took {time.perf_counter() - t0:.0f} s", flush=True)
-    fixed = f"{budget_ms}ms"
-    runs["per-layer (GP)"] = search(budget=fixed, trials=args.trials, sampler="gp", **common).trials
-    runs["random"] = search(budget=fixed, trials=args.trials, sampler="random", initial_plans=[], **common).trials
-    grid = next(iter(space.groups.values())).choices()
-    uniform = [dict.fromkeys(space.groups, r) for r in grid]
-    runs["uniform"] = search(budget=fixed, trials=len(uniform), initial_plans=uniform, **common).trials
-    runs["per-layer (TPE+ASHA)"] = search(budget=fixed, trials=args.trials, early_stop="asha", **common).trials
-    # every plan fine-tuned, and accuracy before fine-tuning without BN recalibration (for part 3)
-    unchecked = search(budget=fixed, trials=args.trials, precheck=False, bn_recalibration=0, **common)
-    no_precheck = unchecked.trials
-    print(f"searches done in {time.perf_counter() - t0:.0f} s", flush=True)
-
-    # The reference: the unpruned model after the same fine-tune as every trial.
-    settings = TrialSettings(input_shape=data.input_shape, profiles=(), finetune=FinetuneConfig(
-        steps=args.finetune_steps, seed=args.seed))
-    ref = run_trial(model, data, Plan(ratios=dict.fromkeys(space.groups, 0.0), criterion=space.criterion,
-                                      round_to=space.round_to), settings=settings)["accuracy"]
-    print(f"\n1. best accuracy within {budget_ms:.2f} ms; unpruned after the same {args.finetune_steps}-step "
-          f"fine-tune: {ref:.2%}")
-    print(f"{'method':<21} {'trials':>6} {'within':>6} {'best acc':>9} {'loss':>7} {'latency ms':>10} "
-          f"{'fine-tune s':>11}")
-    losses = {}
-    for name, table in runs.items():
-        acc, lat, n = best_within(table, budget_ms)
-        losses[name] = ref - acc
-        print(f"{name:<21} {len(table):>6} {n:>6} {acc:>9.2%} {ref - acc:>7.2%} {lat:>10.2f} "
-              f"{table['finetune_s'].fillna(0).sum():>11.0f}")
-    ratio = losses["per-layer (TPE)"] / losses["uniform"] if losses["uniform"] > 0 else float("nan")
-    print(f"per-layer (TPE) loss / uniform loss = {ratio:.2f} (goal <= 0.5)")
-    if losses["uniform"] > 0:
-        print(f"per-layer (GP) loss / uniform loss = {losses['per-layer (GP)'] / losses['uniform']:.2f}")
-
-    print("\n2. fine-tune time spent on plans over budget (per-layer search)")
-    for name, table in (("with pre-check", per_layer.trials), ("without", no_precheck)):
-        over = int((table["latency_p50_ms"] > budget_ms).sum())
-        print(f"{name:<16} {infeasible_share(table, budget_ms):>6.1%} of {table['finetune_s'].fillna(0).sum():.0f} s "
-              f"fine-tuning; {over} of {len(table)} plans over budget")
-
-    # 3. Rank the no-pre-check run's plans (all fine-tuned) by accuracy before fine-tuning, with and
-    # without BN recalibration, against their accuracy after.
-    done = no_precheck[no_precheck["status"] == "completed"]
-    calib = calibration_batch(data.train, 64)
-    recal = []
-    for plan_path in done["plan"]:
-        plan = Plan.load(unchecked.run_dir / plan_path)
-        pruned = prune(model, plan, input_shape=data.input_shape, calibration=calib)
-        recalibrate_bn(pruned, data.train, batches=10, seed=args.seed)
-        recal.append(evaluate(pruned, data.val))
-    plain_rho = spearmanr(done["accuracy_before_finetune"], done["accuracy"]).statistic
-    recal_rho = spearmanr(recal, done["accuracy"]).statistic
-    print(f"\n3. Spearman rank correlation with accuracy after fine-tuning, over {len(done)} plans")
-    print(f"accuracy before fine-tuning, plain:             {plain_rho:+.2f}")
-    print(f"accuracy before fine-tuning, BN recalibrated:   {recal_rho:+.2f}")
-    print(f"\ntotal {time.perf_counter() - t_start:.0f} s; runs in {out}")
-    ray.shutdown()
+    try:
+        for name in (WORKLOADS if args.workload == "both" else [args.workload]):
+            run_workload(name, args)
+    finally:
+        ray.shutdown()
 
 
 if __name__ == "__main__":

@@ -60,3 +60,44 @@ def resnet_converged() -> nn.Module:
     torch.manual_seed(0)
     return trained_once(CifarResNet(n=2, widths=(16, 32, 64)), f"fashion-resnet14-e20-v{VERSION}.pt", _trainer(20),
                         what="the converged benchmark ResNet on Fashion-MNIST")
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2's block: 1x1 expand, 3x3 depthwise, 1x1 project; residual when shapes allow."""
+
+    def __init__(self, c_in: int, c_out: int, *, stride: int, expand: int) -> None:
+        super().__init__()
+        hidden = c_in * expand
+        self.block = nn.Sequential(
+            nn.Conv2d(c_in, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True),
+            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), nn.BatchNorm2d(hidden),
+            nn.ReLU6(inplace=True),
+            nn.Conv2d(hidden, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x) if self.residual else self.block(x)
+
+
+class MobileNetLike(nn.Module):
+    """A MobileNetV2-style network for 28x28 inputs: depthwise/pointwise mixes, whose latency per
+    channel differs from layer to layer far more than a plain ResNet's (where allocation should matter)."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        cfg = [(16, 24, 2), (24, 24, 1), (24, 40, 2), (40, 40, 1), (40, 80, 2), (80, 80, 1)]
+        self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU6(inplace=True))
+        self.blocks = nn.Sequential(*[InvertedResidual(a, b, stride=s, expand=4) for a, b, s in cfg])
+        self.head = nn.Sequential(nn.Conv2d(80, 256, 1, bias=False), nn.BatchNorm2d(256), nn.ReLU6(inplace=True))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(256, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.head(self.blocks(self.stem(x)))), 1))
+
+
+def mobilenet() -> nn.Module:
+    """The MobileNet-style network, trained on the Fashion-MNIST subset (once; cached)."""
+    torch.manual_seed(0)
+    return trained_once(MobileNetLike(), f"fashion-mobilenet-v{VERSION}.pt", _trainer(4),
+                        what="the benchmark MobileNet-style network on Fashion-MNIST")

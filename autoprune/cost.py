@@ -1,0 +1,117 @@
+"""Price a plan before pruning it: MACs from the layer graph, milliseconds from measured trials.
+
+The search's budget formulation moves every proposed plan onto the budget's boundary
+(``repair.to_budget``); that takes dozens of what-ifs per plan, so they cannot be measured. A
+plan's MACs are exact arithmetic over the layers (``pruning.layer_shapes``: which groups set each
+layer's widths); its latency is an affine map of MACs fitted on the plans measured so far, because
+on every profile part of the time (memory traffic, small ops) does not shrink with the channels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from torch import nn
+
+from autoprune.pruning import LayerShape, channels_to_remove, layer_shapes
+from autoprune.space import SearchSpace
+
+
+@dataclass(frozen=True, kw_only=True)
+class CostModel:
+    """MACs of the conv and linear layers of a model pruned by a plan, without pruning it."""
+
+    layers: tuple[LayerShape, ...]
+    channels: Mapping[str, int]  # group -> unpruned output channels
+    round_to: int = 1
+
+    @classmethod
+    def build(cls, model: nn.Module, *, input_shape: Sequence[int], space: SearchSpace) -> CostModel:
+        shapes = layer_shapes(model, input_shape=input_shape, ignored=space.ignored)
+        from autoprune.pruning import find_groups
+
+        channels = {g.name: g.channels for g in find_groups(model, input_shape=input_shape, ignored=space.ignored)}
+        return cls(layers=tuple(shapes), channels=channels, round_to=space.round_to)
+
+    @property
+    def base_macs(self) -> float:
+        return float(sum(layer.macs for layer in self.layers))
+
+    @property
+    def base_features(self) -> tuple[float, float]:
+        return self.features({})
+
+    def kept(self, ratios: Mapping[str, float]) -> dict[str, float]:
+        """Fraction of each group's channels a plan keeps, with the engine's own rounding."""
+        return {g: 1.0 - channels_to_remove(c, ratios.get(g, 0.0), self.round_to) / c for g, c in self.channels.items()}
+
+    def macs(self, ratios: Mapping[str, float]) -> float:
+        return self.features(ratios)[0]
+
+    def features(self, ratios: Mapping[str, float]) -> tuple[float, float]:
+        """(MACs, output activations) of the pruned conv/linear layers: compute and memory traffic."""
+        keep = self.kept(ratios)
+        total = acts = 0.0
+        for layer in self.layers:
+            f_out = keep.get(layer.out_group, 1.0) if layer.out_group else 1.0
+            acts += layer.out_elems * f_out
+            f_out = keep.get(layer.out_group, 1.0) if layer.out_group else 1.0
+            if layer.depthwise:
+                total += layer.macs * f_out
+                continue
+            if layer.in_groups:  # a concat of several groups: their widths weighted by channels
+                w = [self.channels[g] for g in layer.in_groups]
+                f_in = sum(keep[g] * c for g, c in zip(layer.in_groups, w, strict=True)) / sum(w)
+            else:
+                f_in = 1.0
+            total += layer.macs * f_in * f_out
+        return total, acts
+
+    def fraction(self, ratios: Mapping[str, float]) -> float:
+        """MACs of the pruned conv/linear layers over the unpruned ones."""
+        return self.macs(ratios) / self.base_macs
+
+
+@dataclass(kw_only=True)
+class LatencyModel:
+    """ms ≈ a + b · MACs + c · activations on one profile, refitted as measured plans come in.
+
+    Until enough plans are measured (and whenever a fit goes negative) it is proportional to MACs
+    through the unpruned model. The activation term is memory traffic, which dominates depthwise
+    layers. ``margin`` is how far under the budget a repaired plan aims: it grows after a plan
+    aimed at the budget missed it and shrinks after one landed more than 10 % under, so that most
+    repaired plans land within 90-100 % of the budget whatever the fit's error on this model and
+    profile (the measured latency, not this model, decides whether a plan meets the budget).
+    """
+
+    base: tuple[float, float]  # (MACs, activations) of the unpruned model
+    base_ms: float
+    margin: float = 0.05
+    points: list[tuple[float, float, float]] = field(default_factory=list)  # (MACs, activations, ms)
+
+    def observe(self, features: tuple[float, float], ms: float) -> None:
+        if np.isfinite(ms) and ms > 0 and features[0] > 0:
+            self.points.append((float(features[0]), float(features[1]), float(ms)))
+
+    def coefficients(self) -> tuple[float, float, float]:
+        pts = np.array([(*self.base, self.base_ms), *self.points])
+        x = pts[:, :2] / np.array(self.base)  # relative to the unpruned model: well conditioned
+        if len(pts) >= 5 and np.ptp(x[:, 0]) > 0.05:
+            design = np.c_[np.ones(len(pts)), x]
+            coef, *_ = np.linalg.lstsq(design, pts[:, 2], rcond=None)
+            if (coef >= 0).all() and coef[1:].sum() > 0:
+                return float(coef[0]), float(coef[1]), float(coef[2])
+        return 0.0, float(np.mean(pts[:, 2] / x[:, 0])), 0.0
+
+    def predict(self, features: tuple[float, float]) -> float:
+        a, b, c = self.coefficients()
+        return a + b * features[0] / self.base[0] + c * features[1] / self.base[1]
+
+    def landed(self, *, budget_ms: float, judged_ms: float) -> None:
+        """Adjust the margin from where a plan aimed at ``budget_ms`` landed (its judged latency)."""
+        if judged_ms > budget_ms:
+            self.margin = min(0.2, self.margin + 0.02)
+        elif judged_ms < 0.9 * budget_ms:
+            self.margin = max(0.0, self.margin - 0.01)
