@@ -33,7 +33,7 @@ from autoprune.pooling import describe_rule
 from autoprune.profiles import HardwareProfile
 from autoprune.pruning import channels_to_remove, count_macs_params, find_groups, prune
 from autoprune.search import load_workload
-from autoprune.trial import calibration_batch
+from autoprune.trial import calibration_batch, quantization_inputs
 from autoprune.unstructured import (
     check_sparsity,
     latency_side_by_side,
@@ -140,7 +140,9 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     console.print(f"applying {row['trial']} ({row['plan']}) to {conf['model']}"
                   + (f", the best within budget by {describe_rule(rule)}" if str(pick) == "best" else ""))
     # Timed as the search timed it: against the unpruned model, on the run's own scale.
-    references = run_references(work.model, profiles, input_shape=work.input_shape, baseline=conf["baseline"])
+    quant_calib = quantization_inputs(work.data, profiles)
+    references = run_references(work.model, profiles, input_shape=work.input_shape, baseline=conf["baseline"],
+                                calibration=quant_calib)
 
     calib = calibration_batch(work.data.train, 64)
     if kd_features and not distill:
@@ -168,7 +170,8 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
             # Latency depends only on shapes; timed here, not after fine-tuning, whose torch threads
             # would still compete with ONNX Runtime in this process (the trials time before training too).
             measured = {p.name: latency_for(pruned, p, input_shape=work.input_shape, arch_key=arch,
-                                            reference=references.get(p.name)) for p in profiles}
+                                            reference=references.get(p.name), calibration=quant_calib)
+                        for p in profiles}
             if unstructured > 0:
                 sparse_info = _add_zeros(pruned, unstructured, unstructured_scope, profiles, work.input_shape, console)
         acc_before = evaluate(pruned, work.data.val)
@@ -199,6 +202,9 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     x = next(iter(torch.utils.data.DataLoader(work.data.val, batch_size=32)))[0]
     with torch.no_grad():
         max_diff = float(abs(onnx_outputs(onnx_path, x) - pruned(x).numpy()).max())
+    int8 = _write_int8(pruned, profiles, onnx_path, out_dir, data=work.data, calibration=quant_calib,
+                       measured=measured, base=conf["baseline"], console=console)
+    channels_png = _plot_plan(conf, plan, row, out_dir / "channels.png")
     macs, params = count_macs_params(pruned, input_shape=work.input_shape)
     base, budgets = conf["baseline"], conf.get("budgets", {})
     latency = {name: _latency_entry(stats, row=row, base=base["profiles"][name],
@@ -223,12 +229,51 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
         "latency": latency,
         "meets_budget": all(v["meets_budget"] for v in latency.values() if v["meets_budget"] is not None),
         "budget_verdict": _overall([v["verdict"] for v in latency.values() if v["verdict"] is not None]),
-        "files": {"model": str(model_path), "onnx": str(onnx_path)},
+        "int8": int8,
+        "files": {"model": str(model_path), "onnx": str(onnx_path), "channels": str(channels_png),
+                  **({"int8_onnx": int8["file"]} if int8 else {})},
     }
     report_path = cfg.dump(report, out_dir / "report.yaml")
     _print_report(console, report)
     return ApplyResult(out_dir=out_dir, model_path=model_path, onnx_path=onnx_path, report_path=report_path,
                        report=report)
+
+
+def _write_int8(pruned: nn.Module, profiles: list[HardwareProfile], onnx_path: Path, out_dir: Path, *, data,
+                calibration: torch.Tensor | None, measured: dict[str, LatencyStats], base: dict[str, Any],
+                console: Console) -> dict[str, Any] | None:
+    """``model.int8.onnx`` beside the float model, as the first quantizing profile deploys it: its
+    accuracy through ONNX Runtime and its latency on every quantizing profile, beside the float's."""
+    quantizing = [p for p in profiles if p.quantized]
+    if not quantizing:
+        return None
+    from autoprune.quantize import onnx_accuracy, quantize_onnx
+
+    mode = quantizing[0].quantization
+    path = quantize_onnx(onnx_path, out_dir / "model.int8.onnx", mode=mode, calibration=calibration)
+    acc_int8 = onnx_accuracy(path, data.val)
+    acc_float = onnx_accuracy(onnx_path, data.val)
+    info = {"file": str(path), "quantization": mode, "accuracy": acc_int8, "accuracy_float": acc_float,
+            "size_bytes": path.stat().st_size, "float_size_bytes": onnx_path.stat().st_size,
+            "latency": {p.name: {"p50_ms": measured[p.name].p50_ms, "unpruned_p50_ms":
+                                 base["profiles"][p.name]["latency_p50_ms"]} for p in quantizing}}
+    console.print(f"INT8 ({mode}): accuracy {acc_int8:.1%} (float {acc_float:.1%}), "
+                  f"{info['size_bytes'] / 1e6:.2f} MB (float {info['float_size_bytes'] / 1e6:.2f} MB); wrote {path}")
+    return info
+
+
+def _plot_plan(conf: dict[str, Any], plan: Plan, row: pd.Series, path: Path) -> Path | None:
+    """The picked plan's kept vs original channels per group (the figure pruning papers show)."""
+    from autoprune.channels_plot import channels_of, plot_channels
+    from autoprune.space import SearchSpace
+
+    space = SearchSpace.model_validate(conf["space"])
+    channels = channels_of(space)
+    ratios = {g: r for g, r in plan.ratios.items() if g in channels}
+    if not channels or not ratios:
+        return None
+    return plot_channels({f"{row['trial']} (applied)": ratios}, channels=channels, round_to=plan.round_to, path=path,
+                         title=f"{conf['model']}: channels kept by {row['trial']}")
 
 
 def _add_zeros(pruned: nn.Module, sparsity: float, scope: str, profiles: list[HardwareProfile],

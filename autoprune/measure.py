@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from autoprune.anchor import anchor_reference, stored_figure
@@ -83,13 +84,34 @@ def _call(phase: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
     return fn(*args, **kwargs)
 
 
+def deployed_onnx(model: nn.Module, profile: HardwareProfile, path: str | Path, *, input_shape: Sequence[int],
+                  calibration: torch.Tensor | None = None, run: Callable[..., Any] = _call) -> Path:
+    """Export what runs on ``profile``: the float model, or its INT8 version when the profile quantizes
+    (static quantization takes its activation ranges from ``calibration``, training inputs)."""
+    path = Path(path)
+    shape = profile.input_shape or list(input_shape)
+    float_path = path.with_name(path.stem + ".float.onnx") if profile.quantized else path
+    run("export", export_onnx, model, float_path, input_shape=shape, batch_size=profile.batch_size,
+        opset=profile.opset)
+    if not profile.quantized:
+        return path
+    if profile.quantization == "static" and calibration is None:
+        raise AutopruneError(f"profile {profile.name!r} quantizes statically and needs calibration inputs; "
+                             "pass calibration= (training samples), or use quantization: dynamic")
+    from autoprune.quantize import quantize_onnx
+
+    return run("export", quantize_onnx, float_path, path, mode=profile.quantization, calibration=calibration)
+
+
 def latency_for(model: nn.Module, profile: HardwareProfile, *, input_shape: Sequence[int], arch_key: str,
                 cache: LatencyCache | None = None, workdir: str | Path | None = None,
-                reference: Reference | None = None, run: Callable[..., Any] = _call) -> LatencyStats:
+                reference: Reference | None = None, run: Callable[..., Any] = _call,
+                calibration: torch.Tensor | None = None) -> LatencyStats:
     """The model's latency on ``profile``: from the cache, the profile's table, or a measurement.
 
     ``reference``: what a pooled profile times the model against (see ``measure_on_profile``).
     ``run(phase, fn, *args)`` wraps each step, so a caller can time "export" and "measure" apart.
+    ``calibration``: training inputs for a profile that quantizes statically (see ``deployed_onnx``).
     """
     key = f"{arch_key}|{profile.timing_key()}|{reference.digest if reference is not None else 'anchor'}"
     hit = cache.get(key) if cache is not None else None
@@ -102,8 +124,8 @@ def latency_for(model: nn.Module, profile: HardwareProfile, *, input_shape: Sequ
         stats = run("measure", LatencyTable.load(profile.latency_table).predict, model, profile=profile)
     else:
         with tempfile.TemporaryDirectory(prefix="autoprune-", dir=workdir) as tmp:
-            path = run("export", export_onnx, model, Path(tmp) / "model.onnx", input_shape=shape,
-                       batch_size=profile.batch_size, opset=profile.opset)
+            path = deployed_onnx(model, profile, Path(tmp) / "model.onnx", input_shape=shape, calibration=calibration,
+                                 run=run)
             stats = run("measure", measure_on_profile, path, profile, reference=reference)
     if cache is not None:
         cache.put(key, stats.as_dict())
@@ -114,19 +136,23 @@ def _pooled(profile: HardwareProfile) -> bool:
     return profile.method == "pooled" and not profile.latency_table
 
 
-def _unpruned_onnx(model: nn.Module, profile: HardwareProfile, input_shape: Sequence[int], tmp: str) -> Path:
-    return export_onnx(model, Path(tmp) / "unpruned.onnx", input_shape=profile.input_shape or list(input_shape),
-                       batch_size=profile.batch_size, opset=profile.opset)
+def _unpruned_onnx(model: nn.Module, profile: HardwareProfile, input_shape: Sequence[int], tmp: str,
+                   calibration: torch.Tensor | None) -> Path:
+    return deployed_onnx(model, profile, Path(tmp) / "unpruned.onnx", input_shape=input_shape,
+                         calibration=calibration)
 
 
 def baseline_latency(model: nn.Module, profile: HardwareProfile, *, input_shape: Sequence[int], arch_key: str,
-                     cache: LatencyCache | None = None) -> tuple[LatencyStats, Reference | None]:
+                     cache: LatencyCache | None = None, calibration: torch.Tensor | None = None
+                     ) -> tuple[LatencyStats, Reference | None]:
     """The unpruned model's figure on ``profile``, and (pooled profiles) the reference that pruned models
-    are timed against there: the unpruned model itself, at that figure."""
+    are timed against there: the unpruned model itself (as deployed there: INT8 on a quantizing
+    profile), at that figure."""
     if not _pooled(profile):
-        return latency_for(model, profile, input_shape=input_shape, arch_key=arch_key, cache=cache), None
+        return latency_for(model, profile, input_shape=input_shape, arch_key=arch_key, cache=cache,
+                           calibration=calibration), None
     with tempfile.TemporaryDirectory(prefix="autoprune-") as tmp:
-        path = _unpruned_onnx(model, profile, input_shape, tmp)
+        path = _unpruned_onnx(model, profile, input_shape, tmp, calibration)
         # Every trial's milliseconds are scaled by this figure: taken once per machine, precisely, and
         # reused, so two runs of one model share one scale.
         stats = measure_on_profile(path, profile, stored=True)
@@ -134,13 +160,13 @@ def baseline_latency(model: nn.Module, profile: HardwareProfile, *, input_shape:
 
 
 def run_references(model: nn.Module, profiles: Sequence[HardwareProfile], *, input_shape: Sequence[int],
-                   baseline: Mapping[str, Any]) -> dict[str, Reference]:
+                   baseline: Mapping[str, Any], calibration: torch.Tensor | None = None) -> dict[str, Reference]:
     """The references of a run already measured (resume, apply): its unpruned model at the run's own figures."""
     refs = {}
     for p in filter(_pooled, profiles):
         fig = baseline["profiles"][p.name]
         with tempfile.TemporaryDirectory(prefix="autoprune-") as tmp:
-            onnx = _unpruned_onnx(model, p, input_shape, tmp).read_bytes()
+            onnx = _unpruned_onnx(model, p, input_shape, tmp, calibration).read_bytes()
         refs[p.name] = Reference(name="unpruned", onnx=onnx, ms=fig["latency_p50_ms"],
                                  ms_low=fig.get("latency_ci_low_ms", math.nan),
                                  ms_high=fig.get("latency_ci_high_ms", math.nan))

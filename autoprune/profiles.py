@@ -46,6 +46,12 @@ class HardwareProfile(StrictModel):
     ray_resources: dict[str, float] | None = None
     # A latency table (autoprune profile build-table): predict instead of measuring. Relative to this file.
     latency_table: str | None = None
+    # What is deployed on this target: the float model (none), or INT8 from ONNX Runtime's quantizer,
+    # dynamic (int8 weights, activations quantized at run time) or static (QDQ, per-channel int8
+    # weights, activation ranges from calibration_samples training inputs). With INT8 a trial times
+    # the quantized model and evaluates the quantized model's accuracy through ONNX Runtime.
+    quantization: Literal["none", "dynamic", "static"] = "none"
+    calibration_samples: int = Field(default=128, ge=1)
 
     @model_validator(mode="after")
     def _processes_ordered(self) -> HardwareProfile:
@@ -53,6 +59,17 @@ class HardwareProfile(StrictModel):
             raise ValueError(f"max_processes ({self.max_processes}) is below min_processes ({self.min_processes}); "
                              "make it at least as large")
         return self
+
+    @model_validator(mode="after")
+    def _table_is_float(self) -> HardwareProfile:
+        if self.latency_table and self.quantization != "none":
+            raise ValueError("a latency table predicts the float model; set quantization: none, or remove "
+                             "latency_table to measure the INT8 model")
+        return self
+
+    @property
+    def quantized(self) -> bool:
+        return self.quantization != "none"
 
     @classmethod
     def load(cls, path: str | Path) -> HardwareProfile:
@@ -67,7 +84,7 @@ class HardwareProfile(StrictModel):
         # The precision settings change how sure a figure is, not what it measures.
         fields = self.model_dump(exclude={"name", "description", "max_spread", "max_attempts", "latency_table",
                                           "rounds", "target_ci", "min_processes", "max_processes",
-                                          "systematic_ci"})
+                                          "systematic_ci", "calibration_samples"})
         return f"{self.name}:{sorted(fields.items())}"
 
 

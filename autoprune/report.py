@@ -11,13 +11,13 @@ PARETO_COLUMNS = ["trial", "accuracy", "latency_p50_ms", "latency_ci_low_ms", "l
                   "macs", "params", "meets_budget", "plan"]
 
 
-def pareto_front(trials: pd.DataFrame, *, latency: str = "latency_p50_ms") -> pd.DataFrame:
-    """Completed trials no other trial beats on both accuracy and ``latency``, sorted by latency."""
+def pareto_front(trials: pd.DataFrame, *, latency: str = "latency_p50_ms", accuracy: str = "accuracy") -> pd.DataFrame:
+    """Completed trials no other trial beats on both ``accuracy`` and ``latency``, sorted by latency."""
     done = trials[trials["status"] == "completed"] if "status" in trials else trials
-    if latency not in done or done.empty:
+    if latency not in done or accuracy not in done or done.empty:
         return done.iloc[0:0]  # nothing finished on this profile yet
-    done = done.dropna(subset=["accuracy", latency])
-    acc, lat = done["accuracy"].to_numpy(), done[latency].to_numpy(dtype=float)
+    done = done.dropna(subset=[accuracy, latency])
+    acc, lat = done[accuracy].to_numpy(), done[latency].to_numpy(dtype=float)
     keep = [not ((acc >= acc[i]) & (lat <= lat[i]) & ((acc > acc[i]) | (lat < lat[i]))).any() for i in range(len(done))]
     front = done[keep].sort_values([latency, "accuracy"], ascending=[True, False])
     return front.reset_index(drop=True)
@@ -37,8 +37,11 @@ def write_pareto(trials: pd.DataFrame, run_dir: Path, *, profiles: list[str]) ->
                                                  f"budget_verdict@{p}")]
     fronts = []
     for i, name in enumerate(profiles):
-        front = pareto_front(trials, latency=f"latency_p50_ms@{name}" if i else "latency_p50_ms")
-        cols = [c for c in PARETO_COLUMNS + per_profile if c in front] + sorted(c for c in front if c.startswith("ratio."))
+        # A further profile that deploys INT8 has its own accuracy (the quantized model's): its front uses it.
+        acc = f"accuracy@{name}" if i and f"accuracy@{name}" in trials else "accuracy"
+        front = pareto_front(trials, latency=f"latency_p50_ms@{name}" if i else "latency_p50_ms", accuracy=acc)
+        extra = ["accuracy_float", *(f"accuracy@{p}" for p in profiles)]
+        cols = [c for c in PARETO_COLUMNS + extra + per_profile if c in front] + sorted(c for c in front if c.startswith("ratio."))
         front = front[cols]
         front.to_csv(run_dir / ("pareto.csv" if i == 0 else f"pareto@{name}.csv"), index=False)
         fronts.append(front)

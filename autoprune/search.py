@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -35,7 +36,7 @@ from autoprune.seeds import parse_seed_plans
 from autoprune.sensitivity import load_sensitivity, sensitivity_seeds
 from autoprune.space import SearchSpace, init_space
 from autoprune.study import load_study, reconcile, storage_url, study_name
-from autoprune.trial import TrialSettings
+from autoprune.trial import TrialSettings, deployed_accuracy, quantization_inputs
 
 RUN_FORMAT = 2  # 2: pooled latency with CIs, budget_confidence, the unpruned model as reference
 
@@ -128,20 +129,28 @@ def measure_baseline(work: Workload, *, cache: LatencyCache | None = None
     """The unpruned model's accuracy, size and latency on every profile (the primary's also unsuffixed),
     and, per pooled profile, the unpruned model as the reference every trial is timed against."""
     macs, params = count_macs_params(work.model, input_shape=work.input_shape)
-    base: dict[str, Any] = {"accuracy": evaluate(work.model, work.data.val), "macs": macs, "params": params,
-                            "profiles": {}}
+    base_acc = evaluate(work.model, work.data.val)
+    base: dict[str, Any] = {"accuracy": base_acc, "macs": macs, "params": params, "profiles": {}}
     arch = architecture_fingerprint(work.model)
     refs: dict[str, Reference] = {}
+    calibration = quantization_inputs(work.data, work.profiles)
+    deployed = deployed_accuracy(work.model, work.data, work.profiles, input_shape=work.input_shape,
+                                 calibration=calibration)
     for i, profile in enumerate(work.profiles):
-        lat, ref = baseline_latency(work.model, profile, input_shape=work.input_shape, arch_key=arch, cache=cache)
+        lat, ref = baseline_latency(work.model, profile, input_shape=work.input_shape, arch_key=arch, cache=cache,
+                                    calibration=calibration)
         if ref is not None:
             refs[profile.name] = ref
         figure = {"latency_p50_ms": lat.p50_ms, "latency_ci_low_ms": lat.ci_low_ms,
                   "latency_ci_high_ms": lat.ci_high_ms, "latency_p90_ms": lat.p90_ms, "method": lat.method,
-                  "node": lat.node, "latency": lat.describe()}
+                  "node": lat.node, "latency": lat.describe(), "quantization": profile.quantization}
+        if profile.name in deployed:
+            figure["accuracy"] = deployed[profile.name]  # the unpruned model as deployed there (INT8)
         base["profiles"][profile.name] = figure
         if i == 0:
             base.update(figure)
+            if profile.name in deployed:
+                base["accuracy_float"] = base_acc
     return base, refs
 
 
@@ -306,7 +315,7 @@ def budget_aim(work: Workload, *, budgets_ms: dict[str, float], baseline: dict[s
     for row in rows:
         ratios = {k.removeprefix("ratio."): v for k, v in row.items() if k.startswith("ratio.")}
         measured = {p: row.get(f"latency_p50_ms@{p}") for p in budgets_ms}
-        if ratios and all(isinstance(v, (int, float)) and v == v for v in measured.values()):
+        if ratios and all(isinstance(v, (int, float)) and not math.isnan(v) for v in measured.values()):
             aim.landed(ratios, measured_ms=measured, judged_ms={p: judged_ms(row, p, rule=rule) for p in budgets_ms})
     return aim
 
@@ -314,7 +323,12 @@ def budget_aim(work: Workload, *, budgets_ms: dict[str, float], baseline: dict[s
 def _seeds(work: Workload, aim: BudgetAim, names: Sequence[str], *, sens_table: pd.DataFrame | None,
            progress: SearchProgress) -> list[dict[str, float]]:
     """The seed plans, each on the budget's boundary, duplicates dropped (in the order asked)."""
-    from autoprune.seeds import global_seed, quick_sensitivity, sensitivity_seed, uniform_seed
+    from autoprune.seeds import (
+        global_seed,
+        quick_sensitivity,
+        sensitivity_seed,
+        uniform_seed,
+    )
 
     plans: dict[str, dict[str, float]] = {}
     for name in names:
@@ -415,7 +429,8 @@ def _resume(run_dir: Path, *, trials: int | None, concurrency: int, quiet: bool,
         opts = _run_options(run_config, run_dir, trials=remaining, concurrency=concurrency,
                             cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, aim=aim)
         references = run_references(work.model, work.profiles, input_shape=work.input_shape,
-                                    baseline=run_config["baseline"])
+                                    baseline=run_config["baseline"],
+                                    calibration=quantization_inputs(work.data, work.profiles))
         return _execute(work, run_dir, run_config, opts, cache=cache, progress=progress, rows=rows,
                         references=references)
 
@@ -429,15 +444,40 @@ def finish(run_dir: Path, rows: list[dict[str, Any]], *, budgets_ms: dict[str, f
     plot = None
     if (table["status"] == "completed").any():
         plot = plot_pareto(table, run_dir, budgets_ms=budgets_ms, baseline=baseline, profiles=profiles)
+    channels_png = plot_front_channels(run_dir, front)
     n_failed = int((table["status"] == "failed").sum())
     counts = {k: int(v) for k, v in table["status"].value_counts().items()}
     cfg.dump({"trials": len(table), "failed": n_failed, "status": counts, "pareto_size": len(front),
+              "pareto_channels": str(channels_png) if channels_png else None,
               "budgets_ms": budgets_ms, "budget_confidence": progress.budget_rule,
               "timings_s": {**progress.timings, "total_s": time.perf_counter() - progress.t0}},
              run_dir / "summary.yaml")
     progress.summary(front, run_dir=run_dir, plot=plot, counts=counts)
     return SearchResult(run_dir=run_dir, trials=table, pareto=front, budget_ms=budgets_ms[profiles[0]],
                         budgets_ms=budgets_ms, baseline=baseline, plot=plot)
+
+
+def plot_front_channels(run_dir: Path, front: pd.DataFrame, *, most: int = 6) -> Path | None:
+    """``pareto_channels.png``: kept vs original channels per group for plans of the front (the best
+    within budget first, the rest spread along the front), beside ``pareto.png``."""
+    from autoprune.channels_plot import channels_of, plot_channels
+
+    if front.empty or not (run_dir / "space.yaml").is_file():
+        return None
+    space = SearchSpace.load(run_dir / "space.yaml")
+    within = front[front["meets_budget"].astype(bool)] if "meets_budget" in front else front.iloc[0:0]
+    picks = [int(within["accuracy"].idxmax())] if not within.empty else []
+    rest = [i for i in front.index if i not in picks]
+    step = max(1, len(rest) / max(1, most - len(picks)))
+    picks += [rest[int(k * step)] for k in range(min(len(rest), most - len(picks)))]
+    plans = {}
+    for i in picks:
+        r = front.loc[i]
+        label = f"{r['trial']} · {r['accuracy']:.1%} · {r['latency_p50_ms']:.2f} ms" + (
+            " (best within budget)" if not within.empty and i == picks[0] else "")
+        plans[label] = Plan.load(run_dir / r["plan"]).ratios
+    return plot_channels(plans, channels=channels_of(space), round_to=space.round_to,
+                         path=run_dir / "pareto_channels.png", title="channels kept per group, plans of the Pareto front")
 
 
 _FIRST = ["trial", "status", "accuracy", "latency_p50_ms", "latency_ci_low_ms", "latency_ci_high_ms",

@@ -7,7 +7,7 @@ a budget is reported as infeasible without spending a fine-tune on it. No Ray he
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,36 @@ def latency_columns(stats: LatencyStats, *, primary: bool) -> dict[str, Any]:
     return cols
 
 
+def quantization_inputs(data: DataSplits, profiles: Sequence[HardwareProfile]) -> torch.Tensor | None:
+    """Training inputs for the profiles that quantize statically (the same ones in every trial)."""
+    counts = [p.calibration_samples for p in profiles if p.quantization == "static"]
+    if not counts:
+        return None
+    from autoprune.quantize import calibration_samples
+
+    return calibration_samples(data.train, count=max(counts), seed=0)
+
+
+def deployed_accuracy(model: nn.Module, data: DataSplits, profiles: Sequence[HardwareProfile], *,
+                      input_shape: tuple[int, ...], calibration: torch.Tensor | None,
+                      workdir: str | Path | None = None) -> dict[str, float]:
+    """Validation accuracy of the model as each quantizing profile deploys it, run by ONNX Runtime."""
+    import tempfile
+
+    from autoprune.measure import deployed_onnx
+    from autoprune.quantize import onnx_accuracy
+
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="autoprune-int8-", dir=workdir) as tmp:
+        for p in profiles:
+            if not p.quantized:
+                continue
+            path = deployed_onnx(model, p, Path(tmp) / f"{p.name}.onnx", input_shape=input_shape,
+                                 calibration=calibration)
+            out[p.name] = onnx_accuracy(path, data.val, threads=torch.get_num_threads())
+    return out
+
+
 def calibration_batch(dataset: Dataset, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``size`` training samples, in order: the same batch in every trial and in apply."""
     x, y = next(iter(DataLoader(dataset, batch_size=size, shuffle=False)))
@@ -107,9 +137,11 @@ def run_trial(model: nn.Module, data: DataSplits, plan: Plan, *, settings: Trial
     arch = architecture_fingerprint(pruned)
     metrics: dict[str, Any] = {"macs": macs, "params": params, "arch_fingerprint": arch,
                                "pruned_fingerprint": pruned_fp}
+    quant_calib = quantization_inputs(data, settings.profiles)
     for i, profile in enumerate(settings.profiles):
         stats = latency_for(pruned, profile, input_shape=settings.input_shape, arch_key=arch, cache=settings.cache,
-                            workdir=workdir, reference=settings.references.get(profile.name), run=timer.run)
+                            workdir=workdir, reference=settings.references.get(profile.name), run=timer.run,
+                            calibration=quant_calib)
         metrics.update(latency_columns(stats, primary=i == 0))
     missed = over_budget(metrics, settings.budgets_ms, rule=settings.budget_rule)
     feasible = not (settings.precheck and missed)
@@ -142,6 +174,14 @@ def run_trial(model: nn.Module, data: DataSplits, plan: Plan, *, settings: Trial
                   step_guard=node_lock.training_step, device=device, on_step=on_step)
         metrics["accuracy"] = timer.run("evaluate", evaluate, pruned, data.val, device=device)
         metrics["finetuned"] = True
+        if any(p.quantized for p in settings.profiles):
+            pruned.to("cpu")
+            deployed = timer.run("evaluate", deployed_accuracy, pruned, data, settings.profiles,
+                                 input_shape=settings.input_shape, calibration=quant_calib, workdir=workdir)
+            metrics["accuracy_float"] = metrics["accuracy"]
+            metrics.update({f"accuracy@{name}": acc for name, acc in deployed.items()})
+            # The search ranks what will be deployed: on an INT8 primary profile, the INT8 model's accuracy.
+            metrics["accuracy"] = deployed.get(settings.profiles[0].name, metrics["accuracy"])
     metrics.update(phase_times())
     metrics["trial_s"] = time.perf_counter() - t_start
     return metrics

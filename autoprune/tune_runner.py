@@ -41,7 +41,7 @@ from autoprune.search import (
 from autoprune.trial import PHASES, TrialSettings, run_trial
 
 _OBJECTIVES = ["accuracy", "latency_p50_ms"]
-_METRICS = {"accuracy", "accuracy_before_finetune", "finetuned", "finetune_step", "macs", "params", "node",
+_METRICS = {"accuracy", "accuracy_before_finetune", "accuracy_float", "finetuned", "finetune_step", "macs", "params", "node",
             "finetune_device",
             "arch_fingerprint", "pruned_fingerprint", "trial_s", *(f"{p}_s" for p in PHASES)}
 
@@ -115,7 +115,7 @@ class Recorder(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         result = trial.last_result or {}
         row = self._base_row(trial)
-        row.update({k: v for k, v in result.items() if k in _METRICS or k.startswith("latency_")})
+        row.update({k: v for k, v in result.items() if k in _METRICS or k.startswith(("latency_", "accuracy@"))})
         if not result.get("final", True):
             row["status"] = "stopped"  # early-stopped by the scheduler: accuracy is an interim figure
         elif result.get("finetuned") is False:
