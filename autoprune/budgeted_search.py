@@ -43,7 +43,9 @@ class BudgetedOptunaSearch(OptunaSearch):
         ot_trial = self._ot_trials[trial_id]
         # Optuna's trial number names the trial in every output file: stable and sequential.
         extra: dict[str, Any] = {TRIAL_NUMBER_KEY: ot_trial.number}
-        if self._aim is not None:
+        # Plans given to try first (seed plans, already on the boundary; plans the user listed) run as given.
+        enqueued = "fixed_params" in ot_trial.storage.get_trial_system_attrs(ot_trial._trial_id)
+        if self._aim is not None and not enqueued:
             repaired = self._aim.repair(ratios_from_config(config))
             config = dict(repaired.ratios)
             primary = next(iter(self._budgets_ms))

@@ -96,13 +96,19 @@ class LatencyModel:
             self.points.append((float(features[0]), float(features[1]), float(ms)))
 
     def coefficients(self) -> tuple[float, float, float]:
+        """(a, b, c) of ms ≈ a + b · MACs/MACs₀ + c · acts/acts₀: the richest fit with no negative term."""
         pts = np.array([(*self.base, self.base_ms), *self.points])
         x = pts[:, :2] / np.array(self.base)  # relative to the unpruned model: well conditioned
-        if len(pts) >= 5 and np.ptp(x[:, 0]) > 0.05:
-            design = np.c_[np.ones(len(pts)), x]
-            coef, *_ = np.linalg.lstsq(design, pts[:, 2], rcond=None)
-            if (coef >= 0).all() and coef[1:].sum() > 0:
-                return float(coef[0]), float(coef[1]), float(coef[2])
+        if len(pts) >= 3 and np.ptp(x[:, 0]) > 0.05:
+            ones = np.ones(len(pts))
+            for cols in ((0, 1), (0,), (1,)):  # MACs and activations, MACs alone, activations alone
+                if len(pts) < len(cols) + 2:
+                    continue
+                coef, *_ = np.linalg.lstsq(np.c_[ones, x[:, cols]], pts[:, 2], rcond=None)
+                if (coef >= 0).all() and coef[1:].sum() > 0:
+                    full = dict(zip(cols, coef[1:], strict=True))
+                    return float(coef[0]), float(full.get(0, 0.0)), float(full.get(1, 0.0))
+        # Too few or too alike: proportional to MACs through the mean of the observed ratios.
         return 0.0, float(np.mean(pts[:, 2] / x[:, 0])), 0.0
 
     def predict(self, features: tuple[float, float]) -> float:

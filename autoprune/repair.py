@@ -62,21 +62,22 @@ def to_budget(ratios: Mapping[str, float], *, space: SearchSpace, cost: CostMode
             hi = mid
         else:
             lo = mid
-    plan = _fill(shifted(ratios, hi, space), space=space, fits=fits)
+    plan = _fill(shifted(ratios, hi, space), ratios, space=space, fits=fits)
     return Repaired(ratios=plan, shift=hi, predicted_ms=predicted(plan), reachable=True)
 
 
-def _fill(plan: dict[str, float], *, space: SearchSpace, fits) -> dict[str, float]:
-    """Spend the slack the grid leaves under the boundary: give the most pruned groups one step
-    back each, while the plan still fits (a shift moves every group by whole grid steps at once)."""
+def _fill(plan: dict[str, float], proposal: Mapping[str, float], *, space: SearchSpace, fits) -> dict[str, float]:
+    """Spend the slack the grid leaves under the boundary: one grid step back at a time, only to
+    groups the shift pushed past the proposal (furthest first) and never below it, while the plan
+    still fits, so the slack restores the proposal's own allocation."""
     plan = dict(plan)
     changed = True
     while changed:
         changed = False
-        for name in sorted(plan, key=lambda n: -plan[n]):
+        for name in sorted(plan, key=lambda n: (-(plan[n] - proposal.get(n, 0.0)), n)):
             grid = space.groups[name].choices()
             i = grid.index(plan[name])
-            if i == 0:
+            if i == 0 or grid[i - 1] < proposal.get(name, 0.0) - 1e-9:
                 continue
             trial = {**plan, name: grid[i - 1]}
             if fits(trial):

@@ -57,6 +57,7 @@ def reconcile(study: optuna.Study, *, rows: Sequence[Mapping[str, Any]], budgets
             study.tell(t.number, values[:len(study.directions)])  # the budget formulation: accuracy alone
         else:
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-            study.enqueue_trial(dict(t.params), skip_if_exists=False)
+            # The plan it ran (after the budget repair), else its params: the same plan runs again.
+            study.enqueue_trial(dict(t.user_attrs.get("ratios") or t.params), skip_if_exists=False)
             requeued += 1
     return requeued

@@ -104,3 +104,28 @@ def expected_fault(ratios: dict[str, float]) -> str | None:
     if ratios["block1.conv1"] >= 0.5:
         return "finetune: NonFiniteLoss"
     return None
+
+
+class TinyMobile(nn.Module):
+    """Stem, an inverted residual (1x1 expand, 3x3 depthwise, 1x1 project, identity add), a grouped
+    conv, classifier: depthwise and grouped coupling in miniature."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        self.expand = nn.Sequential(nn.Conv2d(16, 48, 1, bias=False), nn.BatchNorm2d(48), nn.ReLU())
+        self.dw = nn.Sequential(nn.Conv2d(48, 48, 3, 1, 1, groups=48, bias=False), nn.BatchNorm2d(48), nn.ReLU())
+        self.project = nn.Sequential(nn.Conv2d(48, 16, 1, bias=False), nn.BatchNorm2d(16))
+        self.head = nn.Sequential(nn.Conv2d(16, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = x + self.project(self.dw(self.expand(x)))
+        return self.fc(torch.flatten(self.pool(self.head(x)), 1))
+
+
+def tiny_mobile() -> nn.Module:
+    torch.manual_seed(0)
+    return TinyMobile().eval()
