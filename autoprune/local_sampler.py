@@ -48,7 +48,7 @@ class LocalMovesSampler(optuna.samplers.BaseSampler):
 
     def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
                         search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        incumbent = self._incumbent(study)
+        incumbent = self._incumbent(study) if len(study.directions) == 1 else None  # two objectives: TPE's
         if incumbent is None or not search_space or self._rng.random() < self._explore:
             space = self._fallback.infer_relative_search_space(study, trial)
             return self._fallback.sample_relative(study, trial, space)

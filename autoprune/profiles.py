@@ -51,6 +51,10 @@ class HardwareProfile(StrictModel):
     # weights, activation ranges from calibration_samples training inputs). With INT8 a trial times
     # the quantized model and evaluates the quantized model's accuracy through ONNX Runtime.
     quantization: Literal["none", "dynamic", "static"] = "none"
+    # The channel block the target's kernels compute in (a width is padded up to a multiple): the
+    # budget formulation's latency model counts widths that way. None: 16 for the CPU provider on an
+    # AVX-512 machine, else 8.
+    channel_block: int | None = Field(default=None, ge=1)
     calibration_samples: int = Field(default=128, ge=1)
 
     @model_validator(mode="after")
@@ -84,7 +88,7 @@ class HardwareProfile(StrictModel):
         # The precision settings change how sure a figure is, not what it measures.
         fields = self.model_dump(exclude={"name", "description", "max_spread", "max_attempts", "latency_table",
                                           "rounds", "target_ci", "min_processes", "max_processes",
-                                          "systematic_ci", "calibration_samples"})
+                                          "systematic_ci", "calibration_samples", "channel_block"})
         return f"{self.name}:{sorted(fields.items())}"
 
 

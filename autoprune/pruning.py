@@ -101,6 +101,8 @@ class LayerShape:
     depthwise: bool  # its cost scales with one width, not with input times output
     out_elems: int = 0  # output activations for one sample (memory traffic), unpruned
     in_elems: int = 0  # input activations for one sample, unpruned
+    in_channels: int = 1  # unpruned widths (features, for a linear layer)
+    out_channels: int = 1
 
 
 def layer_shapes(model: nn.Module, *, input_shape: Sequence[int], ignored: Sequence[str] | None = None
@@ -156,8 +158,10 @@ def layer_shapes(model: nn.Module, *, input_shape: Sequence[int], ignored: Seque
             depthwise = m.groups > 1 and m.groups == m.in_channels
         og = out_group.get(name)
         ig = tuple(g for g in in_groups.get(name, []) if g != og or not depthwise)
+        c_in, c_out = (m.in_features, m.out_features) if isinstance(m, nn.Linear) else (m.in_channels, m.out_channels)
         shapes.append(LayerShape(name=name, macs=int(macs), out_group=og, in_groups=ig, depthwise=depthwise,
-                                 out_elems=math.prod(out[1:]), in_elems=math.prod(inputs[name][1:])))
+                                 out_elems=math.prod(out[1:]), in_elems=math.prod(inputs[name][1:]),
+                                 in_channels=c_in, out_channels=c_out))
     return shapes
 
 

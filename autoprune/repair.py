@@ -40,8 +40,7 @@ def to_budget(ratios: Mapping[str, float], *, space: SearchSpace, cost: CostMode
     """The plan ``ratios + t`` with the smallest ``t`` predicted within every budget (less its margin)."""
 
     def predicted(plan: dict[str, float]) -> dict[str, float]:
-        feats = cost.features(plan)
-        return {p: models[p].predict(feats) for p in budgets_ms}
+        return {p: models[p].predict(cost.features(plan, block=models[p].block)) for p in budgets_ms}
 
     def fits(plan: dict[str, float]) -> bool:
         pred = predicted(plan)
@@ -100,8 +99,10 @@ class BudgetAim:
 
     @classmethod
     def build(cls, *, space: SearchSpace, cost: CostModel, budgets_ms: Mapping[str, float],
-              baseline_ms: Mapping[str, float]) -> BudgetAim:
-        models = {p: LatencyModel(base=cost.base_features, base_ms=baseline_ms[p]) for p in budgets_ms}
+              baseline_ms: Mapping[str, float], blocks: Mapping[str, int] | None = None) -> BudgetAim:
+        blocks = blocks or {}
+        models = {p: LatencyModel(base=cost.base_features(block=blocks.get(p, 1)), base_ms=baseline_ms[p],
+                                  block=blocks.get(p, 1)) for p in budgets_ms}
         return cls(space=space, cost=cost, models=models, budgets_ms=dict(budgets_ms))
 
     def repair(self, ratios: Mapping[str, float]) -> Repaired:
@@ -110,15 +111,13 @@ class BudgetAim:
     def landed(self, ratios: Mapping[str, float], *, measured_ms: Mapping[str, float],
                judged_ms: Mapping[str, float]) -> None:
         """A measured plan: its p50 refits the latency model; its judged figure moves the margin."""
-        feats = self.cost.features(ratios)
         for p, model in self.models.items():
             if p in measured_ms:
-                model.observe(feats, measured_ms[p])
+                model.observe(self.cost.features(ratios, block=model.block), measured_ms[p])
             if p in judged_ms:
                 model.landed(budget_ms=self.budgets_ms[p], judged_ms=judged_ms[p])
 
     def fits(self, ratios: Mapping[str, float]) -> bool:
         """Whether a plan is predicted within every budget, less its margin."""
-        feats = self.cost.features(ratios)
-        return all(self.models[p].predict(feats) <= b * (1 - self.models[p].margin)
-                   for p, b in self.budgets_ms.items())
+        return all(self.models[p].predict(self.cost.features(ratios, block=self.models[p].block))
+                   <= b * (1 - self.models[p].margin) for p, b in self.budgets_ms.items())

@@ -16,7 +16,7 @@ import torch
 
 from autoprune import config as cfg
 from autoprune.budget import Budget, judged_ms
-from autoprune.cost import CostModel
+from autoprune.cost import CostModel, channel_block
 from autoprune.data import DataSplits, load_data
 from autoprune.errors import AutopruneError, SearchInterrupted
 from autoprune.finetune import FinetuneConfig, evaluate
@@ -116,12 +116,26 @@ def load_workload(*, model: str, data: str, space: str | Path | None, profiles: 
         loaded_space = init_space(net, input_shape=input_shape, model_name=model)
     else:
         loaded_space.check_against(net, input_shape=input_shape, source=str(space))
+        loaded_space = _with_channels(loaded_space, net, input_shape)
     if criterion is not None:
         from autoprune.criteria import get_criterion
 
         get_criterion(criterion)
         loaded_space = loaded_space.model_copy(update={"criterion": criterion})
     return Workload(model=net, data=splits, input_shape=input_shape, space=loaded_space, profiles=tuple(profiles))
+
+
+def _with_channels(space: SearchSpace, model: torch.nn.Module, input_shape: tuple[int, ...]) -> SearchSpace:
+    """A hand-written space may leave out each group's channels and members: the run's copy has them."""
+    if all(g.channels for g in space.groups.values()):
+        return space
+    from autoprune.pruning import find_groups
+
+    found = {g.name: g for g in find_groups(model, input_shape=input_shape, ignored=space.ignored)}
+    groups = {name: g if g.channels else g.model_copy(update={"channels": found[name].channels,
+                                                               "members": g.members or list(found[name].members)})
+              for name, g in space.groups.items()}
+    return space.model_copy(update={"groups": groups})
 
 
 def measure_baseline(work: Workload, *, cache: LatencyCache | None = None
@@ -261,6 +275,14 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
                       for b in budgets}
         progress.baseline(baseline, budgets=budgets, budgets_ms=budgets_ms)
         aim = None
+        if formulation == "budget" and all(baseline["profiles"][p]["latency_p50_ms"] <= ms
+                                           for p, ms in budgets_ms.items()):
+            # Every plan would be repaired back to the unpruned model: nothing to aim at.
+            progress.print("the unpruned model already meets every budget: searching the whole accuracy/latency "
+                           "front instead (formulation front)")
+            formulation = "front"
+            if sampler == "local":
+                sampler = "tpe"
         if formulation == "budget":
             with progress.phase("calibrating the latency model: uniform plans measured", key="cost_s"):
                 aim = budget_aim(work, budgets_ms=budgets_ms, baseline=baseline)
@@ -311,7 +333,8 @@ def budget_aim(work: Workload, *, budgets_ms: dict[str, float], baseline: dict[s
                rows: Sequence[dict[str, Any]] = (), rule: str = "upper") -> BudgetAim:
     """The repair's cost model and latency models (fed with any trials already measured)."""
     cost = CostModel.build(work.model, input_shape=work.input_shape, space=work.space)
-    aim = BudgetAim.build(space=work.space, cost=cost, budgets_ms=budgets_ms,
+    blocks = {p.name: channel_block(p.channel_block, p.provider) for p in work.profiles}
+    aim = BudgetAim.build(space=work.space, cost=cost, budgets_ms=budgets_ms, blocks=blocks,
                           baseline_ms={p: baseline["profiles"][p]["latency_p50_ms"] for p in budgets_ms})
     for row in rows:
         ratios = {k.removeprefix("ratio."): v for k, v in row.items() if k.startswith("ratio.")}
@@ -489,6 +512,8 @@ def plot_front_channels(run_dir: Path, front: pd.DataFrame, *, most: int = 6) ->
     if front.empty or not (run_dir / "space.yaml").is_file():
         return None
     space = SearchSpace.load(run_dir / "space.yaml")
+    if not channels_of(space):
+        return None
     within = front[front["meets_budget"].astype(bool)] if "meets_budget" in front else front.iloc[0:0]
     picks = [int(within["accuracy"].idxmax())] if not within.empty else []
     rest = [i for i in front.index if i not in picks]

@@ -71,7 +71,12 @@ def run_workload(name: str, args) -> None:
     from autoprune.profiles import resolve_profile
     from autoprune.pruning import prune
     from autoprune.search import Workload, budget_aim
-    from autoprune.seeds import global_seed, quick_sensitivity, sensitivity_seed, uniform_seed
+    from autoprune.seeds import (
+        global_seed,
+        quick_sensitivity,
+        sensitivity_seed,
+        uniform_seed,
+    )
     from autoprune.space import init_space
     from autoprune.trial import TrialSettings, run_trial
     from bench.fashion import DATA
@@ -122,10 +127,13 @@ def run_workload(name: str, args) -> None:
     for (label, _), (_, row) in zip(cheap.items(), cheap_run.iterrows(), strict=True):
         ratios = {c.removeprefix("ratio."): float(row[c]) for c in cheap_run.columns if c.startswith("ratio.")}
         plans[label] = (ratios, row)
+    empty = []
     for label, res in searches.items():
         pick = chosen(res.trials, budget_ms)
         if pick is not None:
             plans[label] = pick
+        else:
+            empty.append(label)
 
     # Fresh seeds: every chosen plan, and the unpruned model, re-trained the same way.
     seeds = FRESH_SEEDS[:args.seeds]
@@ -185,8 +193,11 @@ def run_workload(name: str, args) -> None:
         print(f"{r.method:<34} {r.ms:>6.2f} {r.in_search:>9.2%} {r.mean:>9.2%} ± {r.sd:.2%} {r.loss:>6.2%} "
               f"{r.loss / uniform_loss if uniform_loss > 0 else float('nan'):>9.2f}")
     m, sd, ms = room_best
-    print(f"{'room: best of %d random on budget' % len(room_scores):<34} {ms:>6.2f} {'':>9} {m:>9.2%} ± {sd:.2%} "
+    room_label = f"room: best of {len(room_scores)} random on budget"
+    print(f"{room_label:<34} {ms:>6.2f} {'':>9} {m:>9.2%} ± {sd:.2%} "
           f"{ref - m:>6.2%} {(ref - m) / uniform_loss if uniform_loss > 0 else float('nan'):>9.2f}")
+    for label in empty:
+        print(f"{label:<34} no completed plan within the budget in {args.trials} trials")
     if room_scores:
         means = [s[0] for s in room_scores]
         print(f"random on budget: median {statistics.median(means):.2%}, worst {min(means):.2%} "

@@ -32,7 +32,12 @@ def test_profile_contract(name):
         with pytest.raises(AutopruneError, match=f"{name}.*{profile.provider}.*lacks"):
             latency_for(tiny_resnet(), quick, input_shape=(1, 8, 8), arch_key=name)
         return
-    stats = latency_for(tiny_resnet(), quick, input_shape=(1, 8, 8), arch_key=name)
+    calibration = None
+    if profile.quantization == "static":  # part of the contract: INT8 calibration inputs are asked for by name
+        with pytest.raises(AutopruneError, match=f"{name}.*quantizes statically.*calibration"):
+            latency_for(tiny_resnet(), quick, input_shape=(1, 8, 8), arch_key=name)
+        calibration = torch.randn(16, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    stats = latency_for(tiny_resnet(), quick, input_shape=(1, 8, 8), arch_key=name, calibration=calibration)
     assert 0 < stats.min_ms <= stats.p50_ms <= stats.p90_ms
     assert stats.profile == name and stats.method == profile.method
     if profile.method == "pooled":  # against the shipped anchor: two processes of three interleaved rounds
