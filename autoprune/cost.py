@@ -125,6 +125,14 @@ class LatencyModel:
         # Too few or too alike: proportional to MACs through the mean of the observed ratios.
         return 0.0, float(np.mean(pts[:, 2] / x[:, 0])), 0.0
 
+    def error(self) -> float:
+        """Relative RMS error of the fit over the measured plans (how well this model explains them)."""
+        if not self.points:
+            return float("inf")
+        pts = np.array(self.points)
+        pred = np.array([self.predict((m, a)) for m, a, _ in pts])
+        return float(np.sqrt(np.mean(((pred - pts[:, 2]) / pts[:, 2]) ** 2)))
+
     def predict(self, features: tuple[float, float]) -> float:
         a, b, c = self.coefficients()
         return a + b * features[0] / self.base[0] + c * features[1] / self.base[1]

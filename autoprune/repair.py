@@ -86,38 +86,48 @@ def _fill(plan: dict[str, float], proposal: Mapping[str, float], *, space: Searc
 
 @dataclass
 class BudgetAim:
-    """What the search aims at: the space, its cost model and one latency model per budgeted profile.
+    """What the search aims at: the space, its cost model and latency models per budgeted profile.
 
     ``repair`` puts a proposal on the boundary; ``landed`` feeds a measured trial back, so the
     latency models (and their margins) follow this model on these profiles as the search goes.
+    Each profile has two candidate models, widths counted exactly and in the target's channel
+    blocks; the one that explains the measured plans better predicts (which one does differs
+    between models on one machine: blocks helped a MobileNet-style net, not a ResNet-14).
     """
 
     space: SearchSpace
     cost: CostModel
-    models: dict[str, LatencyModel]
+    candidates: dict[str, list[LatencyModel]]
     budgets_ms: dict[str, float]
 
     @classmethod
     def build(cls, *, space: SearchSpace, cost: CostModel, budgets_ms: Mapping[str, float],
               baseline_ms: Mapping[str, float], blocks: Mapping[str, int] | None = None) -> BudgetAim:
         blocks = blocks or {}
-        models = {p: LatencyModel(base=cost.base_features(block=blocks.get(p, 1)), base_ms=baseline_ms[p],
-                                  block=blocks.get(p, 1)) for p in budgets_ms}
-        return cls(space=space, cost=cost, models=models, budgets_ms=dict(budgets_ms))
+        candidates = {p: [LatencyModel(base=cost.base_features(block=b), base_ms=baseline_ms[p], block=b)
+                          for b in dict.fromkeys((1, blocks.get(p, 1)))] for p in budgets_ms}
+        return cls(space=space, cost=cost, candidates=candidates, budgets_ms=dict(budgets_ms))
+
+    @property
+    def models(self) -> dict[str, LatencyModel]:
+        """Per profile, the candidate with the smaller error on the plans measured so far."""
+        return {p: min(ms, key=lambda m: (m.error(), m.block)) for p, ms in self.candidates.items()}
 
     def repair(self, ratios: Mapping[str, float]) -> Repaired:
         return to_budget(ratios, space=self.space, cost=self.cost, models=self.models, budgets_ms=self.budgets_ms)
 
     def landed(self, ratios: Mapping[str, float], *, measured_ms: Mapping[str, float],
                judged_ms: Mapping[str, float]) -> None:
-        """A measured plan: its p50 refits the latency model; its judged figure moves the margin."""
-        for p, model in self.models.items():
-            if p in measured_ms:
-                model.observe(self.cost.features(ratios, block=model.block), measured_ms[p])
-            if p in judged_ms:
-                model.landed(budget_ms=self.budgets_ms[p], judged_ms=judged_ms[p])
+        """A measured plan: its p50 refits the latency models; its judged figure moves their margin."""
+        for p, models in self.candidates.items():
+            for model in models:
+                if p in measured_ms:
+                    model.observe(self.cost.features(ratios, block=model.block), measured_ms[p])
+                if p in judged_ms:
+                    model.landed(budget_ms=self.budgets_ms[p], judged_ms=judged_ms[p])
 
     def fits(self, ratios: Mapping[str, float]) -> bool:
         """Whether a plan is predicted within every budget, less its margin."""
-        return all(self.models[p].predict(self.cost.features(ratios, block=self.models[p].block))
-                   <= b * (1 - self.models[p].margin) for p, b in self.budgets_ms.items())
+        models = self.models
+        return all(models[p].predict(self.cost.features(ratios, block=models[p].block))
+                   <= b * (1 - models[p].margin) for p, b in self.budgets_ms.items())

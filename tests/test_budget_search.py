@@ -178,3 +178,13 @@ def test_bad_formulation_and_sampler_pairs_are_refused_before_any_work(tmp_path)
         search(budget="1000ms", model="tests.helpers:tiny_resnet", profile=TINY_PROFILE, sampler="local",
                formulation="front", out=tmp_path, quiet=True)
     assert not any(tmp_path.iterdir())
+
+
+def test_cli_refuses_an_unknown_seed_plan_in_one_line(tmp_path):
+    from tests.helpers import cli
+
+    proc = cli("search", "--budget", "0.5x", "--seed-plans", "uniform,best", "--out", str(tmp_path))
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "seed plan 'best' is unknown; choose from uniform, global, sensitivity" in lines[0]
+    assert not any(tmp_path.iterdir())
