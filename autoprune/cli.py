@@ -33,7 +33,7 @@ def search_cmd(
     out: Annotated[Path, typer.Option(help="Directory that receives runs/<run>/.")] = Path("runs"),
     sampler: Annotated[str, typer.Option(help="Optuna sampler: tpe (constant liar when concurrent), local (moves channels between groups around the best plan; budget formulation), nsga2, random or gp.")] = "tpe",
     formulation: Annotated[str, typer.Option(help="budget: best accuracy among plans moved onto the budget's boundary; front: accuracy and latency as two objectives.")] = "budget",
-    seed_plans: Annotated[str, typer.Option(help="Cheap plans tried first, each put on the budget: uniform, global (Torch-Pruning global pruning), sensitivity (greedy from a sensitivity table); comma-separated, or none.")] = "uniform,global",
+    seed_plans: Annotated[str, typer.Option(help="Cheap plans tried first, each put on the budget: uniform, global (Torch-Pruning global pruning), sensitivity (greedy from a sensitivity table); comma-separated, or none.")] = "uniform,global,sensitivity",
     precheck: Annotated[bool, typer.Option(help="Measure latency first; a plan over budget is recorded as infeasible, not fine-tuned.")] = True,
     bn_recalibration: Annotated[int, typer.Option(help="Batches of adaptive BatchNorm recalibration after pruning, before the accuracy that ranks plans not fine-tuned (0: off).")] = 10,
     early_stop: Annotated[str, typer.Option(help="Early stopping of trials across fine-tune steps: none or asha.")] = "none",

@@ -216,7 +216,7 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
            address: str | None = None, cpus_per_trial: float | None = None, gpus_per_trial: float = 0.0,
            resume: str | Path | None = None, sensitivity: str | Path | None = None,
            budget_confidence: str = "upper", formulation: str = "budget",
-           seed_plans: str | Sequence[str] = "uniform,global") -> SearchResult:
+           seed_plans: str | Sequence[str] = "uniform,global,sensitivity") -> SearchResult:
     """Search per-group prune ratios for the best accuracy/latency trade-off under the budget(s).
 
     ``profile`` may name several hardware profiles: every trial is measured on each. ``budget``
