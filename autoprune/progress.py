@@ -101,4 +101,6 @@ class SearchProgress:
             self.print(f"  {run_dir / name}")
         if plot is not None:
             self.print(f"  {plot}")
+        if (run_dir / "pareto_channels.png").is_file():
+            self.print(f"  {run_dir / 'pareto_channels.png'}")
         self.print(f"next: autoprune apply {run_dir}")
