@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import nn
 
-from autoprune.pruning import LayerShape, channels_to_remove, layer_shapes
+from autoprune.pruning import LayerShape, channels_to_remove, find_groups, layer_shapes
 from autoprune.space import SearchSpace
 
 
 @dataclass(frozen=True, kw_only=True)
 class CostModel:
-    """MACs of the conv and linear layers of a model pruned by a plan, without pruning it."""
+    """MACs and activations of the conv and linear layers of a model pruned by a plan, without pruning it."""
 
     layers: tuple[LayerShape, ...]
     channels: Mapping[str, int]  # group -> unpruned output channels
@@ -31,14 +31,8 @@ class CostModel:
     @classmethod
     def build(cls, model: nn.Module, *, input_shape: Sequence[int], space: SearchSpace) -> CostModel:
         shapes = layer_shapes(model, input_shape=input_shape, ignored=space.ignored)
-        from autoprune.pruning import find_groups
-
         channels = {g.name: g.channels for g in find_groups(model, input_shape=input_shape, ignored=space.ignored)}
         return cls(layers=tuple(shapes), channels=channels, round_to=space.round_to)
-
-    @property
-    def base_macs(self) -> float:
-        return float(sum(layer.macs for layer in self.layers))
 
     def base_features(self, *, block: int = 1) -> tuple[float, float]:
         return self.features({}, block=block)
@@ -46,9 +40,6 @@ class CostModel:
     def kept(self, ratios: Mapping[str, float]) -> dict[str, float]:
         """Fraction of each group's channels a plan keeps, with the engine's own rounding."""
         return {g: 1.0 - channels_to_remove(c, ratios.get(g, 0.0), self.round_to) / c for g, c in self.channels.items()}
-
-    def macs(self, ratios: Mapping[str, float]) -> float:
-        return self.features(ratios)[0]
 
     def features(self, ratios: Mapping[str, float], *, block: int = 1) -> tuple[float, float]:
         """(MACs, output activations) of the pruned conv/linear layers: compute and memory traffic.
@@ -78,10 +69,6 @@ class CostModel:
                 f_in = 1.0
             total += layer.macs * p_out * padded(layer.in_channels * f_in) / layer.in_channels
         return total, acts
-
-    def fraction(self, ratios: Mapping[str, float]) -> float:
-        """MACs of the pruned conv/linear layers over the unpruned ones."""
-        return self.macs(ratios) / self.base_macs
 
 
 AIM = 0.97  # where a repaired plan should land, as a fraction of the budget (judged latency)
