@@ -63,21 +63,10 @@ def global_seed(aim: BudgetAim, model: nn.Module, *, input_shape: Sequence[int])
 
 def sensitivity_seed(aim: BudgetAim, table: pd.DataFrame) -> dict[str, float]:
     """Greedy per-layer selection: the smallest accuracy-drop threshold whose plan meets the budget."""
-    def plan_for(t: float) -> dict[str, float]:
-        plan = {}
-        for name, g in aim.space.groups.items():
-            ok = table[(table["group"] == name) & (table["accuracy_drop"] <= t)]
-            r = float(ok["ratio"].max()) if len(ok) else g.low
-            plan[name] = r
-        return shifted(plan, 0.0, aim.space)
+    from autoprune.sensitivity import threshold_plans
 
-    thresholds = sorted({0.0, *table["accuracy_drop"].clip(lower=0.0)})
-    chosen = plan_for(thresholds[-1])
-    for t in thresholds:
-        plan = plan_for(t)
-        if aim.fits(plan):
-            chosen = plan
-            break
+    plans = threshold_plans(aim.space, table)
+    chosen = next((p for p in plans if aim.fits(p)), plans[-1])  # none fits: prune as far as the table goes
     return aim.repair(chosen).ratios
 
 

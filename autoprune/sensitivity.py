@@ -70,6 +70,21 @@ def load_sensitivity(path: str | Path, *, space: SearchSpace) -> pd.DataFrame:
     return table
 
 
+def threshold_plans(space: SearchSpace, table: pd.DataFrame) -> list[dict[str, float]]:
+    """Greedy selection's plans, from the lowest accuracy-drop threshold t to the highest, each once:
+    every group at the largest ratio whose drop alone was within t, snapped to its grid."""
+    plans: list[dict[str, float]] = []
+    for t in sorted({0.0, *table["accuracy_drop"].clip(lower=0.0)}):
+        plan = {}
+        for name, g in space.groups.items():
+            ok = table[(table["group"] == name) & (table["accuracy_drop"] <= t)]
+            r = float(ok["ratio"].max()) if len(ok) else 0.0
+            plan[name] = min(g.choices(), key=lambda v, r=r: (abs(v - r), v))
+        if plan not in plans:
+            plans.append(plan)
+    return plans
+
+
 def sensitivity_seeds(space: SearchSpace, table: pd.DataFrame, *, target: float, count: int = 4
                       ) -> list[dict[str, float]]:
     """Plans that prune the least sensitive groups most, bracketing a latency target.
@@ -86,15 +101,7 @@ def sensitivity_seeds(space: SearchSpace, table: pd.DataFrame, *, target: float,
         g = table[table["group"] == name].sort_values("ratio")
         return float(np.interp(r, [0.0, *g["ratio"]], [0.0, *g["latency_saving"]])) if len(g) else 0.0
 
-    plans: list[dict[str, float]] = []
-    for t in sorted({0.0, *table["accuracy_drop"].clip(lower=0.0)}):
-        plan = {}
-        for name, g in space.groups.items():
-            ok = table[(table["group"] == name) & (table["accuracy_drop"] <= t)]
-            r = float(ok["ratio"].max()) if len(ok) else 0.0
-            plan[name] = min(g.choices(), key=lambda v, r=r: (abs(v - r), v))
-        if plan not in plans:
-            plans.append(plan)
+    plans = threshold_plans(space, table)
     predicted = [1.0 - sum(saving(n, r) for n, r in p.items()) for p in plans]
     meets = [i for i, f in enumerate(predicted) if f <= target]
     first = meets[0] if meets else len(plans) - 1  # none predicted to meet it: prune as far as the table goes
