@@ -99,13 +99,28 @@ def export_onnx(model: nn.Module, path: str | Path, *, input_shape: Sequence[int
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), _mha_fastpath_off():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice, every call
         # dynamo=False: the TorchScript exporter is seconds faster per trial on small CNNs.
         torch.onnx.export(model, (torch.zeros(batch_size, *input_shape),), str(p), dynamo=False,
                           opset_version=opset, input_names=["input"], output_names=["output"],
                           dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}} if dynamic_batch else None)
     return p
+
+
+@contextlib.contextmanager
+def _mha_fastpath_off():
+    """nn.MultiheadAttention's inference fast path is one fused op ONNX has no export for."""
+    backend = getattr(torch.backends, "mha", None)
+    if backend is None:
+        yield
+        return
+    before = backend.get_fastpath_enabled()
+    backend.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        backend.set_fastpath_enabled(before)
 
 
 def check_provider(profile: HardwareProfile) -> None:

@@ -22,6 +22,7 @@ class GroupRange(StrictModel):
     step: float = Field(default=0.05, gt=0.0, lt=1.0)
     members: list[str] = Field(default_factory=list)  # informational: the coupled layers pruned together
     channels: int | None = None  # informational
+    unit: str = "channels"  # informational: "heads" for an attention block's heads (whole heads leave)
 
     @model_validator(mode="after")
     def _ordered(self) -> GroupRange:
@@ -41,6 +42,7 @@ class SearchSpace(StrictModel):
     round_to: int = Field(default=8, ge=1)  # kept channels rounded to a multiple: see init_space
     ignored: list[str] | None = None  # None: the model's output layer
     groups: dict[str, GroupRange]
+    left_out: dict[str, str] = Field(default_factory=dict)  # informational: group -> why it cannot be pruned
 
     @field_validator("groups")
     @classmethod
@@ -116,14 +118,22 @@ def init_space(model: nn.Module, *, input_shape: Sequence[int], model_name: str 
     ``round_to=8``: ONNX Runtime's CPU convolutions work on blocks of 8 or 16 channels; an odd
     width can run slower than the unpruned layer (measured: bench/bench_rounding.py).
     """
-    from autoprune.pruning import find_groups
+    from autoprune.pruning import find_groups, unprunable_groups
 
-    groups = find_groups(model, input_shape=input_shape)
+    skipped: dict[str, str] = {}
+    found = find_groups(model, input_shape=input_shape, skipped=skipped)
+    label = model_name or type(model).__name__
+    if not found and not skipped:
+        raise AutopruneError(f"model {label} has no prunable conv or linear groups")
+    left_out = {**skipped, **unprunable_groups(model, found, input_shape=input_shape, round_to=round_to)}
+    groups = [g for g in found if g.name not in left_out]
     if not groups:
-        raise AutopruneError(f"model {model_name or type(model).__name__} has no prunable conv or linear groups")
+        name, why = next(iter(left_out.items()))
+        raise AutopruneError(f"model {label}: no group can be pruned; e.g. layer {name!r}: {why}")
     return SearchSpace(
-        model=model_name, criterion=criterion, round_to=round_to,
-        groups={g.name: GroupRange(low=low, high=high, step=step, members=list(g.members), channels=g.channels)
+        model=model_name, criterion=criterion, round_to=round_to, left_out=left_out,
+        groups={g.name: GroupRange(low=low, high=high, step=step, members=list(g.members), channels=g.channels,
+                                   unit=g.unit)
                 for g in groups})
 
 
