@@ -503,9 +503,19 @@ def unprunable_groups(model: nn.Module, groups: Sequence[PrunableGroup], *, inpu
 
 
 def count_macs_params(model: nn.Module, *, input_shape: Sequence[int]) -> tuple[int, int]:
-    """MACs for one input sample, and the parameter count."""
-    macs, params = tp.utils.count_ops_and_params(model, example_input(input_shape))
-    return int(macs), int(params)
+    """MACs for one input sample, and the parameter count.
+
+    Counted by ``torch.utils.flop_counter`` on the operations that run (convolutions, matrix
+    products, attention), so a subclass of ``nn.Conv2d`` or a functional call counts like any
+    other: a module-type counter misses them (EfficientNet-Lite's ``Conv2dStaticSamePadding``).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model.eval()(example_input(input_shape))
+    params = sum(p.numel() for p in model.parameters())
+    return int(counter.get_total_flops()) // 2, int(params)
 
 
 def global_ratios(model: nn.Module, *, input_shape: Sequence[int], ratio: float, ignored: Sequence[str] | None = None,

@@ -129,3 +129,48 @@ class TinyMobile(nn.Module):
 def tiny_mobile() -> nn.Module:
     torch.manual_seed(0)
     return TinyMobile().eval()
+
+
+class HeadAttention(nn.Module):
+    """Attention shaped like timm's: fused qkv, ``num_heads`` and ``head_dim`` read in forward."""
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        x = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 2).reshape(b, n, self.num_heads * self.head_dim))
+
+
+class TinyViT(nn.Module):
+    """Patch embedding, two pre-norm blocks (heads + MLP), class token, linear head: a ViT in miniature."""
+
+    def __init__(self, dim: int = 32, heads: int = 4, classes: int = 10) -> None:
+        super().__init__()
+        self.patch = nn.Conv2d(1, dim, 4, 4)
+        self.cls = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.blocks = nn.ModuleList()
+        for _ in range(2):
+            self.blocks.append(nn.ModuleDict({
+                "norm1": nn.LayerNorm(dim), "attn": HeadAttention(dim, heads), "norm2": nn.LayerNorm(dim),
+                "mlp": nn.Sequential(nn.Linear(dim, dim * 2), nn.GELU(), nn.Linear(dim * 2, dim))}))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1)
+        for b in self.blocks:
+            x = x + b["attn"](b["norm1"](x))
+            x = x + b["mlp"](b["norm2"](x))
+        return self.head(self.norm(x)[:, 0])
+
+
+def tiny_vit() -> nn.Module:
+    torch.manual_seed(0)
+    return TinyViT().eval()
