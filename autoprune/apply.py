@@ -110,7 +110,7 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
           out: str | Path | None = None, quiet: bool = False, distill: bool = False, kd_alpha: float = 0.5,
           kd_temperature: float = 4.0, kd_features: str | None = None, kd_beta: float = 1000.0,
           progressive: int = 1, unstructured: float = 0.0,
-          unstructured_scope: str = "global") -> ApplyResult:
+          unstructured_scope: str = "global", device: str = "auto") -> ApplyResult:
     """Apply a searched plan to the original model; writes model.pt, model.onnx and report.yaml.
 
     Recovery: ``epochs`` of fine-tuning with warm-up and cosine annealing; ``distill`` adds knowledge
@@ -119,7 +119,9 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     ``progressive`` > 1 prunes in that many steps, fine-tuning ``epochs / progressive`` after each.
     ``unstructured`` > 0 also zeros that fraction of the remaining weights by magnitude before the
     last fine-tune (``unstructured_scope``: global or layer threshold); the zeros shrink the
-    compressed model, not the dense latency, and the report shows both.
+    compressed model, not the dense latency, and the report shows both. ``device``: where
+    fine-tuning runs (``auto``: a GPU when there is one); the metric is the run's, on the full
+    validation set.
     """
     if epochs < 0:
         raise AutopruneError(f"epochs is {epochs}; it must be >= 0")
@@ -129,13 +131,18 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
         raise AutopruneError(f"kd_alpha {kd_alpha} / kd_temperature {kd_temperature} are not valid; use "
                              "0 <= kd_alpha <= 1 and kd_temperature > 0")
     check_sparsity(unstructured, unstructured_scope)
+    from autoprune.device import resolve_device
+
+    dev = resolve_device(device)
     console = Console(quiet=quiet, highlight=False)
     run, conf, trials = read_run(run_dir)
     rule = conf.get("budget_confidence", "p50")  # runs before format 2 judged budgets on p50
     row = pick_trial(trials, str(pick), budget=conf["budget"], rule=rule)
     plan = Plan.load(run / row["plan"])
     profiles = [HardwareProfile.model_validate(p) for p in conf["profiles"]]
-    work = load_workload(model=conf["model"], data=conf["data"], space=None, profiles=profiles)
+    metric = conf.get("metric", "top1")
+    work = load_workload(model=conf["model"], data=conf["data"], space=None, profiles=profiles,
+                         weights=conf.get("weights"), metric=metric, loss=conf.get("loss", "cross_entropy"))
     plan.check_base(fingerprint(work.model), model=conf["model"])
     console.print(f"applying {row['trial']} ({row['plan']}) to {conf['model']}"
                   + (f", the best within budget by {describe_rule(rule)}" if str(pick) == "best" else ""))
@@ -148,9 +155,21 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     if kd_features and not distill:
         raise AutopruneError("kd_features matches feature maps during distillation; add --distill")
     features = feature_layers(work.model, kd_features, input_shape=work.input_shape) if kd_features else ()
+    # The figures apply compares with: the unpruned model and the trial, on the full validation set.
+    with console.status(f"evaluating the unpruned model ({metric}, full validation set)"):
+        acc_unpruned = evaluate(work.model.to(dev), work.data.val, device=dev, metric=metric)
+    work.model.to("cpu")
+    warnings_: list[str] = []
+    trial_acc = _num(row["accuracy"])
+    if distill and trial_acc is not None and acc_unpruned < trial_acc:
+        warnings_.append(f"the teacher (unpruned, {acc_unpruned:.1%}) scores below the trial's fine-tuned student "
+                         f"({trial_acc:.1%}): distillation pulls the student toward a weaker model; fine-tune without "
+                         "--distill, or fine-tune the unpruned model on this data first")
+        console.print(f"[yellow]warning:[/] {warnings_[-1]}")
     kd = (Distillation(teacher=work.model, alpha=kd_alpha, temperature=kd_temperature, features=features,
                        beta=kd_beta) if distill else None)
-    ft = FinetuneConfig(epochs=epochs / progressive, lr=lr, seed=int(conf.get("seed", 0)))
+    ft = FinetuneConfig(epochs=epochs / progressive, lr=lr, seed=int(conf.get("seed", 0)),
+                        loss=conf.get("loss", "cross_entropy"))
     total = 0
     steps_report = []
     sparse_info: dict[str, Any] = {}
@@ -159,7 +178,7 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     builds = ([lambda _: plan] if progressive == 1
               else progressive_plans(work.model, plan, steps=progressive, input_shape=work.input_shape))
     for k, build in enumerate(builds):
-        pruned = prune(pruned, build(pruned), input_shape=work.input_shape, calibration=calib)
+        pruned = prune(pruned.to("cpu"), build(pruned), input_shape=work.input_shape, calibration=calib)
         if k == 0:
             same_weights = fingerprint(pruned) == row.get("pruned_fingerprint")
         if k == progressive - 1:  # the final architecture: check it, and time it before any training
@@ -174,16 +193,19 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
                         for p in profiles}
             if unstructured > 0:
                 sparse_info = _add_zeros(pruned, unstructured, unstructured_scope, profiles, work.input_shape, console)
-        acc_before = evaluate(pruned, work.data.val)
-        with console.status("fine-tuning") as status:
-            finetune(pruned, work.data.train, config=ft, distill=kd,
+        pruned.to(dev)
+        acc_before = evaluate(pruned, work.data.val, device=dev, metric=metric)
+        with console.status(f"fine-tuning on {dev}") as status:
+            finetune(pruned, work.data.train, config=ft, distill=kd, device=dev,
                      on_step=lambda s, n, loss, k=k: status.update(
-                         f"step {k + 1}/{progressive}: fine-tuning {s}/{n}, loss {loss:.3f}"))
+                         f"step {k + 1}/{progressive}: fine-tuning on {dev} {s}/{n}, loss {loss:.3f}"))
         total += ft.total_steps(len(work.data.train))
-        acc_after = evaluate(pruned, work.data.val)
+        acc_after = evaluate(pruned, work.data.val, device=dev, metric=metric)
         steps_report.append({"accuracy_pruned": acc_before, "accuracy_finetuned": acc_after})
         console.print(f"pruning step {k + 1}/{progressive}: accuracy {acc_before:.1%} -> {acc_after:.1%} after "
                       f"fine-tuning{' with distillation' if kd else ''}")
+    pruned.to("cpu")
+    work.model.to("cpu")
     make_permanent(pruned)
     if unstructured > 0:
         size = sparsity_report(pruned, input_shape=work.input_shape, opset=profiles[0].opset)
@@ -196,7 +218,14 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
 
     out_dir = Path(out) if out is not None else run / f"apply-{row['trial']}"
     model_path = save_checkpoint(pruned, out_dir / "model.pt", arch=conf["model"], plan=plan.model_dump(mode="json"),
-                                 input_shape=work.input_shape)
+                                 input_shape=work.input_shape, weights=conf.get("weights"),
+                                 extra={"metric": metric, "loss": conf.get("loss", "cross_entropy"),
+                                        "data": conf["data"]})
+    shortfall = _shortfall(applied=accuracy, trial=trial_acc, unpruned=acc_unpruned, distilled=bool(kd),
+                           warnings=warnings_, trial_steps=int(conf["finetune"]["steps"]), apply_steps=total,
+                           subset=conf.get("val_samples"))
+    if shortfall:
+        console.print(f"[yellow]note:[/] {shortfall}")
     onnx_path = export_onnx(pruned, out_dir / "model.onnx", input_shape=work.input_shape, batch_size=1,
                             opset=profiles[0].opset, dynamic_batch=True)
     x = next(iter(torch.utils.data.DataLoader(work.data.val, batch_size=32)))[0]
@@ -219,10 +248,11 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
                                       else None} if kd else None,
                      "progressive_steps": progressive, "steps": steps_report,
                      "unstructured": sparse_info if unstructured > 0 else None},
-        "finetune_device": "cpu",  # apply fine-tunes on the CPU; latency.<profile>.applied.node: where it was timed
+        "finetune_device": str(dev),  # where apply trained; latency.<profile>.applied.node: where it was timed
+        "metric": metric, "warnings": warnings_, "shortfall": shortfall,
         "trial_ran_on": {"node": _str(row.get("node")), "finetune_device": _str(row.get("finetune_device"))},
         "budget_confidence": rule,
-        "accuracy": {"unpruned": base["accuracy"], "trial": _num(row["accuracy"]),
+        "accuracy": {"unpruned": acc_unpruned, "unpruned_in_search": base["accuracy"], "trial": trial_acc,
                      "applied_before_finetune": acc_pruned, "applied": accuracy},
         "macs": {"unpruned": base["macs"], "trial": _num(row["macs"]), "applied": macs},
         "params": {"unpruned": base["params"], "trial": _num(row["params"]), "applied": params},
@@ -237,6 +267,24 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     _print_report(console, report)
     return ApplyResult(out_dir=out_dir, model_path=model_path, onnx_path=onnx_path, report_path=report_path,
                        report=report)
+
+
+def _shortfall(*, applied: float, trial: float | None, unpruned: float, distilled: bool, warnings: list[str],
+               trial_steps: int, apply_steps: int, subset: int | None) -> str | None:
+    """Why the applied model scores below the trial's figure, when it does (None when it does not)."""
+    if trial is None or applied >= trial - 0.005:
+        return None
+    why = []
+    if distilled and unpruned < trial:
+        why.append(f"the distillation teacher scores {unpruned:.1%}, below the trial")
+    if apply_steps < trial_steps:
+        why.append(f"apply fine-tuned {apply_steps} steps, fewer than the trial's {trial_steps}")
+    if subset:
+        why.append(f"the trial was scored on {subset} validation samples, apply on all of them")
+    if not why:
+        why.append("the trial's figure is the best of many noisy trials (selection lifts it); train longer "
+                   "(--epochs) or with --distill from a stronger teacher")
+    return f"applied {applied:.1%} is below the trial's {trial:.1%}: " + "; ".join(why)
 
 
 def _write_int8(pruned: nn.Module, profiles: list[HardwareProfile], onnx_path: Path, out_dir: Path, *, data,

@@ -21,7 +21,8 @@ app.add_typer(profile_app, name="profile")
 @app.command("search")
 def search_cmd(
     budget: Annotated[list[str] | None, typer.Option(help="Latency budget per batch: 50ms, 0.05s, 500us, or 0.5x of the unpruned latency; @PROFILE binds it to a profile (default: the first). Repeatable, one per profile.")] = None,
-    model: Annotated[str, typer.Option(help="builtin:demo, torchvision:NAME, a checkpoint .pt, or package.module:function.")] = "builtin:demo",
+    model: Annotated[str, typer.Option(help="builtin:demo, torchvision:NAME[?weights=DEFAULT&num_classes=N], timm:NAME[?pretrained=true&num_classes=N], a checkpoint .pt, or package.module:function.")] = "builtin:demo",
+    weights: Annotated[Path | None, typer.Option(help="A state_dict file (torch.save) loaded into --model: your own trained weights for any architecture spec.")] = None,
     data: Annotated[str, typer.Option(help="builtin:digits, an ImageFolder directory (DIR?size=N), or package.module:function.")] = "builtin:digits",
     space: Annotated[Path | None, typer.Option(help="Search space YAML (default: derived from the model).")] = None,
     profile: Annotated[list[str] | None, typer.Option(help="Hardware profile: a name from hw_profiles/ or a YAML path. Repeatable: every trial is measured on each.")] = None,
@@ -44,6 +45,9 @@ def search_cmd(
     gpus_per_trial: Annotated[float, typer.Option(help="GPUs per trial: trials fine-tune on a GPU; latency is still measured on the profiles.")] = 0.0,
     sensitivity: Annotated[Path | None, typer.Option(help="sensitivity.csv (or its directory) from autoprune sensitivity: the first trials prune the least sensitive groups most.")] = None,
     budget_confidence: Annotated[str, typer.Option(help="A plan meets the budget when its latency's 95 % CI is within it (upper) or its point estimate is (p50).")] = "upper",
+    metric: Annotated[str, typer.Option(help="What ranks plans, higher is better: top1, top5, or package.module:fn(model, loader) -> float.")] = "top1",
+    loss: Annotated[str, typer.Option(help="What fine-tuning minimises: cross_entropy, or package.module:fn(outputs, targets) -> tensor.")] = "cross_entropy",
+    val_samples: Annotated[int | None, typer.Option(help="Evaluate trials on a fixed, seeded subset of this many validation samples (apply reports the full set).")] = None,
 ) -> None:
     """Search per-group prune ratios; writes trials.csv, pareto.csv, a plot and plans."""
     from autoprune.search import search
@@ -53,7 +57,8 @@ def search_cmd(
            out=out, sampler=sampler, precheck=precheck, bn_recalibration=bn_recalibration, early_stop=early_stop,
            storage=storage, resume=resume, address=address, cpus_per_trial=cpus_per_trial,
            gpus_per_trial=gpus_per_trial, sensitivity=sensitivity, budget_confidence=budget_confidence,
-           formulation=formulation, seed_plans=seed_plans)
+           formulation=formulation, seed_plans=seed_plans, weights=weights, metric=metric, loss=loss,
+           val_samples=val_samples)
 
 
 @app.command("apply")
@@ -71,13 +76,14 @@ def apply_cmd(
     progressive: Annotated[int, typer.Option(help="Prune in K steps, fine-tuning epochs/K after each (1: one shot).")] = 1,
     unstructured: Annotated[float, typer.Option(help="Also zero this fraction of the remaining weights by magnitude (shrinks the compressed file, not the dense latency).")] = 0.0,
     unstructured_scope: Annotated[str, typer.Option(help="Threshold of --unstructured: global or layer.")] = "global",
+    device: Annotated[str, typer.Option(help="Where training runs: auto (a GPU when torch sees one), cpu, or cuda[:N].")] = "auto",
 ) -> None:
     """Prune the model with a plan from a run, fine-tune, export .pt and .onnx, and report."""
     from autoprune.apply import apply
 
     apply(run, pick=pick, epochs=epochs, lr=lr, out=out, distill=distill, kd_alpha=kd_alpha,
           kd_temperature=kd_temperature, kd_features=kd_features, kd_beta=kd_beta, progressive=progressive,
-          unstructured=unstructured, unstructured_scope=unstructured_scope)
+          unstructured=unstructured, unstructured_scope=unstructured_scope, device=device)
 
 
 @app.command("sensitivity")
@@ -91,6 +97,11 @@ def sensitivity_cmd(
     max_drop: Annotated[float, typer.Option(help="Accuracy drop (fraction) a group alone may cost in the narrowed space.")] = 0.01,
     out: Annotated[Path, typer.Option(help="Directory for sensitivity.csv, sensitivity.png and space.yaml.")] = Path("sensitivity"),
     criterion: Annotated[str | None, typer.Option(help="Importance criterion that picks the channels (default: the space's, l1).")] = None,
+    weights: Annotated[Path | None, typer.Option(help="A state_dict file (torch.save) loaded into --model: your own trained weights for any architecture spec.")] = None,
+    metric: Annotated[str, typer.Option(help="What ranks plans, higher is better: top1, top5, or package.module:fn(model, loader) -> float.")] = "top1",
+    loss: Annotated[str, typer.Option(help="What fine-tuning minimises: cross_entropy, or package.module:fn(outputs, targets) -> tensor.")] = "cross_entropy",
+    val_samples: Annotated[int | None, typer.Option(help="Evaluate trials on a fixed, seeded subset of this many validation samples (apply reports the full set).")] = None,
+    device: Annotated[str, typer.Option(help="Where training runs: auto (a GPU when torch sees one), cpu, or cuda[:N].")] = "auto",
 ) -> None:
     """Prune each group alone at several ratios: accuracy and latency per group, and a narrowed space."""
     from autoprune.sensitivity import sensitivity
@@ -100,7 +111,8 @@ def sensitivity_cmd(
     except ValueError:
         raise AutopruneError(f"--ratios {ratios!r} is not understood; write them like 0.25,0.5,0.75") from None
     sensitivity(model=model, data=data, space=space, profile=profile, ratios=parsed, finetune_steps=finetune_steps,
-                max_drop=max_drop, out=out, criterion=criterion)
+                max_drop=max_drop, out=out, criterion=criterion, weights=weights, metric=metric, loss=loss,
+                val_samples=val_samples, device=device)
 
 
 @app.command("regularize")
@@ -113,12 +125,14 @@ def regularize_cmd(
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 0.05,
     probe_ratio: Annotated[float, typer.Option(help="Uniform prune ratio at which input and regularised model are compared.")] = 0.5,
     out: Annotated[Path, typer.Option(help="Directory for model.pt, report.yaml and bn_scales.png.")] = Path("regularized"),
+    weights: Annotated[Path | None, typer.Option(help="A state_dict file (torch.save) loaded into --model.")] = None,
+    device: Annotated[str, typer.Option(help="Where training runs: auto (a GPU when torch sees one), cpu, or cuda[:N].")] = "auto",
 ) -> None:
     """Sparsity regularisation before pruning: train with a channel-sparsity penalty, measure what it buys."""
     from autoprune.regularize import regularize
 
     regularize(model=model, data=data, method=method, strength=strength, epochs=epochs, lr=lr,
-               probe_ratio=probe_ratio, out=out)
+               probe_ratio=probe_ratio, out=out, weights=weights, device=device)
 
 
 @app.command("sparsify")
@@ -131,11 +145,14 @@ def sparsify_cmd(
     lr: Annotated[float, typer.Option(help="Peak learning rate of the fine-tune.")] = 0.01,
     profile: Annotated[str, typer.Option(help="Hardware profile the dense and sparse latency are measured on.")] = "cpu-default",
     out: Annotated[Path, typer.Option(help="Directory for model.pt, model.onnx and report.yaml.")] = Path("sparse"),
+    weights: Annotated[Path | None, typer.Option(help="A state_dict file (torch.save) loaded into --model.")] = None,
+    device: Annotated[str, typer.Option(help="Where training runs: auto (a GPU when torch sees one), cpu, or cuda[:N].")] = "auto",
 ) -> None:
     """Unstructured magnitude pruning: zero small weights, fine-tune, report sparsity, sizes and latency."""
     from autoprune.sparsify import sparsify
 
-    sparsify(model=model, data=data, sparsity=sparsity, scope=scope, epochs=epochs, lr=lr, profile=profile, out=out)
+    sparsify(model=model, data=data, sparsity=sparsity, scope=scope, epochs=epochs, lr=lr, profile=profile, out=out,
+             weights=weights, device=device)
 
 
 @space_app.command("init")

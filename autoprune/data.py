@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -22,10 +22,25 @@ class DataSplits:
     train: Dataset
     val: Dataset
     source: str
+    search_val: Dataset | None = None  # a fixed subset of val that trials evaluate on (``with_val_samples``)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.val[0][0].shape)
+
+    @property
+    def trial_val(self) -> Dataset:
+        """What trials and the sensitivity analysis evaluate on: the subset when one is set, else val."""
+        return self.val if self.search_val is None else self.search_val
+
+    def with_val_samples(self, n: int | None, *, seed: int = 0) -> DataSplits:
+        """Trials evaluate on a fixed, seeded subset of ``n`` validation samples (None or >= len: all)."""
+        if n is None or n >= len(self.val):  # type: ignore[arg-type]
+            return self
+        if n < 1:
+            raise AutopruneError(f"val_samples is {n}; it must be a positive number of samples")
+        keep = torch.randperm(len(self.val), generator=torch.Generator().manual_seed(seed))[:n].tolist()  # type: ignore[arg-type]
+        return replace(self, search_val=Subset(self.val, sorted(keep)))
 
 
 def load_data(spec: str, *, seed: int = 0) -> DataSplits:

@@ -25,6 +25,9 @@ class FinetuneConfig:
     batch_size: int = 64
     warmup_fraction: float = 0.1
     seed: int = 0
+    loss: str = "cross_entropy"  # a spec (autoprune.task): what the fine-tune minimises
+    augment: bool = False  # random resized crop + horizontal flip on each training batch (images)
+    workers: int = 0  # DataLoader worker processes
 
     def total_steps(self, n_samples: int) -> int:
         if self.steps is not None:
@@ -67,8 +70,10 @@ class Distillation:
         with torch.no_grad(), _capture(self.teacher, self.features) as teacher_maps:
             teacher_out = self.teacher(x)
         t = self.temperature
+        # Over the class dimension (1): logits (N, C) or dense predictions (N, C, H, W) alike.
         kd = nn.functional.kl_div(nn.functional.log_softmax(student_out / t, 1),
-                                  nn.functional.softmax(teacher_out / t, 1), reduction="batchmean") * t * t
+                                  nn.functional.softmax(teacher_out / t, 1), reduction="sum") * t * t
+        kd = kd / (student_out.numel() / student_out.shape[1])
         loss = (1.0 - self.alpha) * ce + self.alpha * kd
         if self.features and student_maps is not None:
             at = sum((_attention(student_maps[n]) - _attention(teacher_maps[n])).pow(2).mean() for n in self.features)
@@ -141,11 +146,15 @@ def finetune(model: nn.Module, dataset: Dataset, *, config: FinetuneConfig,
     if total <= 0:
         return float("nan")
     gen = torch.Generator().manual_seed(config.seed)
-    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, generator=gen, drop_last=False)
+    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, generator=gen, drop_last=False,
+                        num_workers=config.workers)
     opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                           weight_decay=config.weight_decay, nesterov=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, config.warmup_fraction))
-    loss_fn = nn.CrossEntropyLoss()
+    from autoprune.task import resolve_loss
+
+    loss_fn = resolve_loss(config.loss)
+    augment = batch_augmentation(seed=config.seed) if config.augment else None
     if distill is not None:
         distill.teacher.to(device).eval()
     model.train()
@@ -156,6 +165,8 @@ def finetune(model: nn.Module, dataset: Dataset, *, config: FinetuneConfig,
         while step < total:
             for x, y in loader:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                if augment is not None and y.dim() == 1:  # labels only: dense targets would need the same crop
+                    x = augment(x)
                 with step_guard():
                     out = model(x)
                     loss = loss_fn(out, y)
@@ -180,14 +191,34 @@ def finetune(model: nn.Module, dataset: Dataset, *, config: FinetuneConfig,
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset: Dataset, *, batch_size: int = 256, device: str | torch.device = "cpu") -> float:
-    """Top-1 accuracy in [0, 1]."""
+def evaluate(model: nn.Module, dataset: Dataset, *, batch_size: int = 256, device: str | torch.device = "cpu",
+             metric: str = "top1", workers: int = 0) -> float:
+    """The ``metric`` (a spec, see ``autoprune.task``; default top-1 accuracy in [0, 1]) on ``dataset``."""
+    from autoprune.task import OnDevice, resolve_metric
+
     model.eval()
-    correct = total = 0
-    for x, y in DataLoader(dataset, batch_size=batch_size):
-        correct += (model(x.to(device)).argmax(1).cpu() == y).sum().item()
-        total += len(y)
-    return correct / max(1, total)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
+    return float(resolve_metric(metric)(model, OnDevice(loader, device)))
+
+
+def batch_augmentation(*, seed: int = 0) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Training-only augmentation on a batch of images (N, C, H, W): a random resized crop (scale
+    0.5-1, back to the same size) and a horizontal flip, each drawn per batch from a seeded stream."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def augment(x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4:
+            return x
+        h, w = x.shape[-2:]
+        scale = 0.5 + 0.5 * torch.rand(1, generator=gen).item()
+        ch, cw = max(1, round(h * scale ** 0.5)), max(1, round(w * scale ** 0.5))
+        top = int(torch.randint(0, h - ch + 1, (1,), generator=gen))
+        left = int(torch.randint(0, w - cw + 1, (1,), generator=gen))
+        x = nn.functional.interpolate(x[..., top:top + ch, left:left + cw], size=(h, w), mode="bilinear",
+                                      align_corners=False)
+        return x.flip(-1) if torch.rand(1, generator=gen).item() < 0.5 else x
+
+    return augment
 
 
 @torch.no_grad()

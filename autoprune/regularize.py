@@ -122,9 +122,12 @@ def probe_accuracy(model: nn.Module, data, *, input_shape: tuple[int, ...], rati
 
 def regularize(*, model: str = "builtin:demo", data: str = "builtin:digits", method: str = "bn_l1",
                strength: float | None = None, epochs: float = 2.0, lr: float = 0.05, probe_ratio: float = 0.5,
-               out: str | Path = "regularized", seed: int = 0, quiet: bool = False) -> RegularizeResult:
+               out: str | Path = "regularized", seed: int = 0, quiet: bool = False,
+               weights: str | Path | None = None, device: str = "auto") -> RegularizeResult:
     """Train ``model`` for ``epochs`` with ``method``'s sparsity penalty; writes model.pt (search or
-    apply it with ``--model``), report.yaml and a plot of the BatchNorm scales before and after."""
+    apply it with ``--model``), report.yaml and a plot of the BatchNorm scales before and after.
+    ``device``: where training runs (``auto``: a GPU when there is one)."""
+    from autoprune.device import resolve_device
     from autoprune.search import load_workload
 
     reg = get_regularizer(method)
@@ -133,15 +136,17 @@ def regularize(*, model: str = "builtin:demo", data: str = "builtin:digits", met
     if not 0 < probe_ratio < 1:
         raise AutopruneError(f"probe_ratio is {probe_ratio}; it is the uniform prune ratio of the check, in (0, 1)")
     console = Console(quiet=quiet, highlight=False)
-    work = load_workload(model=model, data=data, space=None, profiles=[])
+    dev = resolve_device(device)
+    work = load_workload(model=model, data=data, space=None, profiles=[], weights=weights)
     base = work.model
-    trained = copy.deepcopy(base)
+    trained = copy.deepcopy(base).to(dev)
     strength = reg.default_strength if strength is None else strength
     hook = penalty_hook(trained, method, input_shape=work.input_shape, strength=strength)
     ft = FinetuneConfig(epochs=epochs, lr=lr, seed=seed)
     with console.status("training with the sparsity penalty") as status:
-        finetune(trained, work.data.train, config=ft, after_backward=hook,
-                 on_step=lambda s, n, loss: status.update(f"{method}: step {s}/{n}, loss {loss:.3f}"))
+        finetune(trained, work.data.train, config=ft, after_backward=hook, device=dev,
+                 on_step=lambda s, n, loss: status.update(f"{method}: step {s}/{n}, loss {loss:.3f} on {dev}"))
+    trained.to("cpu")
     before, after = bn_scales(base), bn_scales(trained)
     small = 1e-2
     acc = {"input": evaluate(base, work.data.val), "regularized": evaluate(trained, work.data.val)}
@@ -151,7 +156,7 @@ def regularize(*, model: str = "builtin:demo", data: str = "builtin:digits", met
     model_path = save_checkpoint(trained, out_dir / "model.pt", arch=model, plan=None, input_shape=work.input_shape)
     plot = _plot(before, after, out_dir / "bn_scales.png", title=f"{model}: {method}, strength {strength:g}")
     report = {
-        "model": model, "data": data, "method": method, "description": reg.description, "strength": strength,
+        "model": model, "data": data, "method": method, "device": str(dev), "description": reg.description, "strength": strength,
         "training": {"epochs": epochs, "steps": ft.total_steps(len(work.data.train)), "lr": lr,
                      "schedule": "warm-up + cosine"},
         "accuracy": acc,

@@ -61,6 +61,8 @@ class Workload:
     input_shape: tuple[int, ...]
     space: SearchSpace
     profiles: tuple[HardwareProfile, ...]  # the primary profile first
+    metric: str = "top1"  # what ranks plans (autoprune.task)
+    loss: str = "cross_entropy"  # what fine-tuning minimises
 
 
 def _positive(name: str, value: int, *, minimum: int = 1) -> int:
@@ -100,11 +102,16 @@ def resolve_targets(budget: str | Sequence[str], profile: str | Path | Sequence[
 
 
 def load_workload(*, model: str, data: str, space: str | Path | None, profiles: Sequence[HardwareProfile],
-                  criterion: str | None = None) -> Workload:
-    """Resolve and cross-check model, data and space: every user error surfaces here."""
+                  criterion: str | None = None, weights: str | Path | None = None, metric: str = "top1",
+                  loss: str = "cross_entropy", val_samples: int | None = None) -> Workload:
+    """Resolve and cross-check model, data, space, metric and loss: every user error surfaces here."""
+    from autoprune.task import resolve_loss, resolve_metric
+
+    resolve_metric(metric)
+    resolve_loss(loss)
     loaded_space = SearchSpace.load(space) if space is not None else None
-    splits = load_data(data)
-    net = load_model(model)
+    splits = load_data(data).with_val_samples(val_samples)
+    net = load_model(model, weights=weights)
     input_shape = splits.input_shape
     try:
         with torch.no_grad():
@@ -122,7 +129,8 @@ def load_workload(*, model: str, data: str, space: str | Path | None, profiles: 
 
         get_criterion(criterion)
         loaded_space = loaded_space.model_copy(update={"criterion": criterion})
-    return Workload(model=net, data=splits, input_shape=input_shape, space=loaded_space, profiles=tuple(profiles))
+    return Workload(model=net, data=splits, input_shape=input_shape, space=loaded_space, profiles=tuple(profiles),
+                    metric=metric, loss=loss)
 
 
 def _with_channels(space: SearchSpace, model: torch.nn.Module, input_shape: tuple[int, ...]) -> SearchSpace:
@@ -143,7 +151,7 @@ def measure_baseline(work: Workload, *, cache: LatencyCache | None = None
     """The unpruned model's accuracy, size and latency on every profile (the primary's also unsuffixed),
     and, per pooled profile, the unpruned model as the reference every trial is timed against."""
     macs, params = count_macs_params(work.model, input_shape=work.input_shape)
-    base_acc = evaluate(work.model, work.data.val)
+    base_acc = evaluate(work.model, work.data.trial_val, metric=work.metric)
     base: dict[str, Any] = {"accuracy": base_acc, "macs": macs, "params": params, "profiles": {}}
     arch = architecture_fingerprint(work.model)
     refs: dict[str, Reference] = {}
@@ -216,7 +224,8 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
            address: str | None = None, cpus_per_trial: float | None = None, gpus_per_trial: float = 0.0,
            resume: str | Path | None = None, sensitivity: str | Path | None = None,
            budget_confidence: str = "upper", formulation: str = "budget",
-           seed_plans: str | Sequence[str] = "uniform,global,sensitivity") -> SearchResult:
+           seed_plans: str | Sequence[str] = "uniform,global,sensitivity", weights: str | Path | None = None,
+           metric: str = "top1", loss: str = "cross_entropy", val_samples: int | None = None) -> SearchResult:
     """Search per-group prune ratios for the best accuracy/latency trade-off under the budget(s).
 
     ``profile`` may name several hardware profiles: every trial is measured on each. ``budget``
@@ -239,6 +248,11 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
     answers tried first (``uniform``, ``global`` = Torch-Pruning global pruning, ``sensitivity`` =
     greedy from a sensitivity table, computed here when ``sensitivity`` is not given); budget
     formulation only (``front`` seeds uniform plans bracketing the budget).
+
+    ``weights``: a state_dict file loaded into ``model``. ``metric`` ranks plans (``top1``, ``top5``
+    or ``package.module:fn(model, loader) -> float``) and ``loss`` trains them (``cross_entropy`` or
+    ``package.module:fn(outputs, targets)``). ``val_samples``: trials evaluate on a fixed, seeded
+    subset of that many validation samples (``apply`` reports the full set).
     """
     if resume is not None:
         return _resume(Path(resume), trials=trials, concurrency=concurrency, quiet=quiet, address=address,
@@ -259,7 +273,8 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
                              "--formulation budget (one objective), not front")
     progress = SearchProgress(total=trials, quiet=quiet, budget_rule=budget_confidence)
     with progress.phase("loading model, data and space", key="load_s"):
-        work = load_workload(model=model, data=data, space=space, profiles=profiles, criterion=criterion)
+        work = load_workload(model=model, data=data, space=space, profiles=profiles, criterion=criterion,
+                             weights=weights, metric=metric, loss=loss, val_samples=val_samples)
     if initial_plans is not None:
         initial_plans = [work.space.check_plan(p, source=f"initial plan {i}") for i, p in enumerate(initial_plans)]
     sens_table = load_sensitivity(sensitivity, space=work.space) if sensitivity is not None else None
@@ -304,7 +319,8 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
         finetune = FinetuneConfig(steps=finetune_steps, seed=seed)
         primary = work.profiles[0].name
         run_config = {
-            "format": RUN_FORMAT, "model": model, "model_fingerprint": base_fp, "data": data,
+            "format": RUN_FORMAT, "model": model, "weights": None if weights is None else str(weights),
+            "model_fingerprint": base_fp, "data": data, "metric": metric, "loss": loss, "val_samples": val_samples,
             "input_shape": list(work.input_shape), "budget": str(budgets[0]), "budget_ms": budgets_ms[primary],
             "budgets": {b.profile: {"budget": str(b), "ms": budgets_ms[b.profile]} for b in budgets},
             "trials": trials, "concurrency": concurrency, "seed": seed, "sampler": sampler,
@@ -419,8 +435,10 @@ def _execute(work: Workload, run_dir: Path, run_config: dict[str, Any], opts: Ru
     ft = run_config["finetune"]
     settings = TrialSettings(
         input_shape=work.input_shape, profiles=work.profiles, cache=cache, budgets_ms=budgets_ms,
-        finetune=FinetuneConfig(steps=ft["steps"], lr=ft["lr"], batch_size=ft["batch_size"], seed=run_config["seed"]),
-        precheck=run_config["precheck"], bn_recalibration=run_config["bn_recalibration"],
+        finetune=FinetuneConfig(steps=ft["steps"], lr=ft["lr"], batch_size=ft["batch_size"], seed=run_config["seed"],
+                                loss=run_config.get("loss", "cross_entropy")),
+        metric=run_config.get("metric", "top1"), precheck=run_config["precheck"],
+        evaluate_infeasible=run_config["sampler"] == "gp", bn_recalibration=run_config["bn_recalibration"],
         eval_every=run_config["eval_every"], references=references, budget_rule=run_config["budget_confidence"])
     rows, interrupted = run_trials(work=work, settings=settings, plan_fields=run_config["plan"], budgets_ms=budgets_ms,
                                    opts=opts, run_dir=run_dir, progress=progress, rows=rows)
@@ -450,7 +468,9 @@ def _resume(run_dir: Path, *, trials: int | None, concurrency: int, quiet: bool,
     profiles = [resolve_profile(run_dir / "profiles" / f"{p['name']}.yaml") for p in run_config["profiles"]]
     with progress.phase(f"resuming {run_dir}: loading model, data and space", key="load_s"):
         work = load_workload(model=run_config["model"], data=run_config["data"], space=run_dir / "space.yaml",
-                             profiles=profiles)
+                             profiles=profiles, weights=run_config.get("weights"),
+                             metric=run_config.get("metric", "top1"), loss=run_config.get("loss", "cross_entropy"),
+                             val_samples=run_config.get("val_samples"))
     if fingerprint(work.model) != run_config["model_fingerprint"]:
         raise AutopruneError(f"--resume {run_dir}: model {run_config['model']!r} no longer has the weights this "
                              "run searched (fingerprint differs); start a new search for the new weights")

@@ -112,9 +112,16 @@ def sensitivity_seeds(space: SearchSpace, table: pd.DataFrame, *, target: float,
 def sensitivity(*, model: str = "builtin:demo", data: str = "builtin:digits", space: str | Path | None = None,
                 profile: str | Path = DEFAULT_PROFILE, ratios: Sequence[float] = (0.25, 0.5, 0.75),
                 finetune_steps: int = 0, bn_recalibration: int = 10, max_drop: float = 0.01,
-                out: str | Path = "sensitivity", criterion: str | None = None, quiet: bool = False) -> SensitivityResult:
+                out: str | Path = "sensitivity", criterion: str | None = None, quiet: bool = False,
+                weights: str | Path | None = None, metric: str = "top1", loss: str = "cross_entropy",
+                val_samples: int | None = None, device: str = "auto") -> SensitivityResult:
     """Prune every group of the space alone at each of ``ratios``; writes sensitivity.csv, a plot,
-    and ``space.yaml`` narrowed to ratios that cost at most ``max_drop`` accuracy each."""
+    and ``space.yaml`` narrowed to ratios that cost at most ``max_drop`` accuracy each.
+
+    ``metric``/``loss``/``weights``/``val_samples`` as in ``search``; ``device``: where the fine-tune
+    and evaluation run (``auto``: a GPU when there is one)."""
+    from autoprune.device import resolve_device
+
     from autoprune.search import load_workload
 
     if not ratios or any(not 0 < r < 1 for r in ratios):
@@ -123,16 +130,19 @@ def sensitivity(*, model: str = "builtin:demo", data: str = "builtin:digits", sp
         raise AutopruneError(f"max_drop is {max_drop}; it is an accuracy fraction in [0, 1], e.g. 0.01")
     console = Console(quiet=quiet, highlight=False)
     hw = resolve_profile(profile)
-    work = load_workload(model=model, data=data, space=space, profiles=[hw], criterion=criterion)
+    dev = resolve_device(device)
+    work = load_workload(model=model, data=data, space=space, profiles=[hw], criterion=criterion, weights=weights,
+                         metric=metric, loss=loss, val_samples=val_samples)
     cache = LocalLatencyCache()
-    base_acc = evaluate(work.model, work.data.val)
+    base_acc = evaluate(work.model.to(dev), work.data.trial_val, device=dev, metric=metric)
+    work.model.to("cpu")
     base, ref = baseline_latency(work.model, hw, input_shape=work.input_shape,
                                  arch_key=architecture_fingerprint(work.model), cache=cache)
     base_ms = base.p50_ms
-    console.print(f"unpruned: accuracy {base_acc:.1%}, {base.describe()}")
+    console.print(f"unpruned: {metric} {base_acc:.1%}, {base.describe()}; training on {dev}")
     settings = TrialSettings(input_shape=work.input_shape, profiles=(hw,), cache=cache,
-                             finetune=FinetuneConfig(steps=finetune_steps), bn_recalibration=bn_recalibration,
-                             references={hw.name: ref} if ref is not None else {})
+                             finetune=FinetuneConfig(steps=finetune_steps, loss=loss), bn_recalibration=bn_recalibration,
+                             references={hw.name: ref} if ref is not None else {}, metric=metric, device=str(dev))
     rows = []
     total = len(work.space.groups) * len(ratios)
     for name in work.space.groups:

@@ -39,18 +39,21 @@ class SparsifyResult:
 
 def sparsify(*, model: str = "builtin:demo", data: str = "builtin:digits", sparsity: float = 0.5,
              scope: str = "global", epochs: float = 1.0, lr: float = 0.01, profile: str | Path = DEFAULT_PROFILE,
-             out: str | Path = "sparse", seed: int = 0, quiet: bool = False) -> SparsifyResult:
+             out: str | Path = "sparse", seed: int = 0, quiet: bool = False, weights: str | Path | None = None,
+             device: str = "auto") -> SparsifyResult:
     """Zero the ``sparsity`` fraction of smallest conv/linear weights (one threshold, or per layer),
     fine-tune ``epochs`` with the zeros held, and write model.pt, model.onnx and report.yaml with
     accuracy, sparsity, sizes, and the latency of the dense and the sparsified model side by side."""
+    from autoprune.device import resolve_device
     from autoprune.search import load_workload
 
     check_sparsity(sparsity, scope)
+    dev = resolve_device(device)
     if epochs < 0:
         raise AutopruneError(f"epochs is {epochs}; it must be >= 0")
     console = Console(quiet=quiet, highlight=False)
     hw = resolve_profile(profile)
-    work = load_workload(model=model, data=data, space=None, profiles=[hw])
+    work = load_workload(model=model, data=data, space=None, profiles=[hw], weights=weights)
     dense = work.model
     acc_dense = evaluate(dense, work.data.val)
     sparse = magnitude_masks(copy.deepcopy(dense), sparsity=sparsity, scope=scope)
@@ -58,9 +61,10 @@ def sparsify(*, model: str = "builtin:demo", data: str = "builtin:digits", spars
     console.print(f"{model}: accuracy {acc_dense:.1%}; {sparsity:.0%} of weights zeroed ({scope} threshold): "
                   f"{acc_masked:.1%} before fine-tuning")
     ft = FinetuneConfig(epochs=epochs, lr=lr, seed=seed)
-    with console.status("fine-tuning") as status:
-        finetune(sparse, work.data.train, config=ft,
-                 on_step=lambda s, n, loss: status.update(f"fine-tuning {s}/{n}, loss {loss:.3f}"))
+    with console.status(f"fine-tuning on {dev}") as status:
+        finetune(sparse.to(dev), work.data.train, config=ft, device=dev,
+                 on_step=lambda s, n, loss: status.update(f"fine-tuning on {dev} {s}/{n}, loss {loss:.3f}"))
+    sparse.to("cpu")
     acc = evaluate(make_permanent(sparse), work.data.val)
     console.print(f"after fine-tuning with the zeros held: {acc:.1%}")
     with console.status(f"measuring dense and sparse side by side on {hw.name}"):
@@ -73,7 +77,7 @@ def sparsify(*, model: str = "builtin:demo", data: str = "builtin:digits", spars
     onnx_path = export_onnx(sparse, out_dir / "model.onnx", input_shape=work.input_shape, batch_size=1,
                             opset=hw.opset, dynamic_batch=True)
     report = {
-        "model": model, "data": data,
+        "model": model, "data": data, "device": str(dev),
         "unstructured": {"sparsity_requested": sparsity, "scope": scope, "criterion": "weight magnitude |w|"},
         "finetune": {"epochs": epochs, "steps": ft.total_steps(len(work.data.train)), "lr": lr,
                      "schedule": "warm-up + cosine", "zeros": "held by masks"},

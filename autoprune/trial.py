@@ -52,6 +52,8 @@ class TrialSettings:
     device: str = "cpu"  # where fine-tuning runs; latency is measured on the profiles regardless
     references: Mapping[str, Reference] = field(default_factory=dict)  # profile name -> what pooled figures divide by
     budget_rule: str = "upper"  # a budget is met when the CI's upper end (or, "p50", the estimate) is within it
+    metric: str = "top1"  # what ranks plans (autoprune.task); evaluated on data.trial_val
+    evaluate_infeasible: bool = False  # BN-recalibrate and evaluate plans over budget too (a GP models every value)
 
 
 def latency_columns(stats: LatencyStats, *, primary: bool) -> dict[str, Any]:
@@ -95,7 +97,7 @@ def deployed_accuracy(model: nn.Module, data: DataSplits, profiles: Sequence[Har
                 continue
             path = deployed_onnx(model, p, Path(tmp) / f"{p.name}.onnx", input_shape=input_shape,
                                  calibration=calibration)
-            out[p.name] = onnx_accuracy(path, data.val, threads=torch.get_num_threads())
+            out[p.name] = onnx_accuracy(path, data.trial_val, threads=torch.get_num_threads())
     return out
 
 
@@ -131,7 +133,10 @@ def run_trial(model: nn.Module, data: DataSplits, plan: Plan, *, settings: Trial
     t_start = time.perf_counter()
     timer = _Timer()
     calib = calibration_batch(data.train, settings.calibration_size)
-    pruned = timer.run("prune", prune, model, plan, input_shape=settings.input_shape, calibration=calib)
+    from autoprune.task import resolve_loss
+
+    pruned = timer.run("prune", prune, model, plan, input_shape=settings.input_shape, calibration=calib,
+                       loss=resolve_loss(settings.finetune.loss))
     pruned_fp = fingerprint(pruned)  # apply checks it rebuilds exactly these weights
     macs, params = timer.run("prune", count_macs_params, pruned, input_shape=settings.input_shape)
     arch = architecture_fingerprint(pruned)
@@ -150,11 +155,18 @@ def run_trial(model: nn.Module, data: DataSplits, plan: Plan, *, settings: Trial
         device = torch.device("cuda", torch.cuda.current_device())
     metrics["finetune_device"] = str(device)  # where this trial trained (latency: latency_node@PROFILE)
     pruned.to(device)
-    if settings.bn_recalibration:
-        timer.run("recalibrate", recalibrate_bn, pruned, data.train, batches=settings.bn_recalibration,
-                  seed=settings.finetune.seed, device=device)
-    metrics["accuracy_before_finetune"] = timer.run("evaluate", evaluate, pruned, data.val, device=device)
-    metrics["accuracy"] = metrics["accuracy_before_finetune"]
+    if feasible or settings.evaluate_infeasible:
+        if settings.bn_recalibration:
+            timer.run("recalibrate", recalibrate_bn, pruned, data.train, batches=settings.bn_recalibration,
+                      seed=settings.finetune.seed, device=device)
+        metrics["accuracy_before_finetune"] = timer.run("evaluate", evaluate, pruned, data.trial_val, device=device,
+                                                        metric=settings.metric)
+        metrics["accuracy"] = metrics["accuracy_before_finetune"]
+    else:
+        # Over budget: Optuna ranks infeasible trials by their violation alone (TPE, NSGA-II), so the
+        # accuracy is not computed; the sampler is told 0.0 and trials.csv records no accuracy.
+        metrics["accuracy_before_finetune"] = float("nan")
+        metrics["accuracy"] = 0.0
     metrics["finetuned"] = False
     metrics["final"] = True
 
@@ -166,13 +178,14 @@ def run_trial(model: nn.Module, data: DataSplits, plan: Plan, *, settings: Trial
         if report is not None and settings.eval_every > 0:
             def on_step(step: int, total: int, loss: float) -> None:
                 if step % settings.eval_every == 0 and step < total:
-                    acc = evaluate(pruned, data.val, device=device)
+                    acc = evaluate(pruned, data.trial_val, device=device, metric=settings.metric)
                     pruned.train()
                     report({**metrics, **phase_times(), "accuracy": acc, "finetune_step": step, "final": False})
 
         timer.run("finetune", finetune, pruned, data.train, config=settings.finetune,
                   step_guard=node_lock.training_step, device=device, on_step=on_step)
-        metrics["accuracy"] = timer.run("evaluate", evaluate, pruned, data.val, device=device)
+        metrics["accuracy"] = timer.run("evaluate", evaluate, pruned, data.trial_val, device=device,
+                                        metric=settings.metric)
         metrics["finetuned"] = True
         if any(p.quantized for p in settings.profiles):
             pruned.to("cpu")

@@ -174,3 +174,62 @@ class TinyViT(nn.Module):
 def tiny_vit() -> nn.Module:
     torch.manual_seed(0)
     return TinyViT().eval()
+
+
+class TinyFCN(nn.Module):
+    """A fully convolutional segmenter: encoder, 1x1 classifier, upsampled back to the input size."""
+
+    def __init__(self, classes: int = 3) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
+            nn.Conv2d(32, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU())
+        self.classifier = nn.Conv2d(32, classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.interpolate(self.classifier(self.encoder(x)), size=x.shape[-2:], mode="bilinear",
+                                         align_corners=False)
+
+
+def tiny_fcn() -> nn.Module:
+    torch.manual_seed(0)
+    return TinyFCN().eval()
+
+
+def _shapes(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noisy 16x16 images of a bright square (class 1) and a dim one (class 2) on background 0."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 1, 16, 16, generator=gen) * 0.3
+    y = torch.zeros(n, 16, 16, dtype=torch.long)
+    for i in range(n):
+        for cls, level in ((1, 2.0), (2, -2.0)):
+            r, c = torch.randint(0, 11, (2,), generator=gen).tolist()
+            x[i, 0, r:r + 5, c:c + 5] += level
+            y[i, r:r + 5, c:c + 5] = cls
+    return x, y
+
+
+def segmentation_data():
+    """Synthetic masks for TinyFCN: (train, val) datasets of (image, per-pixel class) pairs."""
+    from torch.utils.data import TensorDataset
+
+    return TensorDataset(*_shapes(256, seed=0)), TensorDataset(*_shapes(64, seed=1))
+
+
+def miou(model: nn.Module, loader) -> float:
+    """Mean intersection over union over the classes present: a segmentation metric, higher is better."""
+    inter = union = None
+    for x, y in loader:
+        pred = model(x).argmax(1)
+        k = int(model(x).shape[1])
+        p = nn.functional.one_hot(pred, k).bool()
+        t = nn.functional.one_hot(y, k).bool()
+        i, u = (p & t).sum((0, 1, 2)).double(), (p | t).sum((0, 1, 2)).double()
+        inter, union = (i, u) if inter is None else (inter + i, union + u)
+    present = union > 0
+    return float((inter[present] / union[present]).mean())
+
+
+def pixel_cross_entropy(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return nn.functional.cross_entropy(out, target)

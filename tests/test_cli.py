@@ -32,8 +32,20 @@ def _spaces(tmp: Path) -> dict[str, Path]:
     (["search", "--budget", "50ms", "--model", "torchvision:resnet18"], ["does not accept inputs", "--data"]),
     (["apply", "no/such/run"], ["not an autoprune run directory", "runs/<run>"]),
     (["search", "--budget", "50ms@nowhere"], ["'nowhere', which is not searched", "--profile nowhere"]),
-    (["profile", "measure", "--model", "tests.helpers:tiny_resnet", "--profile", "cuda-b1"],
-     ["CUDAExecutionProvider", "lacks"]),
+    pytest.param(["profile", "measure", "--model", "tests.helpers:tiny_resnet", "--profile", "cuda-b1"],
+                 ["CUDAExecutionProvider", "lacks"], marks=pytest.mark.skipif(
+                     "CUDAExecutionProvider" in __import__("onnxruntime").get_available_providers(),
+                     reason="this machine's ONNX Runtime has CUDA")),
+    (["search", "--budget", "50ms", "--model", "torchvision:resnet18?weights=NOPE"],
+     ["no weights 'NOPE'", "IMAGENET1K_V1"]),
+    (["search", "--budget", "50ms", "--model", "torchvision:resnet18?weights=DEFAULT"],
+     ["hub/checkpoints/resnet18-", "downloads nothing"]),
+    (["search", "--budget", "50ms", "--model", "torchvision:resnet18?colour=red"], ["'colour=red'", "weights="]),
+    (["search", "--budget", "50ms", "--metric", "accuracy"], ["metric 'accuracy' is unknown", "top1 or top5"]),
+    (["search", "--budget", "50ms", "--weights", "no/such.pt"], ["no/such.pt", "no such file"]),
+    (["search", "--budget", "50ms", "--val-samples", "0"], ["val_samples is 0", "positive"]),
+    pytest.param(["apply", "no/such/run", "--device", "cuda"], ["no CUDA GPU", "--device cpu"],
+                 marks=pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")),
     (["profile", "measure", "--model", "gone.onnx"], ["gone.onnx", "no such file"]),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, needles):
