@@ -169,7 +169,7 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     kd = (Distillation(teacher=work.model, alpha=kd_alpha, temperature=kd_temperature, features=features,
                        beta=kd_beta) if distill else None)
     ft = FinetuneConfig(epochs=epochs / progressive, lr=lr, seed=int(conf.get("seed", 0)),
-                        loss=conf.get("loss", "cross_entropy"))
+                        loss=conf.get("loss", "cross_entropy"), workers=work.data.workers)
     total = 0
     steps_report = []
     sparse_info: dict[str, Any] = {}

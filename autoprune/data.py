@@ -12,7 +12,8 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 
 from autoprune.errors import AutopruneError
 
-DATA_HINT = "use builtin:digits, an ImageFolder directory (optionally DIR?size=N), or package.module:function"
+DATA_HINT = ("use builtin:digits, builtin:fashion-mnist, an ImageFolder directory (optionally "
+             "DIR?size=N&crop=N&mean=R,G,B&std=R,G,B&augment=false&workers=N), or package.module:function")
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,8 @@ class DataSplits:
     val: Dataset
     source: str
     search_val: Dataset | None = None  # a fixed subset of val that trials evaluate on (``with_val_samples``)
+    workers: int = 0  # DataLoader worker processes that decode it (ImageFolder ``?workers=N``)
+    preprocessing: dict | None = None  # how images are resized, cropped and normalised (recorded in config.yaml)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -43,8 +46,11 @@ class DataSplits:
         return replace(self, search_val=Subset(self.val, sorted(keep)))
 
 
-def load_data(spec: str, *, seed: int = 0) -> DataSplits:
-    """Resolve a data spec into train and validation datasets (nothing is downloaded)."""
+def load_data(spec: str, *, seed: int = 0, preprocessing: dict | None = None) -> DataSplits:
+    """Resolve a data spec into train and validation datasets (nothing is downloaded).
+
+    ``preprocessing`` (``models.model_preprocessing``: the named weights' resize, crop, mean and std)
+    is how an ImageFolder's images are prepared unless the spec's own options say otherwise."""
     spec = str(spec)
     if spec.startswith("builtin:"):
         name, _, query = spec.removeprefix("builtin:").partition("?")
@@ -56,7 +62,7 @@ def load_data(spec: str, *, seed: int = 0) -> DataSplits:
                              "builtin:fashion-mnist[?train=N&val=N]")
     path, _, query = spec.partition("?")
     if Path(path).is_dir():
-        return _image_folder(Path(path), query=query, seed=seed, spec=spec)
+        return _image_folder(Path(path), query=query, seed=seed, spec=spec, preprocessing=preprocessing)
     if ":" in spec and not Path(path).exists():
         return _from_function(spec)
     raise AutopruneError(f"data {spec!r}: no such directory or function; {DATA_HINT}")
@@ -132,27 +138,60 @@ def _fashion_mnist(*, query: str, seed: int, spec: str) -> DataSplits:
     return DataSplits(train=splits[0], val=splits[1], source=spec)
 
 
-def _image_folder(root: Path, *, query: str, seed: int, spec: str) -> DataSplits:
+def _image_options(query: str, spec: str, preprocessing: dict | None) -> dict:
+    opts: dict = {"size": 32, "crop": None, "mean": None, "std": None, "augment": True, "workers": 0, "from": "defaults"}
+    if preprocessing:
+        opts.update(preprocessing)
+    usage = "options: size=N, crop=N, mean=R,G,B, std=R,G,B, augment=true|false, workers=N"
+    for part in filter(None, query.split("&")):
+        key, _, value = part.partition("=")
+        try:
+            if key in ("size", "crop", "workers"):
+                opts[key] = int(value)
+                if opts[key] < (0 if key == "workers" else 1):
+                    raise ValueError
+            elif key in ("mean", "std"):
+                opts[key] = [float(v) for v in value.split(",")]
+                if len(opts[key]) not in (1, 3) or (key == "std" and min(opts[key]) <= 0):
+                    raise ValueError
+            elif key == "augment" and value.lower() in ("true", "false"):
+                opts[key] = value.lower() == "true"
+            else:
+                raise ValueError
+        except ValueError:
+            raise AutopruneError(f"data {spec!r}: option {part!r} is not understood; {usage}") from None
+        opts["from"] = "data options" if opts["from"] == "defaults" else f"{opts['from']}, data options"
+    opts["crop"] = opts["crop"] or opts["size"]
+    return opts
+
+
+def _image_folder(root: Path, *, query: str, seed: int, spec: str, preprocessing: dict | None = None) -> DataSplits:
+    """Validation: resize, centre crop, normalise. Training adds a random resized crop and a flip
+    (``augment=false`` turns them off). A model with named weights brings its own size and statistics."""
     from torchvision import datasets, transforms
 
-    size = 32
-    if query:
-        key, _, value = query.partition("=")
-        if key != "size" or not value.isdigit() or int(value) <= 0:
-            raise AutopruneError(f"data {spec!r}: unknown option {query!r}; the only option is ?size=N (pixels)")
-        size = int(value)
-    tf = transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor()])
+    o = _image_options(query, spec, preprocessing)
+    tail = [transforms.ToTensor()]
+    if o["mean"] is not None and o["std"] is not None:
+        tail.append(transforms.Normalize(o["mean"], o["std"]))
+    val_tf = transforms.Compose([transforms.Resize(o["size"] if o["crop"] != o["size"] else (o["size"], o["size"])),
+                                 transforms.CenterCrop(o["crop"]), *tail])
+    train_tf = (transforms.Compose([transforms.RandomResizedCrop(o["crop"], scale=(0.35, 1.0)),
+                                    transforms.RandomHorizontalFlip(), *tail]) if o["augment"] else val_tf)
+    info = {k: o[k] for k in ("size", "crop", "mean", "std", "augment", "from")}
     try:
         if (root / "train").is_dir() and (root / "val").is_dir():
-            return DataSplits(
-                train=datasets.ImageFolder(str(root / "train"), transform=tf),
-                val=datasets.ImageFolder(str(root / "val"), transform=tf),
-                source=spec,
-            )
-        train, val = _split(datasets.ImageFolder(str(root), transform=tf), seed=seed)
+            return DataSplits(train=datasets.ImageFolder(str(root / "train"), transform=train_tf),
+                              val=datasets.ImageFolder(str(root / "val"), transform=val_tf),
+                              source=spec, workers=o["workers"], preprocessing=info)
+        full_train = datasets.ImageFolder(str(root), transform=train_tf)
+        full_val = datasets.ImageFolder(str(root), transform=val_tf)
     except (FileNotFoundError, RuntimeError) as exc:
         raise AutopruneError(f"data {spec!r}: not an ImageFolder ({exc}); use DIR/CLASS/IMAGE files") from None
-    return DataSplits(train=train, val=val, source=spec)
+    # One split, two views: training images augmented, validation images not.
+    train, _ = _split(full_train, seed=seed)
+    _, val = _split(full_val, seed=seed)
+    return DataSplits(train=train, val=val, source=spec, workers=o["workers"], preprocessing=info)
 
 
 def _from_function(spec: str) -> DataSplits:

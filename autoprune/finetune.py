@@ -26,8 +26,7 @@ class FinetuneConfig:
     warmup_fraction: float = 0.1
     seed: int = 0
     loss: str = "cross_entropy"  # a spec (autoprune.task): what the fine-tune minimises
-    augment: bool = False  # random resized crop + horizontal flip on each training batch (images)
-    workers: int = 0  # DataLoader worker processes
+    workers: int = 0  # DataLoader worker processes (decoding image files)
 
     def total_steps(self, n_samples: int) -> int:
         if self.steps is not None:
@@ -154,7 +153,6 @@ def finetune(model: nn.Module, dataset: Dataset, *, config: FinetuneConfig,
     from autoprune.task import resolve_loss
 
     loss_fn = resolve_loss(config.loss)
-    augment = batch_augmentation(seed=config.seed) if config.augment else None
     if distill is not None:
         distill.teacher.to(device).eval()
     model.train()
@@ -165,8 +163,6 @@ def finetune(model: nn.Module, dataset: Dataset, *, config: FinetuneConfig,
         while step < total:
             for x, y in loader:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                if augment is not None and y.dim() == 1:  # labels only: dense targets would need the same crop
-                    x = augment(x)
                 with step_guard():
                     out = model(x)
                     loss = loss_fn(out, y)
@@ -199,26 +195,6 @@ def evaluate(model: nn.Module, dataset: Dataset, *, batch_size: int = 256, devic
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
     return float(resolve_metric(metric)(model, OnDevice(loader, device)))
-
-
-def batch_augmentation(*, seed: int = 0) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Training-only augmentation on a batch of images (N, C, H, W): a random resized crop (scale
-    0.5-1, back to the same size) and a horizontal flip, each drawn per batch from a seeded stream."""
-    gen = torch.Generator().manual_seed(seed)
-
-    def augment(x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4:
-            return x
-        h, w = x.shape[-2:]
-        scale = 0.5 + 0.5 * torch.rand(1, generator=gen).item()
-        ch, cw = max(1, round(h * scale ** 0.5)), max(1, round(w * scale ** 0.5))
-        top = int(torch.randint(0, h - ch + 1, (1,), generator=gen))
-        left = int(torch.randint(0, w - cw + 1, (1,), generator=gen))
-        x = nn.functional.interpolate(x[..., top:top + ch, left:left + cw], size=(h, w), mode="bilinear",
-                                      align_corners=False)
-        return x.flip(-1) if torch.rand(1, generator=gen).item() < 0.5 else x
-
-    return augment
 
 
 @torch.no_grad()

@@ -95,6 +95,28 @@ def torchvision_weights(spec: str):
                              f"one of: {', '.join(w.name for w in enum)}") from None
 
 
+def model_preprocessing(spec: str) -> dict[str, Any] | None:
+    """The preprocessing pretrained weights were trained with (resize, crop, mean, std), when the
+    spec names weights: torchvision's ``weights.transforms()``, timm's ``resolve_data_config``."""
+    spec = str(spec)
+    if spec.startswith("torchvision:"):
+        w = torchvision_weights(spec)
+        if w is None:
+            return None
+        t = w.transforms()
+        return {"size": int(t.resize_size[0]), "crop": int(t.crop_size[0]), "mean": [float(v) for v in t.mean],
+                "std": [float(v) for v in t.std], "from": f"{w} transforms()"}
+    if spec.startswith("timm:") and "pretrained=true" in spec.lower():
+        import timm
+
+        name = spec.split(":", 1)[1].partition("?")[0]
+        conf = timm.data.resolve_data_config({}, model=timm.create_model(name, pretrained=False))
+        crop = int(conf["input_size"][-1])
+        return {"size": round(crop / conf.get("crop_pct", 1.0)), "crop": crop, "mean": list(conf["mean"]),
+                "std": list(conf["std"]), "from": f"timm resolve_data_config({name})"}
+    return None
+
+
 def weights_file(w) -> Path:
     """Where torchvision keeps a weights file (``$TORCH_HOME/hub/checkpoints``): looked up, never fetched."""
     from urllib.parse import urlparse

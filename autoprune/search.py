@@ -110,7 +110,9 @@ def load_workload(*, model: str, data: str, space: str | Path | None, profiles: 
     resolve_metric(metric)
     resolve_loss(loss)
     loaded_space = SearchSpace.load(space) if space is not None else None
-    splits = load_data(data).with_val_samples(val_samples)
+    from autoprune.models import model_preprocessing
+
+    splits = load_data(data, preprocessing=model_preprocessing(model)).with_val_samples(val_samples)
     net = load_model(model, weights=weights)
     input_shape = splits.input_shape
     try:
@@ -321,6 +323,7 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
         run_config = {
             "format": RUN_FORMAT, "model": model, "weights": None if weights is None else str(weights),
             "model_fingerprint": base_fp, "data": data, "metric": metric, "loss": loss, "val_samples": val_samples,
+            "preprocessing": work.data.preprocessing,
             "input_shape": list(work.input_shape), "budget": str(budgets[0]), "budget_ms": budgets_ms[primary],
             "budgets": {b.profile: {"budget": str(b), "ms": budgets_ms[b.profile]} for b in budgets},
             "trials": trials, "concurrency": concurrency, "seed": seed, "sampler": sampler,
@@ -436,7 +439,7 @@ def _execute(work: Workload, run_dir: Path, run_config: dict[str, Any], opts: Ru
     settings = TrialSettings(
         input_shape=work.input_shape, profiles=work.profiles, cache=cache, budgets_ms=budgets_ms,
         finetune=FinetuneConfig(steps=ft["steps"], lr=ft["lr"], batch_size=ft["batch_size"], seed=run_config["seed"],
-                                loss=run_config.get("loss", "cross_entropy")),
+                                loss=run_config.get("loss", "cross_entropy"), workers=work.data.workers),
         metric=run_config.get("metric", "top1"), precheck=run_config["precheck"],
         evaluate_infeasible=run_config["sampler"] == "gp", bn_recalibration=run_config["bn_recalibration"],
         eval_every=run_config["eval_every"], references=references, budget_rule=run_config["budget_confidence"])

@@ -121,7 +121,6 @@ def sensitivity(*, model: str = "builtin:demo", data: str = "builtin:digits", sp
     ``metric``/``loss``/``weights``/``val_samples`` as in ``search``; ``device``: where the fine-tune
     and evaluation run (``auto``: a GPU when there is one)."""
     from autoprune.device import resolve_device
-
     from autoprune.search import load_workload
 
     if not ratios or any(not 0 < r < 1 for r in ratios):

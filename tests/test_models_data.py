@@ -104,3 +104,85 @@ def test_fashion_mnist_errors_name_the_fix(tmp_path, monkeypatch):
         load_data("builtin:fashion-mnist")
     with pytest.raises(AutopruneError, match=r"option 'size=3' is not understood; use \?train=N&val=N"):
         load_data("builtin:fashion-mnist?size=3")
+
+
+def _images(root, n=6, size=40):
+    """Images with a horizontal gradient, so crops and flips change what a sample looks like."""
+    import numpy as np
+    from PIL import Image
+
+    ramp = np.tile(np.linspace(0, 255, size, dtype=np.uint8), (size + 8, 1))
+    for cls in ("cat", "dog"):
+        (root / cls).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(np.stack([ramp, np.roll(ramp, 7 * i, axis=1), ramp[:, ::-1]], -1)).save(root / cls / f"{i}.png")
+
+
+def test_image_folder_options_normalise_crop_and_augment_training_only(tmp_path):
+    _images(tmp_path)
+    data = load_data(f"{tmp_path}?size=24&crop=20&mean=0.5,0.5,0.5&std=0.25,0.25,0.25")
+    assert data.input_shape == (3, 20, 20)
+    x, _ = data.val[0]
+    assert x.min() < 0  # normalised: (v - 0.5) / 0.25 reaches below zero
+    again, _ = data.val[0]
+    assert torch.equal(x, again)  # validation is deterministic
+    torch.manual_seed(0)
+    views = {tuple(data.train[0][0].flatten()[:50].tolist()) for _ in range(6)}
+    assert len(views) > 1  # training images are randomly cropped and flipped
+    assert data.preprocessing["augment"] is True
+    plain = load_data(f"{tmp_path}?size=24&augment=false")
+    assert torch.equal(plain.train[0][0], plain.train[0][0])
+    with pytest.raises(AutopruneError, match="'std=0,1,1'.*std=R,G,B"):
+        load_data(f"{tmp_path}?std=0,1,1")
+
+
+def _fake_cached_weights(tmp_path, monkeypatch):
+    """torchvision's cache with a resnet18 weights file in it (random values): what a user copies in."""
+    import torchvision
+
+    from autoprune.models import torchvision_weights, weights_file
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    w = torchvision_weights("torchvision:resnet18?weights=DEFAULT")
+    path = weights_file(w)
+    path.parent.mkdir(parents=True)
+    torch.manual_seed(1)
+    state = torchvision.models.resnet18().state_dict()
+    torch.save(state, path)
+    return state
+
+
+def test_torchvision_weights_come_from_its_cache_with_their_preprocessing(tmp_path, monkeypatch):
+    from autoprune.models import model_preprocessing
+
+    state = _fake_cached_weights(tmp_path, monkeypatch)
+    model = load_model("torchvision:resnet18?weights=IMAGENET1K_V1")
+    assert torch.equal(model.conv1.weight, state["conv1.weight"])
+    pre = model_preprocessing("torchvision:resnet18?weights=DEFAULT")
+    assert (pre["size"], pre["crop"]) == (256, 224) and pre["mean"][0] == pytest.approx(0.485)
+    _images(tmp_path / "imgs", size=300)
+    data = load_data(str(tmp_path / "imgs"), preprocessing=pre)
+    assert data.input_shape == (3, 224, 224) and data.preprocessing["from"].endswith("transforms()")
+    # transfer learning: the pretrained body, a new 2-class head
+    head = load_model("torchvision:resnet18?weights=DEFAULT&num_classes=2")
+    assert head.fc.out_features == 2 and torch.equal(head.conv1.weight, state["conv1.weight"])
+
+
+def test_weights_file_loads_into_any_spec_and_the_checkpoint_records_it(tmp_path):
+    from autoprune.models import save_checkpoint
+
+    src = load_model("tests.helpers:tiny_resnet")
+    with torch.no_grad():
+        src.fc.weight.add_(1.0)
+    path = tmp_path / "mine.pt"
+    torch.save(src.state_dict(), path)
+    model = load_model("tests.helpers:tiny_resnet", weights=path)
+    assert torch.equal(model.fc.weight, src.fc.weight)
+    ckpt = save_checkpoint(model, tmp_path / "out.pt", arch="tests.helpers:tiny_resnet", plan=None,
+                           input_shape=(1, 8, 8), weights=str(path))
+    assert torch.load(ckpt, weights_only=True)["weights"] == str(path)
+    assert torch.equal(load_model(str(ckpt)).fc.weight, src.fc.weight)
+    wrong = tmp_path / "wrong.pt"
+    torch.save({"fc.weight": torch.zeros(3, 3)}, wrong)
+    with pytest.raises(AutopruneError, match="do not fit model"):
+        load_model("tests.helpers:tiny_resnet", weights=wrong)
