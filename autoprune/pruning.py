@@ -378,6 +378,7 @@ def prune(model: nn.Module, plan: Plan, *, input_shape: Sequence[int],
     ignored = output_layers(model, input_shape) if plan.ignored is None else list(plan.ignored)
     dg = _graph(model, input_shape)
     groups = _find(model, dg, ignored)
+    modules_by_name = dict(model.named_modules())
     unknown = [n for n in plan.ratios if n not in groups]
     if unknown:
         raise AutopruneError(f"plan names group {unknown[0]!r}, which is not a prunable group of this model; "
@@ -399,7 +400,8 @@ def prune(model: nn.Module, plan: Plan, *, input_shape: Sequence[int],
         model.eval()
     scorer = criterion.scorer(stats)
     selected = []
-    heads_removed: dict[str, int] = {}
+    attention = _attention_blocks(model)
+    heads_removed: dict[nn.Module, int] = {}
     with torch.random.fork_rng():
         torch.manual_seed(plan.seed)  # only the random criterion draws; keep it reproducible
         for name, ratio in plan.ratios.items():
@@ -418,7 +420,7 @@ def prune(model: nn.Module, plan: Plan, *, input_shape: Sequence[int],
                 per = width // info.channels
                 heads = torch.argsort(scores.view(info.channels, per).mean(1), stable=True)[:n_remove].tolist()
                 idxs = [h * per + j for h in heads for j in range(per)]
-                heads_removed[name] = n_remove
+                heads_removed[attention[modules_by_name[name]]] = n_remove
             elif info.chunks > 1:
                 # Same positions in every chunk (a grouped conv's groups stay equal): rank positions by
                 # their mean score over the chunks, as Torch-Pruning does.
@@ -430,20 +432,20 @@ def prune(model: nn.Module, plan: Plan, *, input_shape: Sequence[int],
             selected.append((root, fn, sorted(idxs)))
     for root, fn, idxs in selected:
         dg.get_pruning_group(root, fn, idxs).prune()
-    _sync_attributes(model, heads_removed)
+    _sync_attributes(model, list(attention.values()), heads_removed)
     model.zero_grad(set_to_none=True)
     return model
 
 
-def _sync_attributes(model: nn.Module, heads_removed: Mapping[str, int]) -> None:
-    """Attributes that forward passes read and pruning changed: head counts and widths."""
-    modules = dict(model.named_modules())
-    for qkv_name, n in heads_removed.items():
-        block = _attention_blocks(model)[modules[qkv_name]]
-        block.num_heads -= n
-    for block in _attention_blocks(model).values():
+def _sync_attributes(model: nn.Module, blocks: Sequence[nn.Module], heads_removed: Mapping[nn.Module, int]) -> None:
+    """Attributes that forward passes read and pruning changed: head counts and widths of the
+    attention ``blocks`` (found before pruning), torchvision ViT's ``hidden_dim``."""
+    for block in blocks:
+        block.num_heads -= heads_removed.get(block, 0)
         if isinstance(getattr(block, "head_dim", None), int):
             block.head_dim = block.qkv.out_features // (3 * block.num_heads)
+        if isinstance(getattr(block, "attn_dim", None), int):  # timm >= 1.0 reshapes to it
+            block.attn_dim = block.proj.in_features
     for m in model.modules():
         # torchvision's VisionTransformer reshapes its patches to ``hidden_dim`` channels.
         if isinstance(getattr(m, "hidden_dim", None), int) and isinstance(getattr(m, "conv_proj", None), nn.Conv2d):

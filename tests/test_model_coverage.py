@@ -42,7 +42,15 @@ MODELS = {
                                                         num_heads=[2, 4], window_size=[4, 4], num_classes=10),
              (3, 64, 64)),
     "timm_style_vit": (tiny_vit, (1, 16, 16)),  # attention heads as groups
+    "timm_deit": (lambda: _timm("deit_tiny_patch16_224", img_size=32, patch_size=8), (3, 32, 32)),
+    "timm_efficientnet": (lambda: _timm("efficientnet_b0"), (3, 64, 64)),
+    "timm_regnety": (lambda: _timm("regnety_002"), (3, 64, 64)),
 }
+
+
+def _timm(name: str, **kwargs):
+    timm = pytest.importorskip("timm")
+    return timm.create_model(name, pretrained=False, num_classes=10, **kwargs)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -81,6 +89,16 @@ def test_attention_heads_leave_whole() -> None:
     assert (attn.num_heads, attn.head_dim) == (2, 8)  # two of four heads gone, each head keeps its width
     assert attn.qkv.out_features == 3 * 16 and attn.proj.in_features == 16
     assert pruned(torch.randn(1, 1, 16, 16)).shape == (1, 10)
+
+
+def test_timm_vit_heads_are_groups_and_leave_whole() -> None:
+    model = _timm("deit_tiny_patch16_224", img_size=32, patch_size=8).eval()
+    space = init_space(model, input_shape=(3, 32, 32))
+    assert not space.left_out
+    assert space.groups["blocks.0.attn.qkv"].unit == "heads" and space.groups["blocks.0.attn.qkv"].channels == 3
+    pruned = prune(model, Plan(ratios={"blocks.0.attn.qkv": 0.34}), input_shape=(3, 32, 32))
+    assert pruned.blocks[0].attn.num_heads == 2 and pruned.blocks[0].attn.qkv.out_features == 3 * 2 * 64
+    assert pruned(torch.randn(1, 3, 32, 32)).shape == (1, 10)
 
 
 def test_grouped_conv_groups_stay_equal() -> None:
