@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, name in enumerate(names, 1):
         cmd = [sys.executable, __file__, "--source", args.source, "--ratio", str(args.ratio), "--child", name]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, check=False)
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("ROW ")]
             row = json.loads(lines[-1][4:]) if lines else {
                 "model": name, "ok": False, "reason": f"process died (exit {proc.returncode}): "
