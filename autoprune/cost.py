@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import nn
 
-from autoprune.pruning import LayerShape, channels_to_remove, find_groups, layer_shapes
+from autoprune.pruning import (
+    LayerShape,
+    PrunableGroup,
+    channels_to_remove,
+    find_groups,
+    layer_shapes,
+    removed_units,
+)
 from autoprune.space import SearchSpace
 
 
@@ -25,21 +32,27 @@ class CostModel:
     """MACs and activations of the conv and linear layers of a model pruned by a plan, without pruning it."""
 
     layers: tuple[LayerShape, ...]
-    channels: Mapping[str, int]  # group -> unpruned output channels
+    channels: Mapping[str, int]  # group -> unpruned output channels (heads, for a heads group)
     round_to: int = 1
+    groups: Mapping[str, PrunableGroup] = field(default_factory=dict)  # chunks and units: the engine's rounding
 
     @classmethod
     def build(cls, model: nn.Module, *, input_shape: Sequence[int], space: SearchSpace) -> CostModel:
         shapes = layer_shapes(model, input_shape=input_shape, ignored=space.ignored)
-        channels = {g.name: g.channels for g in find_groups(model, input_shape=input_shape, ignored=space.ignored)}
-        return cls(layers=tuple(shapes), channels=channels, round_to=space.round_to)
+        groups = {g.name: g for g in find_groups(model, input_shape=input_shape, ignored=space.ignored)}
+        return cls(layers=tuple(shapes), channels={n: g.channels for n, g in groups.items()}, round_to=space.round_to,
+                   groups=groups)
 
     def base_features(self, *, block: int = 1) -> tuple[float, float]:
         return self.features({}, block=block)
 
     def kept(self, ratios: Mapping[str, float]) -> dict[str, float]:
         """Fraction of each group's channels a plan keeps, with the engine's own rounding."""
-        return {g: 1.0 - channels_to_remove(c, ratios.get(g, 0.0), self.round_to) / c for g, c in self.channels.items()}
+        def removed(g: str, c: int) -> int:
+            r = ratios.get(g, 0.0)
+            return removed_units(self.groups[g], r, self.round_to) if g in self.groups else channels_to_remove(c, r, self.round_to)
+
+        return {g: 1.0 - removed(g, c) / c for g, c in self.channels.items()}
 
     def features(self, ratios: Mapping[str, float], *, block: int = 1) -> tuple[float, float]:
         """(MACs, output activations) of the pruned conv/linear layers: compute and memory traffic.
