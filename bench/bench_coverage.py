@@ -23,7 +23,7 @@ import tempfile
 import time
 
 MEMORY_LIMIT_GB = 8.0
-AS_LIMIT_GB = 20.0
+AS_LIMIT_GB = 14.0
 
 
 def input_shape_for(name: str) -> tuple[int, int, int]:

@@ -132,3 +132,23 @@ def test_macs_count_conv_subclasses_like_conv2d() -> None:
     expected = 3 * 9 * 8 * 16 * 16 + 8 * 16 * 16 * 10
     assert count_macs_params(plain, input_shape=(3, 16, 16))[0] == expected
     assert count_macs_params(sub, input_shape=(3, 16, 16))[0] == expected
+
+
+class FixedWidth(nn.Module):
+    """Its forward reshapes to a width held in a constant: pruning ``a`` cannot work, ``b`` can."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 16, 3, padding=1)
+        self.b = nn.Conv2d(16, 16, 3, padding=1)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.a(x).view(x.shape[0], 16, -1).view(x.shape[0], 16, 8, 8)
+        return self.head(self.b(x).mean((2, 3)))
+
+
+def test_a_group_that_breaks_the_model_is_left_out_naming_layer_and_reason() -> None:
+    space = init_space(FixedWidth().eval(), input_shape=(3, 8, 8))
+    assert list(space.groups) == ["b"]
+    assert list(space.left_out) == ["a"] and "pruning it breaks the model" in space.left_out["a"]
