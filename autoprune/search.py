@@ -409,7 +409,7 @@ def _seeds(work: Workload, aim: BudgetAim, names: Sequence[str], *, sens_table: 
                 with progress.phase(f"seed plan: sensitivity of each group alone ({n} evaluations)",
                                     key="seed_sensitivity_s"):
                     sens_table = quick_sensitivity(work.model, work.data, space=work.space,
-                                                   input_shape=work.input_shape)
+                                                   input_shape=work.input_shape, metric=work.metric)
             plans[name] = sensitivity_seed(aim, sens_table)
     unique: list[dict[str, float]] = []
     for plan in plans.values():

@@ -71,7 +71,8 @@ def sensitivity_seed(aim: BudgetAim, table: pd.DataFrame) -> dict[str, float]:
 
 
 def quick_sensitivity(model: nn.Module, data, *, space, input_shape: Sequence[int],
-                      ratios: Sequence[float] = (0.25, 0.5, 0.75), bn_recalibration: int = 10) -> pd.DataFrame:
+                      ratios: Sequence[float] = (0.25, 0.5, 0.75), bn_recalibration: int = 10,
+                      metric: str = "top1") -> pd.DataFrame:
     """Each group pruned alone at ``ratios``, BN recalibrated, no fine-tune: the accuracy drops the
     greedy selection needs (no latency: the cost model prices plans). Groups × ratios evaluations."""
     from autoprune.finetune import FinetuneConfig, evaluate
@@ -79,8 +80,8 @@ def quick_sensitivity(model: nn.Module, data, *, space, input_shape: Sequence[in
     from autoprune.trial import TrialSettings, run_trial
 
     settings = TrialSettings(input_shape=tuple(input_shape), profiles=(), finetune=FinetuneConfig(steps=0),
-                             bn_recalibration=bn_recalibration)
-    base = evaluate(model, data.val)
+                             bn_recalibration=bn_recalibration, metric=metric)
+    base = evaluate(model, data.trial_val, metric=metric)
     rows = []
     for name in space.groups:
         for r in ratios:
