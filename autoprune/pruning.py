@@ -74,12 +74,22 @@ def _graph(model: nn.Module, input_shape: Sequence[int]) -> tp.DependencyGraph:
     # Position tables (Swin's, MaxViT's relative position bias: heads x offsets) are not channels.
     fixed = [p for n, p in model.named_parameters() if "relative_position" in n]
     try:
-        with warnings.catch_warnings():
+        # The trace needs the autograd graph's structure and its saved sizes, never its saved tensors
+        # (nothing runs backward): dropping them keeps a big model's trace to its weights' memory.
+        with warnings.catch_warnings(), torch.autograd.graph.saved_tensors_hooks(_drop, _dropped):
             warnings.simplefilter("ignore")  # Torch-Pruning's notes on unwrapped parameters, every build
             return tp.DependencyGraph().build_dependency(model, example_inputs=x, verbose=False, ignored_params=fixed)
     except Exception as exc:  # noqa: BLE001 - the model runs, so this is the engine's limit, not the data
         raise AutopruneError(f"the pruning engine cannot trace {type(model).__name__} "
                              f"({type(exc).__name__}: {_first_line(exc)}); report it with the model's name") from None
+
+
+def _drop(_tensor: torch.Tensor) -> None:
+    return None
+
+
+def _dropped(_packed: None) -> torch.Tensor:
+    raise RuntimeError("the dependency trace keeps no activations; nothing may run backward through it")
 
 
 def _first_line(exc: BaseException) -> str:
