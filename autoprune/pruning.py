@@ -171,6 +171,19 @@ class _ChannelSplits(torch.overrides.TorchFunctionMode):
                 _CHANNEL_SPLITS.add(src)
         return out
 _tp_index_mapping.update_reshape_index_mapping = _reshape_mapping
+_tp_concat_mapping = _tp_index_mapping.update_concat_index_mapping
+
+
+def _concat_mapping(graph: tp.DependencyGraph, node) -> None:
+    """Torch-Pruning's concat mapping; where it cannot infer an input's channels (deep channels-last
+    stacks: Swin-S/B's patch merging) no channel may pass, instead of the whole trace failing."""
+    try:
+        _tp_concat_mapping(graph, node)
+    except TypeError:
+        _BARRIERS.add(node)
+
+
+_tp_index_mapping.update_concat_index_mapping = _concat_mapping
 
 
 def _attention_blocks(model: nn.Module) -> dict[nn.Module, nn.Module]:
@@ -239,7 +252,8 @@ def _find(model: nn.Module, dg: tp.DependencyGraph, ignored: Sequence[str], skip
     found: dict[str, tuple[PrunableGroup, nn.Module, Any]] = {}
     for root_name, group in _all_groups(dg, [modules[n] for n in ignored], name_of, skipped):
         if any(dep.source in _BARRIERS or dep.target in _BARRIERS for dep, _ in group):
-            skipped[root_name] = "its channels pass through a channel shuffle, which the engine cannot follow"
+            skipped[root_name] = ("its channels pass through a channel shuffle or a concatenation the engine cannot "
+                                  "follow")
             continue
         outs = sorted({dep.target.module for dep, _ in group
                        if dg.is_out_channel_pruning_fn(dep.handler) and dep.target.module in name_of
