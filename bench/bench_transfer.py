@@ -47,8 +47,10 @@ def phase_split(work, *, budget_ms: float, steps: int) -> None:
 
 
 def retrain(work, ratios: dict[str, float], *, seeds: int, steps: int) -> list[float]:
-    """Prune with ``ratios``, fine-tune ``steps`` with each fresh seed, score on the full validation set."""
-    from autoprune.finetune import FinetuneConfig, evaluate, finetune
+    """Prune with ``ratios``, re-estimate BN, fine-tune ``steps`` with each fresh seed, re-estimate BN
+    (as apply does), score on the full validation set."""
+    from autoprune.apply import BN_BATCHES
+    from autoprune.finetune import FinetuneConfig, evaluate, finetune, recalibrate_bn
     from autoprune.plan import Plan
     from autoprune.pruning import prune
     from autoprune.trial import calibration_batch
@@ -57,7 +59,9 @@ def retrain(work, ratios: dict[str, float], *, seeds: int, steps: int) -> list[f
     for s in range(seeds):
         net = prune(work.model, Plan(ratios=ratios, criterion=work.space.criterion, round_to=work.space.round_to),
                     input_shape=work.input_shape, calibration=calibration_batch(work.data.train, 64))
+        recalibrate_bn(net, work.data.train, batches=BN_BATCHES, seed=100 + s)
         finetune(net, work.data.train, config=FinetuneConfig(steps=steps, seed=100 + s))
+        recalibrate_bn(net, work.data.train, batches=BN_BATCHES, seed=200 + s)
         out.append(evaluate(net, work.data.val))
     return out
 
@@ -71,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-samples", type=int, default=500)
     ap.add_argument("--seeds", type=int, default=2, help="fresh seeds per re-trained plan")
     ap.add_argument("--out", default="")
+    ap.add_argument("--run", default="", help="reuse this search's run directory: re-train and apply only")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
     from autoprune import apply, search
@@ -84,12 +89,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{MODEL}: {len(work.space.groups)} groups, left out {len(work.space.left_out)}; "
           f"loaded in {time.perf_counter() - t0:.0f} s")
 
-    result = search(budget=args.budget, model=MODEL, data=DATA, profile=args.profile, trials=args.trials,
-                    finetune_steps=args.steps, val_samples=args.val_samples, seed_plans="uniform,global",
-                    out=out, quiet=True)
+    if args.run:
+        from types import SimpleNamespace
+
+        from autoprune import config as cfg
+
+        run_dir = Path(args.run)
+        conf = cfg.read_yaml(run_dir / "config.yaml")
+        result = SimpleNamespace(run_dir=run_dir, trials=pd.read_csv(run_dir / "trials.csv"),
+                                 budget_ms=conf["budget_ms"], baseline=conf["baseline"])
+    else:
+        result = search(budget=args.budget, model=MODEL, data=DATA, profile=args.profile, trials=args.trials,
+                        finetune_steps=args.steps, val_samples=args.val_samples, seed_plans="uniform,global",
+                        out=out, quiet=True)
     trials = result.trials
     budget_ms = result.budget_ms
-    phase_split(work, budget_ms=budget_ms, steps=args.steps)
+    if not args.run:
+        phase_split(work, budget_ms=budget_ms, steps=args.steps)
     done = trials[trials["status"] == "completed"]
     cols = ["trial", "accuracy", "latency_p50_ms", "meets_budget", "macs", "trial_s"]
     print(f"\n== search: {args.trials} trials at {args.budget} ({budget_ms:.2f} ms) on {args.profile} ==")
@@ -117,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     applied = apply(result.run_dir, pick="best", epochs=1, distill=True, out=out / "applied", quiet=True, device="auto")
     rep = applied.report
     print("\n== apply --distill --epochs 1 ==")
-    print({k: rep["accuracy"][k] for k in ("unpruned", "trial", "applied")}, "warnings:", rep["warnings"],
+    print({k: rep["accuracy"][k] for k in ("unpruned", "trial", "applied_on_trial_samples", "applied")},
+          "warnings:", rep["warnings"],
           "shortfall:", rep["shortfall"])
     print(f"\nrun: {result.run_dir}; total {time.perf_counter() - t0:.0f} s")
     return 0
