@@ -184,6 +184,11 @@ def run_trial(model: nn.Module, data: DataSplits, plan: Plan, *, settings: Trial
 
         timer.run("finetune", finetune, pruned, data.train, config=settings.finetune,
                   step_guard=node_lock.training_step, device=device, on_step=on_step)
+        if settings.bn_recalibration:
+            # Again after the fine-tune: slow BN layers (momentum 0.01, TF-ported nets) lag behind the
+            # weights after a short fine-tune, and the figure that ranks plans should not carry that lag.
+            timer.run("recalibrate", recalibrate_bn, pruned, data.train, batches=settings.bn_recalibration,
+                      seed=settings.finetune.seed + 1, device=device)
         metrics["accuracy"] = timer.run("evaluate", evaluate, pruned, data.trial_val, device=device,
                                         metric=settings.metric)
         metrics["finetuned"] = True
