@@ -197,13 +197,8 @@ def _timm(spec: str, *, trained: bool) -> nn.Module:
 def load_weights(model: nn.Module, path: str | Path, *, spec: str = "") -> nn.Module:
     """Load a state_dict file into ``model`` (strictly: every key, every shape); one-line errors."""
     p = Path(path)
-    if not p.is_file():
-        raise AutopruneError(f"weights {str(p)!r}: no such file; pass a state_dict saved with torch.save")
-    try:
-        state = torch.load(p, weights_only=True, map_location="cpu")
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is the same user error
-        raise AutopruneError(f"weights {str(p)!r}: not loadable with weights_only=True ({type(exc).__name__}); "
-                             "save model.state_dict() with torch.save") from None
+    state = _torch_load(p, what="weights", missing="pass a state_dict saved with torch.save",
+                        unreadable="save model.state_dict() with torch.save")
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     elif isinstance(state, dict) and isinstance(state.get("model"), dict):
@@ -233,15 +228,21 @@ def save_checkpoint(model: nn.Module, path: str | Path, *, arch: str, plan: dict
     return p
 
 
+def _torch_load(p: Path, *, what: str, missing: str, unreadable: str) -> Any:
+    """``torch.load(weights_only=True)`` with the two user errors (no file, not loadable) in one line."""
+    if not p.is_file():
+        raise AutopruneError(f"{what} {str(p)!r}: no such file; {missing}")
+    try:
+        return torch.load(p, weights_only=True, map_location="cpu")
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is the same user error
+        raise AutopruneError(f"{what} {str(p)!r}: not loadable with weights_only=True ({type(exc).__name__}); "
+                             f"{unreadable}") from None
+
+
 def load_checkpoint(path: str | Path) -> nn.Module:
     p = Path(path)
-    if not p.is_file():
-        raise AutopruneError(f"model {str(p)!r}: no such file; {MODEL_HINT}")
-    try:
-        ckpt = torch.load(p, weights_only=True, map_location="cpu")
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is the same user error
-        raise AutopruneError(f"model {str(p)!r}: not loadable with weights_only=True ({type(exc).__name__}); "
-                             "save {'arch': SPEC, 'state_dict': ...} with autoprune.save_checkpoint") from None
+    ckpt = _torch_load(p, what="model", missing=MODEL_HINT,
+                       unreadable="save {'arch': SPEC, 'state_dict': ...} with autoprune.save_checkpoint")
     if not isinstance(ckpt, dict) or "arch" not in ckpt or "state_dict" not in ckpt:
         raise AutopruneError(f"model {str(p)!r}: a checkpoint needs keys 'arch' (a model spec) and 'state_dict'; "
                              "a bare state_dict does not say which architecture it belongs to")

@@ -134,24 +134,15 @@ def _reshape_mapping(graph: tp.DependencyGraph, node) -> None:
         return  # not a flatten of (C, H, W) into features
     # From here on as Torch-Pruning: flatten (C -> C*H*W features) or its reverse.
     mapping = _tp_index_mapping._FlattenIndexMapping
-    if c_out > c_in:
-        ends, stride = node.inputs, c_out // c_in
-        for end in ends:
-            for dep in node.dependencies:
-                if dep.target == end:
-                    dep.index_mapping[0] = mapping(stride=stride, reverse=True)
-            for dep in end.dependencies:
-                if dep.target == node:
-                    dep.index_mapping[0] = mapping(stride=stride, reverse=False)
-    else:
-        stride = c_in // c_out
-        for end in node.outputs:
-            for dep in node.dependencies:
-                if dep.target == end:
-                    dep.index_mapping[0] = mapping(stride=stride, reverse=True)
-            for dep in end.dependencies:
-                if dep.target == node:
-                    dep.index_mapping[0] = mapping(stride=stride, reverse=False)
+    # Flatten: the reshape's inputs hold the channels; its reverse: its outputs do.
+    ends, stride = (node.inputs, c_out // c_in) if c_out > c_in else (node.outputs, c_in // c_out)
+    for end in ends:
+        for dep in node.dependencies:
+            if dep.target == end:
+                dep.index_mapping[0] = mapping(stride=stride, reverse=True)
+        for dep in end.dependencies:
+            if dep.target == node:
+                dep.index_mapping[0] = mapping(stride=stride, reverse=False)
 
 
 _BARRIERS: weakref.WeakSet = weakref.WeakSet()
