@@ -68,10 +68,13 @@ def load_data(spec: str, *, seed: int = 0, preprocessing: dict | None = None) ->
     raise AutopruneError(f"data {spec!r}: no such directory or function; {DATA_HINT}")
 
 
-def resolve_input_shape(*, data: str, input_shape: str | None = None) -> tuple[int, ...]:
-    """One sample's shape: parsed from ``3,224,224`` when given, else read off the data."""
+def resolve_input_shape(*, data: str, input_shape: str | None = None, model: str | None = None) -> tuple[int, ...]:
+    """One sample's shape: parsed from ``3,224,224`` when given, else read off the data (prepared as
+    ``model``'s named weights prepare it, when it names some)."""
     if input_shape is None:
-        return load_data(data).input_shape
+        from autoprune.models import model_preprocessing
+
+        return load_data(data, preprocessing=model_preprocessing(model) if model else None).input_shape
     try:
         return tuple(int(d) for d in input_shape.split(","))
     except ValueError:

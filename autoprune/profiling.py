@@ -44,7 +44,7 @@ def profile_measure(*, model: str, profile: str, data: str = "builtin:digits",
             raise AutopruneError(f"model {model!r}: no such file; pass an existing .onnx file")
         return measure_on_profile(model, hw)
     net = load_model(model)
-    return latency_for(net, hw, input_shape=resolve_input_shape(data=data, input_shape=input_shape),
+    return latency_for(net, hw, input_shape=resolve_input_shape(data=data, input_shape=input_shape, model=model),
                        arch_key=architecture_fingerprint(net))
 
 
@@ -74,7 +74,7 @@ def profile_build_table(*, model: str, profile: str, space: str | Path | None = 
     """Measure a latency table for ``model`` on ``profile``; check it against ``check`` random plans."""
     hw = resolve_profile(profile)
     net = load_model(model)
-    shape = resolve_input_shape(data=data, input_shape=input_shape)
+    shape = resolve_input_shape(data=data, input_shape=input_shape, model=model)
     sp = SearchSpace.load(space) if space is not None else init_space(net, input_shape=shape, model_name=model)
     if space is not None:
         sp.check_against(net, input_shape=shape, source=str(space))

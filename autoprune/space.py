@@ -143,7 +143,7 @@ def space_init(*, model: str = "builtin:demo", data: str = "builtin:digits", inp
     from autoprune.data import resolve_input_shape
     from autoprune.models import load_model
 
-    shape = resolve_input_shape(data=data, input_shape=input_shape)
+    shape = resolve_input_shape(data=data, input_shape=input_shape, model=model)
     try:
         GroupRange(low=low, high=high, step=step)
     except ValueError as exc:

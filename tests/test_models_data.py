@@ -163,6 +163,10 @@ def test_torchvision_weights_come_from_its_cache_with_their_preprocessing(tmp_pa
     _images(tmp_path / "imgs", size=300)
     data = load_data(str(tmp_path / "imgs"), preprocessing=pre)
     assert data.input_shape == (3, 224, 224) and data.preprocessing["from"].endswith("transforms()")
+    from autoprune.data import resolve_input_shape
+
+    shape = resolve_input_shape(data=str(tmp_path / "imgs"), model="torchvision:resnet18?weights=DEFAULT")
+    assert shape == (3, 224, 224)  # space init and profile measure see the weights' crop too
     # transfer learning: the pretrained body, a new 2-class head
     head = load_model("torchvision:resnet18?weights=DEFAULT&num_classes=2")
     assert head.fc.out_features == 2 and torch.equal(head.conv1.weight, state["conv1.weight"])
