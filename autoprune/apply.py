@@ -34,6 +34,7 @@ from autoprune.pooling import describe_rule
 from autoprune.profiles import HardwareProfile
 from autoprune.pruning import channels_to_remove, count_macs_params, find_groups, prune
 from autoprune.search import load_workload
+from autoprune.task import resolve_loss
 from autoprune.trial import calibration_batch, quantization_inputs
 from autoprune.unstructured import (
     check_sparsity,
@@ -143,9 +144,10 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     row = pick_trial(trials, str(pick), budget=conf["budget"], rule=rule)
     plan = Plan.load(run / row["plan"])
     profiles = [HardwareProfile.model_validate(p) for p in conf["profiles"]]
-    metric = conf.get("metric", "top1")
     work = load_workload(model=conf["model"], data=conf["data"], space=None, profiles=profiles,
-                         weights=conf.get("weights"), metric=metric, loss=conf.get("loss", "cross_entropy"))
+                         weights=conf.get("weights"), metric=conf.get("metric", "top1"),
+                         loss=conf.get("loss", "cross_entropy"))
+    metric = work.metric
     plan.check_base(fingerprint(work.model), model=conf["model"])
     console.print(f"applying {row['trial']} ({row['plan']}) to {conf['model']}"
                   + (f", the best within budget by {describe_rule(rule)}" if str(pick) == "best" else ""))
@@ -172,7 +174,7 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     kd = (Distillation(teacher=work.model, alpha=kd_alpha, temperature=kd_temperature, features=features,
                        beta=kd_beta) if distill else None)
     ft = FinetuneConfig(epochs=epochs / progressive, lr=lr, seed=int(conf.get("seed", 0)),
-                        loss=conf.get("loss", "cross_entropy"), workers=work.data.workers)
+                        loss=work.loss, workers=work.data.workers)
     total = 0
     steps_report = []
     sparse_info: dict[str, Any] = {}
@@ -181,7 +183,8 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     builds = ([lambda _: plan] if progressive == 1
               else progressive_plans(work.model, plan, steps=progressive, input_shape=work.input_shape))
     for k, build in enumerate(builds):
-        pruned = prune(pruned.to("cpu"), build(pruned), input_shape=work.input_shape, calibration=calib)
+        pruned = prune(pruned.to("cpu"), build(pruned), input_shape=work.input_shape, calibration=calib,
+                       loss=resolve_loss(work.loss))
         if k == 0:
             same_weights = fingerprint(pruned) == row.get("pruned_fingerprint")
         if k == progressive - 1:  # the final architecture: check it, and time it before any training
@@ -228,7 +231,7 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     out_dir = Path(out) if out is not None else run / f"apply-{row['trial']}"
     model_path = save_checkpoint(pruned, out_dir / "model.pt", arch=conf["model"], plan=plan.model_dump(mode="json"),
                                  input_shape=work.input_shape, weights=conf.get("weights"),
-                                 extra={"metric": metric, "loss": conf.get("loss", "cross_entropy"),
+                                 extra={"metric": metric, "loss": work.loss,
                                         "data": conf["data"]})
     applied_on_subset = (evaluate(pruned, work.data.with_val_samples(conf["val_samples"]).trial_val,
                                   metric=metric) if conf.get("val_samples") else accuracy)

@@ -439,8 +439,8 @@ def _execute(work: Workload, run_dir: Path, run_config: dict[str, Any], opts: Ru
     settings = TrialSettings(
         input_shape=work.input_shape, profiles=work.profiles, cache=cache, budgets_ms=budgets_ms,
         finetune=FinetuneConfig(steps=ft["steps"], lr=ft["lr"], batch_size=ft["batch_size"], seed=run_config["seed"],
-                                loss=run_config.get("loss", "cross_entropy"), workers=work.data.workers),
-        metric=run_config.get("metric", "top1"), precheck=run_config["precheck"],
+                                loss=work.loss, workers=work.data.workers),
+        metric=work.metric, precheck=run_config["precheck"],
         evaluate_infeasible=run_config["sampler"] == "gp", bn_recalibration=run_config["bn_recalibration"],
         eval_every=run_config["eval_every"], references=references, budget_rule=run_config["budget_confidence"])
     rows, interrupted = run_trials(work=work, settings=settings, plan_fields=run_config["plan"], budgets_ms=budgets_ms,

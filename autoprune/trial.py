@@ -28,6 +28,7 @@ from autoprune.plan import Plan
 from autoprune.profiles import HardwareProfile
 from autoprune.pruning import count_macs_params, prune
 from autoprune.reference import Reference
+from autoprune.task import resolve_loss
 
 PHASES = ("prune", "export", "measure", "recalibrate", "finetune", "evaluate")
 
@@ -133,8 +134,6 @@ def run_trial(model: nn.Module, data: DataSplits, plan: Plan, *, settings: Trial
     t_start = time.perf_counter()
     timer = _Timer()
     calib = calibration_batch(data.train, settings.calibration_size)
-    from autoprune.task import resolve_loss
-
     pruned = timer.run("prune", prune, model, plan, input_shape=settings.input_shape, calibration=calib,
                        loss=resolve_loss(settings.finetune.loss))
     pruned_fp = fingerprint(pruned)  # apply checks it rebuilds exactly these weights
