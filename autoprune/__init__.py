@@ -4,18 +4,19 @@ The Python API has the shape of the CLI: ``search``, ``apply``, ``sensitivity``,
 ``profile_measure``, ``profile_build_table``.
 """
 
-from autoprune.apply import ApplyResult, apply
-from autoprune.budget import Budget
-from autoprune.errors import AutopruneError, ConfigError, SearchInterrupted
-from autoprune.models import load_model, save_checkpoint
-from autoprune.plan import Plan
-from autoprune.profiles import HardwareProfile, resolve_profile
-from autoprune.profiling import profile_build_table, profile_measure
-from autoprune.regularize import RegularizeResult, regularize
-from autoprune.search import SearchResult, search
-from autoprune.sensitivity import SensitivityResult, sensitivity
-from autoprune.space import SearchSpace, init_space, space_init
-from autoprune.sparsify import SparsifyResult, sparsify
+from autoprune.commands.apply import ApplyResult, apply
+from autoprune.commands.profile import profile_build_table, profile_measure
+from autoprune.commands.regularize import RegularizeResult, regularize
+from autoprune.commands.sensitivity import SensitivityResult, sensitivity
+from autoprune.commands.space import space_init
+from autoprune.commands.sparsify import SparsifyResult, sparsify
+from autoprune.core.errors import AutopruneError, ConfigError, SearchInterrupted
+from autoprune.latency.budget import Budget
+from autoprune.latency.profiles import HardwareProfile, resolve_profile
+from autoprune.load.models import load_model, save_checkpoint
+from autoprune.prune.plan import Plan
+from autoprune.space.space import SearchSpace, init_space
+from autoprune.study.run import SearchResult, search
 
 __all__ = ["ApplyResult", "AutopruneError", "Budget", "ConfigError", "HardwareProfile", "Plan", "RegularizeResult", "SearchInterrupted", "SearchResult",
            "SearchSpace", "SensitivityResult", "SparsifyResult", "apply", "init_space", "load_model", "profile_build_table", "profile_measure", "regularize",

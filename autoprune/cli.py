@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from autoprune.errors import AutopruneError, SearchInterrupted
+from autoprune.core.errors import AutopruneError, SearchInterrupted
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Search per-layer channel-prune ratios under a latency budget, then apply the best plan.")
@@ -50,7 +50,7 @@ def search_cmd(
     val_samples: Annotated[int | None, typer.Option(help="Evaluate trials on a fixed, seeded subset of this many validation samples (apply reports the full set).")] = None,
 ) -> None:
     """Search per-group prune ratios; writes trials.csv, pareto.csv, a plot and plans."""
-    from autoprune.search import search
+    from autoprune.study.run import search
 
     search(budget=budget or ["50ms"], model=model, data=data, space=space, profile=profile or ["cpu-default"],
            trials=trials, concurrency=concurrency, seed=seed, finetune_steps=finetune_steps, criterion=criterion,
@@ -79,7 +79,7 @@ def apply_cmd(
     device: Annotated[str, typer.Option(help="Where training runs: auto (a GPU when torch sees one), cpu, or cuda[:N].")] = "auto",
 ) -> None:
     """Prune the model with a plan from a run, fine-tune, export .pt and .onnx, and report."""
-    from autoprune.apply import apply
+    from autoprune.commands.apply import apply
 
     apply(run, pick=pick, epochs=epochs, lr=lr, out=out, distill=distill, kd_alpha=kd_alpha,
           kd_temperature=kd_temperature, kd_features=kd_features, kd_beta=kd_beta, progressive=progressive,
@@ -104,7 +104,7 @@ def sensitivity_cmd(
     device: Annotated[str, typer.Option(help="Where training runs: auto (a GPU when torch sees one), cpu, or cuda[:N].")] = "auto",
 ) -> None:
     """Prune each group alone at several ratios: accuracy and latency per group, and a narrowed space."""
-    from autoprune.sensitivity import sensitivity
+    from autoprune.commands.sensitivity import sensitivity
 
     try:
         parsed = [float(r) for r in ratios.split(",")]
@@ -129,7 +129,7 @@ def regularize_cmd(
     device: Annotated[str, typer.Option(help="Where training runs: auto (a GPU when torch sees one), cpu, or cuda[:N].")] = "auto",
 ) -> None:
     """Sparsity regularisation before pruning: train with a channel-sparsity penalty, measure what it buys."""
-    from autoprune.regularize import regularize
+    from autoprune.commands.regularize import regularize
 
     regularize(model=model, data=data, method=method, strength=strength, epochs=epochs, lr=lr,
                probe_ratio=probe_ratio, out=out, weights=weights, device=device)
@@ -149,7 +149,7 @@ def sparsify_cmd(
     device: Annotated[str, typer.Option(help="Where training runs: auto (a GPU when torch sees one), cpu, or cuda[:N].")] = "auto",
 ) -> None:
     """Unstructured magnitude pruning: zero small weights, fine-tune, report sparsity, sizes and latency."""
-    from autoprune.sparsify import sparsify
+    from autoprune.commands.sparsify import sparsify
 
     sparsify(model=model, data=data, sparsity=sparsity, scope=scope, epochs=epochs, lr=lr, profile=profile, out=out,
              weights=weights, device=device)
@@ -165,7 +165,7 @@ def space_init_cmd(
     step: Annotated[float, typer.Option(help="Ratio step.")] = 0.05,
 ) -> None:
     """Print a search space YAML covering every prunable group of a model."""
-    from autoprune.space import space_init
+    from autoprune.commands.space import space_init
 
     typer.echo(space_init(model=model, data=data, input_shape=input_shape, low=low, high=high, step=step).to_yaml(),
                nl=False)
@@ -174,9 +174,9 @@ def space_init_cmd(
 @profile_app.command("list")
 def profile_list_cmd() -> None:
     """List the shipped hardware profiles."""
-    from autoprune.profiles import available_profiles, resolve_profile
+    from autoprune.latency.profiles import list_profiles, resolve_profile
 
-    for name in available_profiles():
+    for name in list_profiles():
         typer.echo(f"{name:<20} {resolve_profile(name).description}")
 
 
@@ -189,7 +189,7 @@ def profile_measure_cmd(
     method: Annotated[str | None, typer.Option(help="pooled (worker processes against the shipped anchor, with a 95 % CI) or single (one process, fast); default: the profile's.")] = None,
 ) -> None:
     """Measure a model's latency on a profile: the estimate, its 95 % CI (pooled) and p90."""
-    from autoprune.profiling import profile_measure
+    from autoprune.commands.profile import profile_measure
 
     stats = profile_measure(model=model, profile=profile, data=data, input_shape=input_shape, method=method)
     ci = f"  95 % CI {stats.ci_low_ms:.3f}–{stats.ci_high_ms:.3f} ms" if stats.has_ci else ""
@@ -202,7 +202,7 @@ def profile_calibrate_cmd(
     profile: Annotated[str, typer.Option(help="Hardware profile: a name from hw_profiles/ or a YAML path.")] = "cpu-default",
 ) -> None:
     """Time the shipped anchor model again on this machine: the scale of pooled figures without an unpruned model."""
-    from autoprune.profiling import profile_calibrate
+    from autoprune.commands.profile import profile_calibrate
 
     ref = profile_calibrate(profile=profile)
     typer.echo(f"anchor on {profile}: {ref.ms:.3f} ms [95 % CI {ref.ms_low:.3f}, {ref.ms_high:.3f}]")
@@ -221,7 +221,7 @@ def profile_build_table_cmd(
     """Measure per-layer latencies on a profile into a table that predicts latency without measuring."""
     from rich.console import Console
 
-    from autoprune.profiling import describe_errors, profile_build_table
+    from autoprune.commands.profile import describe_errors, profile_build_table
 
     console = Console(stderr=True)
     with console.status("measuring layers") as status:

@@ -35,11 +35,11 @@ def check_one(source: str, name: str, ratio: float) -> dict:
     import numpy as np
     import torch
 
-    from autoprune.latency import export_onnx, onnx_outputs
-    from autoprune.models import load_model
-    from autoprune.plan import Plan
-    from autoprune.pruning import count_macs_params, prune
-    from autoprune.space import init_space
+    from autoprune.latency.onnx import export_onnx, onnx_outputs
+    from autoprune.load.models import load_model
+    from autoprune.prune.engine import count_macs_params, prune
+    from autoprune.prune.plan import Plan
+    from autoprune.space.space import init_space
 
     torch.manual_seed(0)
     row: dict = {"model": name}

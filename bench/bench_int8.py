@@ -46,17 +46,22 @@ def main() -> None:
     import ray
 
     from autoprune import search
-    from autoprune.data import load_data
-    from autoprune.finetune import FinetuneConfig, evaluate, finetune, recalibrate_bn
-    from autoprune.measure import deployed_onnx
-    from autoprune.models import load_model
-    from autoprune.plan import Plan
-    from autoprune.profiles import resolve_profile
-    from autoprune.pruning import prune
-    from autoprune.quantize import calibration_samples, onnx_accuracy
-    from autoprune.search import env_for_ray
-    from autoprune.space import init_space
-    from autoprune.trial import calibration_batch
+    from autoprune.latency.measure import deployed_onnx
+    from autoprune.latency.profiles import resolve_profile
+    from autoprune.latency.quantize import calibration_samples, onnx_accuracy
+    from autoprune.load.data import load_data
+    from autoprune.load.models import load_model
+    from autoprune.prune.engine import prune
+    from autoprune.prune.plan import Plan
+    from autoprune.space.space import init_space
+    from autoprune.study.ray_backend import env_for_ray
+    from autoprune.study.trial import calibration_batch
+    from autoprune.train.finetune import (
+        FinetuneConfig,
+        evaluate,
+        finetune,
+        recalibrate_bn,
+    )
     from bench.fashion import DATA
 
     t0 = time.perf_counter()

@@ -41,12 +41,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from autoprune import node_lock
-from autoprune.latency import export_onnx, measure_onnx
-from autoprune.models import load_model
-from autoprune.plan import Plan
-from autoprune.profiles import resolve_profile
-from autoprune.pruning import count_macs_params, find_groups, prune
+from autoprune.latency import node_lock
+from autoprune.latency.onnx import export_onnx, measure_onnx
+from autoprune.latency.profiles import resolve_profile
+from autoprune.load.models import load_model
+from autoprune.prune.engine import count_macs_params, find_groups, prune
+from autoprune.prune.plan import Plan
 
 
 def _spread(p50s: list[float]) -> float:
@@ -57,9 +57,9 @@ def _spread(p50s: list[float]) -> float:
 def _finetune_forever(stop, use_lock: bool) -> None:
     import contextlib
 
-    from autoprune.data import load_data
-    from autoprune.demo import DemoResNet
-    from autoprune.finetune import FinetuneConfig, finetune
+    from autoprune.load.data import load_data
+    from autoprune.load.demo import DemoResNet
+    from autoprune.train.finetune import FinetuneConfig, finetune
 
     torch.set_num_threads(2)
     data = load_data("builtin:digits")
@@ -125,8 +125,12 @@ def part2(quick: bool) -> None:
 
 
 def part3(quick: bool) -> None:
-    from autoprune.latency_table import build_table, prediction_error, random_plans
-    from autoprune.space import init_space
+    from autoprune.latency.table_build import (
+        build_table,
+        prediction_error,
+        random_plans,
+    )
+    from autoprune.space.space import init_space
 
     print("\n3. latency-table prediction error over random plans (predicted against measured p50)")
     n = 10 if quick else 30
@@ -174,7 +178,7 @@ def _profile_yaml(tmp: Path, method: str) -> Path:
 
 
 def _demo_plans() -> list[dict[str, float]]:
-    from autoprune.space import init_space
+    from autoprune.space.space import init_space
 
     space = init_space(load_model("builtin:demo"), input_shape=(1, 8, 8))
     names = sorted(space.groups)

@@ -61,14 +61,14 @@ def main() -> None:
     from scipy.stats import spearmanr
 
     from autoprune import search
-    from autoprune.data import load_data
-    from autoprune.finetune import FinetuneConfig, evaluate, recalibrate_bn
-    from autoprune.models import load_model
-    from autoprune.plan import Plan
-    from autoprune.pruning import prune
-    from autoprune.search import env_for_ray
-    from autoprune.space import init_space
-    from autoprune.trial import TrialSettings, calibration_batch, run_trial
+    from autoprune.load.data import load_data
+    from autoprune.load.models import load_model
+    from autoprune.prune.engine import prune
+    from autoprune.prune.plan import Plan
+    from autoprune.space.space import init_space
+    from autoprune.study.ray_backend import env_for_ray
+    from autoprune.study.trial import TrialSettings, calibration_batch, run_trial
+    from autoprune.train.finetune import FinetuneConfig, evaluate, recalibrate_bn
     from bench.fashion import DATA
 
     t_start = time.perf_counter()

@@ -63,23 +63,24 @@ def run_workload(name: str, args) -> None:
     import pandas as pd
 
     from autoprune import search
-    from autoprune.data import load_data
-    from autoprune.finetune import FinetuneConfig
-    from autoprune.measure import latency_for, run_references
-    from autoprune.models import architecture_fingerprint, load_model
-    from autoprune.plan import Plan
-    from autoprune.profiles import resolve_profile
-    from autoprune.pruning import prune
-    from autoprune.repair import shifted
-    from autoprune.search import Workload, budget_aim
-    from autoprune.seeds import (
+    from autoprune.latency.measure import latency_for, run_references
+    from autoprune.latency.profiles import resolve_profile
+    from autoprune.load.data import load_data
+    from autoprune.load.models import architecture_fingerprint, load_model
+    from autoprune.prune.engine import prune
+    from autoprune.prune.plan import Plan
+    from autoprune.space.space import init_space
+    from autoprune.study.repair import shifted
+    from autoprune.study.run import budget_aim
+    from autoprune.study.seeds import (
         global_seed,
         quick_sensitivity,
         sensitivity_seed,
         uniform_seed,
     )
-    from autoprune.space import init_space
-    from autoprune.trial import TrialSettings, run_trial
+    from autoprune.study.trial import TrialSettings, run_trial
+    from autoprune.study.workload import Workload
+    from autoprune.train.finetune import FinetuneConfig
     from bench.fashion import DATA
 
     model_spec = WORKLOADS[name]
@@ -241,7 +242,7 @@ def main() -> None:
 
     import ray
 
-    from autoprune.search import env_for_ray
+    from autoprune.study.ray_backend import env_for_ray
 
     env_for_ray()
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level="ERROR")

@@ -39,10 +39,16 @@ def main() -> None:
 
     import torch
 
-    from autoprune.apply import progressive_plans
-    from autoprune.criteria import CRITERIA
-    from autoprune.data import load_data
-    from autoprune.finetune import (
+    from autoprune.commands.apply import progressive_plans
+    from autoprune.latency.onnx import export_onnx, measure_onnx
+    from autoprune.latency.profiles import resolve_profile
+    from autoprune.load.data import load_data
+    from autoprune.load.models import load_model
+    from autoprune.prune.criteria import list_criteria
+    from autoprune.prune.engine import count_macs_params, find_groups, prune
+    from autoprune.prune.plan import Plan
+    from autoprune.study.trial import calibration_batch
+    from autoprune.train.finetune import (
         Distillation,
         FinetuneConfig,
         evaluate,
@@ -50,12 +56,6 @@ def main() -> None:
         finetune,
         recalibrate_bn,
     )
-    from autoprune.latency import export_onnx, measure_onnx
-    from autoprune.models import load_model
-    from autoprune.plan import Plan
-    from autoprune.profiles import resolve_profile
-    from autoprune.pruning import count_macs_params, find_groups, prune
-    from autoprune.trial import calibration_batch
     from bench.fashion import DATA
 
     t0 = time.perf_counter()
@@ -114,7 +114,7 @@ def main() -> None:
     print(f"\n2. criteria at equal latency (same architecture), {args.criterion_steps} fine-tune steps each")
     print(f"{'criterion':<12} {'no fine-tune':>12} {'BN recal.':>10} {'fine-tuned':>10}")
     short = FinetuneConfig(steps=args.criterion_steps, lr=0.05, batch_size=64)
-    for name in sorted(CRITERIA):
+    for name in list_criteria():
         net = prune(model, plan.model_copy(update={"criterion": name}), input_shape=shape, calibration=calib)
         before = evaluate(net, data.val)
         recalibrate_bn(net, data.train, batches=10)
@@ -123,12 +123,8 @@ def main() -> None:
         print(f"{name:<12} {before:>12.2%} {recal:>10.2%} {evaluate(net, data.val):>10.2%}", flush=True)
     print("\n3. unstructured magnitude pruning (global threshold), fine-tuned 1 epoch with the zeros held;"
           " latency dense and sparse measured side by side on bench-cpu")
-    from autoprune.unstructured import (
-        latency_side_by_side,
-        magnitude_masks,
-        make_permanent,
-        sparsity_report,
-    )
+    from autoprune.latency.sparse import latency_side_by_side, sparsity_report
+    from autoprune.prune.masks import magnitude_masks, make_permanent
 
     dense_size = sparsity_report(model, input_shape=shape)
     print(f"{'sparsity':>8} {'no fine-tune':>12} {'fine-tuned':>10} {'CSR MB':>7} {'gzip MB':>8} {'dense ms':>9} "

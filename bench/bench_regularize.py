@@ -31,13 +31,22 @@ def main() -> None:
     parser.add_argument("--finetune-steps", type=int, default=100)
     args = parser.parse_args()
 
-    from autoprune.data import load_data
-    from autoprune.finetune import FinetuneConfig, evaluate, finetune, recalibrate_bn
-    from autoprune.models import load_model
-    from autoprune.plan import Plan
-    from autoprune.pruning import find_groups, prune
-    from autoprune.regularize import REGULARIZERS, bn_scales, penalty_hook
-    from autoprune.trial import calibration_batch
+    from autoprune.load.data import load_data
+    from autoprune.load.models import load_model
+    from autoprune.prune.engine import find_groups, prune
+    from autoprune.prune.penalties import (
+        bn_scales,
+        get_regularizer,
+        penalty_hook,
+    )
+    from autoprune.prune.plan import Plan
+    from autoprune.study.trial import calibration_batch
+    from autoprune.train.finetune import (
+        FinetuneConfig,
+        evaluate,
+        finetune,
+        recalibrate_bn,
+    )
     from bench.fashion import DATA
 
     t0 = time.perf_counter()
@@ -74,7 +83,7 @@ def main() -> None:
         net = copy.deepcopy(base)
         hook = penalty_hook(net, method, input_shape=shape, strength=strength)
         finetune(net, data.train, config=train, after_backward=hook)
-        criterion = REGULARIZERS[method].criterion
+        criterion = get_regularizer(method).criterion
         recal, tuned = after_pruning(net, criterion)
         small = float((bn_scales(net) < 1e-2).float().mean())
         print(f"{method:<16} {strength:>8g} {evaluate(net, data.val):>8.2%} {small:>9.1%} {criterion:>9} "

@@ -61,16 +61,17 @@ def main() -> None:
     import ray
     from ray.cluster_utils import Cluster
 
-    from autoprune.data import load_data
-    from autoprune.demo import DemoResNet
-    from autoprune.finetune import FinetuneConfig
-    from autoprune.profiles import resolve_profile
-    from autoprune.progress import SearchProgress
-    from autoprune.search import RunOptions, Workload, env_for_ray
-    from autoprune.space import init_space
-    from autoprune.study import storage_url
-    from autoprune.trial import TrialSettings
-    from autoprune.tune_runner import run_trials
+    from autoprune.latency.profiles import resolve_profile
+    from autoprune.load.data import load_data
+    from autoprune.load.demo import DemoResNet
+    from autoprune.report.progress import SearchProgress
+    from autoprune.space.space import init_space
+    from autoprune.study.options import RunOptions
+    from autoprune.study.ray_backend import env_for_ray, run_trials
+    from autoprune.study.storage import storage_url
+    from autoprune.study.trial import TrialSettings
+    from autoprune.study.workload import Workload
+    from autoprune.train.finetune import FinetuneConfig
 
     env_for_ray()
     import optuna

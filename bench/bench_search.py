@@ -51,8 +51,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from autoprune import search
-    from autoprune.config import read_yaml
-    from autoprune.trial import PHASES
+    from autoprune.core.config import read_yaml
+    from autoprune.core.records import PHASES
 
     with tempfile.TemporaryDirectory() as out, PeakMemory() as mem:
         t0 = time.perf_counter()

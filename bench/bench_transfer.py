@@ -29,9 +29,10 @@ MODEL, DATA = "bench.effnet_lite:model", "bench.effnet_lite:data"
 
 
 def phase_split(work, *, budget_ms: float, steps: int) -> None:
-    from autoprune.finetune import FinetuneConfig
-    from autoprune.plan import Plan
-    from autoprune.trial import PHASES, TrialSettings, run_trial
+    from autoprune.core.records import PHASES
+    from autoprune.prune.plan import Plan
+    from autoprune.study.trial import TrialSettings, run_trial
+    from autoprune.train.finetune import FinetuneConfig
 
     plan = Plan(ratios={g: 0.05 for g in work.space.groups}, round_to=work.space.round_to)  # barely pruned: over
     print(f"\n== seconds per trial, plan over budget ({budget_ms:.2f} ms) ==")
@@ -49,11 +50,16 @@ def phase_split(work, *, budget_ms: float, steps: int) -> None:
 def retrain(work, ratios: dict[str, float], *, seeds: int, steps: int) -> list[float]:
     """Prune with ``ratios``, re-estimate BN, fine-tune ``steps`` with each fresh seed, re-estimate BN
     (as apply does), score on the full validation set."""
-    from autoprune.apply import BN_BATCHES
-    from autoprune.finetune import FinetuneConfig, evaluate, finetune, recalibrate_bn
-    from autoprune.plan import Plan
-    from autoprune.pruning import prune
-    from autoprune.trial import calibration_batch
+    from autoprune.commands.apply import BN_BATCHES
+    from autoprune.prune.engine import prune
+    from autoprune.prune.plan import Plan
+    from autoprune.study.trial import calibration_batch
+    from autoprune.train.finetune import (
+        FinetuneConfig,
+        evaluate,
+        finetune,
+        recalibrate_bn,
+    )
 
     out = []
     for s in range(seeds):
@@ -79,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
     from autoprune import apply, search
-    from autoprune.profiles import resolve_profile
-    from autoprune.search import load_workload
+    from autoprune.latency.profiles import resolve_profile
+    from autoprune.study.workload import load_workload
 
     out = Path(args.out or tempfile.mkdtemp(prefix="bench-transfer-"))
     t0 = time.perf_counter()
@@ -92,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.run:
         from types import SimpleNamespace
 
-        from autoprune import config as cfg
+        from autoprune.core import config as cfg
 
         run_dir = Path(args.run)
         conf = cfg.read_yaml(run_dir / "config.yaml")
@@ -117,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     best = ok.sort_values("accuracy", ascending=False).iloc[0]
     ratio_cols = [c for c in trials.columns if c.startswith("ratio.")]
     uniform = trials.iloc[0]  # the first seed plan: one ratio for every group, put on the budget
-    from autoprune.finetune import evaluate
+    from autoprune.train.finetune import evaluate
 
     rows = [{"plan": "unpruned", "latency_ms": result.baseline["latency_p50_ms"], "macs": result.baseline["macs"],
              "accuracy (mean ± sd)": f"{evaluate(work.model, work.data.val):.2%}"}]

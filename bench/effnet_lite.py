@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from autoprune.demo import trained_once
+from autoprune.load.demo import trained_once
 
 SIZE = 64
 TRAIN, VAL = 8000, 2000
@@ -25,7 +25,7 @@ VERSION = 1
 
 
 def data() -> tuple[TensorDataset, TensorDataset]:
-    from autoprune.data import load_data
+    from autoprune.load.data import load_data
 
     splits = load_data(f"builtin:fashion-mnist?train={TRAIN}&val={VAL}")
     out = []
@@ -49,7 +49,7 @@ def pretrained() -> nn.Module:
 
 
 def _train(model: nn.Module) -> None:
-    from autoprune.finetune import FinetuneConfig, finetune
+    from autoprune.train.finetune import FinetuneConfig, finetune
 
     finetune(model, data()[0], config=FinetuneConfig(epochs=1, lr=0.02, batch_size=64, seed=0))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from autoprune.demo import BasicBlock, trained_once
+from autoprune.load.demo import BasicBlock, trained_once
 
 DATA = "builtin:fashion-mnist?train=12000&val=2000"
 VERSION = 1
@@ -36,8 +36,8 @@ class CifarResNet(nn.Module):
 
 def _trainer(epochs: int):
     def train(model: nn.Module) -> None:
-        from autoprune.data import load_data
-        from autoprune.finetune import FinetuneConfig, finetune
+        from autoprune.load.data import load_data
+        from autoprune.train.finetune import FinetuneConfig, finetune
 
         finetune(model, load_data(DATA).train, config=FinetuneConfig(epochs=epochs, lr=0.1, batch_size=128, seed=0))
     return train

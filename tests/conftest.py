@@ -18,7 +18,7 @@ TINY_PROFILE = ROOT / "tests" / "profiles" / "tiny.yaml"
 def demo_trained():
     """Train and cache the demo model once, before any test: on a fresh machine its one-time
     "training the demo model" line would otherwise land in whichever CLI test loads it first."""
-    from autoprune.demo import demo_model
+    from autoprune.load.demo import demo_model
 
     demo_model()
 
@@ -28,7 +28,7 @@ def ray_local():
     """A small local Ray per test module (the cluster tests start their own); autoprune reuses it."""
     import ray
 
-    from autoprune.search import env_for_ray
+    from autoprune.study.ray_backend import env_for_ray
 
     env_for_ray()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
@@ -38,7 +38,7 @@ def ray_local():
 
 @pytest.fixture(scope="session")
 def digits():
-    from autoprune.data import load_data
+    from autoprune.load.data import load_data
 
     return load_data("builtin:digits")
 
@@ -47,7 +47,7 @@ def digits():
 def demo_untrained():
     import torch
 
-    from autoprune.demo import DemoResNet
+    from autoprune.load.demo import DemoResNet
 
     torch.manual_seed(0)
     return DemoResNet().eval()

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from autoprune.demo import BasicBlock
+from autoprune.load.demo import BasicBlock
 
 ROOT = Path(__file__).resolve().parent.parent
 

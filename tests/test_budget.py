@@ -1,7 +1,7 @@
 import pytest
 
-from autoprune.budget import Budget
-from autoprune.errors import AutopruneError
+from autoprune.core.errors import AutopruneError
+from autoprune.latency.budget import Budget
 
 
 @pytest.mark.parametrize(("text", "ms"), [("50ms", 50.0), ("0.05s", 50.0), ("500us", 0.5), (" 12.5 ms ", 12.5),

@@ -12,19 +12,19 @@ import pytest
 import yaml
 
 from autoprune import search
-from autoprune.cost import CostModel, LatencyModel
-from autoprune.errors import AutopruneError
-from autoprune.local_sampler import RATIOS_ATTR, LocalMovesSampler
-from autoprune.plan import Plan
-from autoprune.pruning import layer_shapes, prune
-from autoprune.repair import BudgetAim, shifted, to_budget
-from autoprune.seeds import (
+from autoprune.core.errors import AutopruneError
+from autoprune.latency.cost import CostModel, LatencyModel
+from autoprune.prune.engine import layer_shapes, prune
+from autoprune.prune.plan import Plan
+from autoprune.space.space import init_space
+from autoprune.study.local_sampler import RATIOS_ATTR, LocalMovesSampler
+from autoprune.study.repair import BudgetAim, shifted, to_budget
+from autoprune.study.seeds import (
     global_seed,
     parse_seed_plans,
     sensitivity_seed,
     uniform_seed,
 )
-from autoprune.space import init_space
 from tests.conftest import TINY_PROFILE
 from tests.helpers import tiny_mobile, tiny_resnet
 

@@ -2,10 +2,15 @@ from __future__ import annotations
 
 import pytest
 
-from autoprune.channels_plot import MAX_PLANS, channels_of, kept_channels, plot_channels
-from autoprune.errors import AutopruneError
-from autoprune.pruning import channels_to_remove
-from autoprune.space import GroupRange, SearchSpace
+from autoprune.core.errors import AutopruneError
+from autoprune.prune.engine import channels_to_remove
+from autoprune.report.channels import (
+    MAX_PLANS,
+    channels_of,
+    kept_channels,
+    plot_channels,
+)
+from autoprune.space.space import GroupRange, SearchSpace
 
 CHANNELS = {"conv1": 64, "layer1.0.conv1": 64, "layer2.0.conv1": 128, "layer2.0.downsample.0": 128,
             "layer3.0.conv1": 256, "layer4.0.conv1": 512, "fc1": 10}

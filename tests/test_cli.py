@@ -67,7 +67,7 @@ def test_space_init_writes_a_space_that_loads_back(tmp_path):
     data = yaml.safe_load(proc.stdout)
     assert data["groups"]["stem.0"]["high"] == 0.6
     assert "layer1.0.conv2" in data["groups"]["stem.0"]["members"]
-    from autoprune.space import SearchSpace
+    from autoprune.space.space import SearchSpace
 
     (tmp_path / "s.yaml").write_text(proc.stdout)
     assert len(SearchSpace.load(tmp_path / "s.yaml").groups) == 9
@@ -79,7 +79,7 @@ def test_profile_list_shows_the_registry(tmp_path):
 
 
 def test_profile_measure_on_a_model_and_an_onnx_file(tmp_path):
-    from autoprune.latency import export_onnx
+    from autoprune.latency.onnx import export_onnx
     from tests.helpers import tiny_resnet
 
     tiny = str(ROOT / "tests/profiles/tiny.yaml")
@@ -102,7 +102,7 @@ def test_profile_build_table_writes_a_table_and_reports_its_error(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "predicted against measured on tiny: median" in proc.stdout
     assert "latency_table:" in proc.stdout
-    from autoprune.latency_table import LatencyTable
+    from autoprune.latency.table import LatencyTable
 
     assert len(LatencyTable.load(tmp_path / "t.yaml").layers) == 7
 
@@ -110,7 +110,7 @@ def test_profile_build_table_writes_a_table_and_reports_its_error(tmp_path):
 def test_sensitivity_writes_csv_plot_and_a_narrowed_space(tmp_path):
     import pandas as pd
 
-    from autoprune.space import SearchSpace
+    from autoprune.space.space import SearchSpace
     from tests.conftest import TINY_PROFILE
 
     proc = cli("sensitivity", "--model", "tests.helpers:tiny_resnet", "--profile", str(TINY_PROFILE), "--ratios",
@@ -130,7 +130,7 @@ def test_sparsify_reports_sparsity_sizes_and_dense_latency(tmp_path):
     import torch
     import yaml
 
-    from autoprune.models import load_model
+    from autoprune.load.models import load_model
     from tests.conftest import TINY_PROFILE
 
     proc = cli("sparsify", "--model", "tests.helpers:tiny_resnet", "--profile", str(TINY_PROFILE), "--sparsity", "0.75",
@@ -151,9 +151,9 @@ def test_sparsify_reports_sparsity_sizes_and_dense_latency(tmp_path):
 
 
 def _criteria() -> list[str]:
-    from autoprune.criteria import CRITERIA
+    from autoprune.prune.criteria import list_criteria
 
-    return sorted(CRITERIA)
+    return list_criteria()
 
 
 @pytest.mark.parametrize("criterion", _criteria())
@@ -161,7 +161,7 @@ def test_every_criterion_prunes_from_the_cli(criterion, tmp_path):
     """Each registered criterion through a command that really prunes: each group alone at 50 %."""
     import pandas as pd
 
-    from autoprune.space import SearchSpace
+    from autoprune.space.space import SearchSpace
     from tests.conftest import TINY_PROFILE
 
     proc = cli("sensitivity", "--model", "tests.helpers:tiny_resnet", "--profile", str(TINY_PROFILE), "--ratios", "0.5",

@@ -7,9 +7,9 @@ import pytest
 import yaml
 
 from autoprune import search
-from autoprune.latency import export_onnx
-from autoprune.measure import measure_on_profile
-from autoprune.profiles import HardwareProfile
+from autoprune.latency.measure import measure_on_profile
+from autoprune.latency.onnx import export_onnx
+from autoprune.latency.profiles import HardwareProfile
 from tests.conftest import TINY_PROFILE
 from tests.helpers import tiny_resnet
 
@@ -19,7 +19,7 @@ def cluster():
     import ray
     from ray.cluster_utils import Cluster
 
-    from autoprune.search import env_for_ray
+    from autoprune.study.ray_backend import env_for_ray
 
     env_for_ray()
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
@@ -41,7 +41,7 @@ def test_measurement_runs_on_the_node_with_the_resource(cluster, tmp_path):
 
 
 def test_missing_resource_is_refused(cluster, tmp_path):
-    from autoprune.errors import AutopruneError
+    from autoprune.core.errors import AutopruneError
 
     profile = HardwareProfile(name="tpu", ray_resources={"tpu_v9": 1})
     path = export_onnx(tiny_resnet(), tmp_path / "m.onnx", input_shape=(1, 8, 8), batch_size=1)
@@ -81,7 +81,7 @@ def test_trials_run_on_both_nodes_and_all_complete(cluster, tmp_path):
 
 
 def test_cpus_per_trial_beyond_any_node_is_refused(cluster, tmp_path):
-    from autoprune.errors import AutopruneError
+    from autoprune.core.errors import AutopruneError
 
     with pytest.raises(AutopruneError, match="--cpus-per-trial 3 is more than any node has"):
         search(budget="1000ms", model="tests.helpers:tiny_resnet", profile=TINY_PROFILE, trials=1,

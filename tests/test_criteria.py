@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from autoprune.criteria import CRITERIA, get_criterion
-from autoprune.errors import AutopruneError
-from autoprune.plan import Plan
-from autoprune.pruning import find_groups, prune
+from autoprune.core.errors import AutopruneError
+from autoprune.prune.criteria import get_criterion, list_criteria
+from autoprune.prune.engine import find_groups, prune
+from autoprune.prune.plan import Plan
 
 SHAPE = (1, 8, 8)
 
@@ -17,7 +17,7 @@ def calib(digits):
     return x, y
 
 
-@pytest.mark.parametrize("name", sorted(CRITERIA))
+@pytest.mark.parametrize("name", list_criteria())
 def test_criterion_contract(name, demo_untrained, calib):
     crit = get_criterion(name)
     assert crit.name == name and crit.description
@@ -30,7 +30,14 @@ def test_criterion_contract(name, demo_untrained, calib):
     assert torch.isfinite(a(x)).all()
     assert a.layer3[0].conv1.out_channels == 96
     # reproducible: the same plan, weights and calibration batch choose the same channels
-    assert all(torch.equal(va, vb) for va, vb in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    assert _same(a, b)
+    # a deterministic criterion ignores the plan's seed; a random one follows it
+    c = prune(demo_untrained, plan.model_copy(update={"seed": plan.seed + 1}), input_shape=SHAPE, calibration=calib)
+    assert _same(a, c) is crit.deterministic
+
+
+def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(va, vb) for va, vb in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
 
 
 def test_gradient_criterion_without_calibration_is_a_clear_error(demo_untrained):
@@ -39,7 +46,7 @@ def test_gradient_criterion_without_calibration_is_a_clear_error(demo_untrained)
 
 
 def test_unknown_criterion_lists_known_ones():
-    with pytest.raises(AutopruneError, match="'magic'.*bn_scale.*l1"):
+    with pytest.raises(AutopruneError, match="'magic' is unknown; choose one of: l1, l2, bn_scale"):
         get_criterion("magic")
 
 
@@ -50,12 +57,13 @@ def test_criteria_choose_differently(demo_untrained, calib):
         pruned = prune(demo_untrained, Plan(**plan, criterion=name), input_shape=SHAPE, calibration=calib)
         kept[name] = pruned.layer1[0].conv1.weight.detach()
     assert not torch.equal(kept["l1"], kept["random"])
+    assert not torch.equal(kept["l1"], kept["taylor"])  # gradients rank differently from magnitudes
 
 
 @pytest.mark.parametrize("name", ["activation", "apoz", "entropy"])
 def test_activation_criteria_remove_a_dead_channel_first(name, demo_untrained, calib):
     """A channel whose BatchNorm output never passes the ReLU carries nothing: removed first."""
-    from autoprune.criteria import get_criterion
+    from autoprune.prune.criteria import get_criterion
 
     assert get_criterion(name).needs_activations
     model = demo_untrained
@@ -71,7 +79,7 @@ def test_activation_criteria_remove_a_dead_channel_first(name, demo_untrained, c
 
 
 def test_entropy_is_zero_for_a_constant_channel_and_grows_with_spread():
-    from autoprune.criteria import activation_entropy
+    from autoprune.prune.criteria import activation_entropy
 
     x = torch.zeros(64, 3, 4, 4)
     x[:, 1] = torch.linspace(0, 1, 64).view(64, 1, 1)  # spread evenly over the batch

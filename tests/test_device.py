@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from autoprune.device import resolve_device
-from autoprune.errors import AutopruneError
+from autoprune.core.device import resolve_device
+from autoprune.core.errors import AutopruneError
 
 
 def test_auto_picks_a_gpu_only_when_torch_sees_one() -> None:

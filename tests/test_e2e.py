@@ -10,9 +10,9 @@ import torch
 import yaml
 
 from autoprune import apply, search
-from autoprune.latency import onnx_outputs
-from autoprune.models import load_model
-from autoprune.sampler import CONSTRAINT_PREFIX
+from autoprune.latency.onnx import onnx_outputs
+from autoprune.load.models import load_model
+from autoprune.study.samplers import CONSTRAINT_PREFIX
 from tests.conftest import TINY_PROFILE
 from tests.helpers import cli
 
@@ -117,7 +117,7 @@ def test_apply_rebuilds_the_trial_model_and_exports_it(run, tmp_path):
     assert lat["applied"]["ci_low_ms"] <= lat["applied_p50_ms"] <= lat["applied"]["ci_high_ms"]
     assert lat["applied"]["method"] == "pooled" and lat["applied"]["node"]
     assert lat["verdict"] == "met" and report["budget_verdict"] == "met"  # 1000 ms: far over either CI
-    from autoprune.device import resolve_device
+    from autoprune.core.device import resolve_device
 
     assert report["budget_confidence"] == "upper"
     assert report["finetune_device"] == str(resolve_device("auto"))  # apply trains on a GPU where there is one
@@ -134,7 +134,7 @@ def test_apply_rebuilds_the_trial_model_and_exports_it(run, tmp_path):
 def test_apply_refuses_a_plan_for_other_weights(run, tmp_path, monkeypatch):
     import shutil
 
-    from autoprune.errors import AutopruneError
+    from autoprune.core.errors import AutopruneError
     from tests import helpers
 
     def other_weights():
@@ -189,9 +189,9 @@ def test_apply_with_feature_distillation_and_unstructured_zeros_from_the_cli(run
 
 
 def test_progressive_plans_remove_the_plan_s_channels_in_equal_steps():
-    from autoprune.apply import progressive_plans
-    from autoprune.plan import Plan
-    from autoprune.pruning import prune
+    from autoprune.commands.apply import progressive_plans
+    from autoprune.prune.engine import prune
+    from autoprune.prune.plan import Plan
     from tests.helpers import tiny_resnet
 
     model = tiny_resnet()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from autoprune.sampler import make_sampler
+from autoprune.study.samplers import make_sampler
 
 
 def _proposals(sampler_name: str, infeasible_value: float, n: int = 14) -> list[tuple[float, float]]:

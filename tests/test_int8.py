@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from autoprune import apply, search
-from autoprune.errors import ConfigError
-from autoprune.profiles import HardwareProfile
+from autoprune.core.errors import ConfigError
+from autoprune.latency.profiles import HardwareProfile
 from tests.conftest import TINY_PROFILE
 
 INT8_PROFILE = str(Path(__file__).parent / "profiles" / "tiny-int8.yaml")
@@ -50,7 +50,7 @@ def test_a_search_on_an_int8_profile_writes_an_int8_front_and_apply_an_int8_mode
 
 def test_a_latency_table_cannot_predict_an_int8_profile():
     with pytest.raises(ConfigError, match="latency table predicts the float model"):
-        from autoprune import config
+        from autoprune.core import config
 
         config.validate(HardwareProfile, {"name": "x", "quantization": "static", "latency_table": "t.yaml"},
                         source="x.yaml")

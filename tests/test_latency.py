@@ -1,10 +1,10 @@
 import numpy as np
 import torch
 
-from autoprune.latency import export_onnx, measure_onnx, onnx_outputs
-from autoprune.plan import Plan
-from autoprune.profiles import HardwareProfile
-from autoprune.pruning import find_groups, prune
+from autoprune.latency.onnx import export_onnx, measure_onnx, onnx_outputs
+from autoprune.latency.profiles import HardwareProfile
+from autoprune.prune.engine import find_groups, prune
+from autoprune.prune.plan import Plan
 from tests.helpers import tiny_resnet
 
 
@@ -28,7 +28,7 @@ def test_real_session_gives_positive_ordered_figures(tmp_path):
 
 
 def test_pruning_lowers_measured_latency(tmp_path):
-    from autoprune.demo import DemoResNet
+    from autoprune.load.demo import DemoResNet
 
     torch.manual_seed(0)
     model = DemoResNet().eval()

@@ -16,10 +16,10 @@ import torch
 import torchvision
 from torch import nn
 
-from autoprune.latency import export_onnx, onnx_outputs
-from autoprune.plan import Plan
-from autoprune.pruning import count_macs_params, prune
-from autoprune.space import init_space
+from autoprune.latency.onnx import export_onnx, onnx_outputs
+from autoprune.prune.engine import count_macs_params, prune
+from autoprune.prune.plan import Plan
+from autoprune.space.space import init_space
 from tests.helpers import tiny_vit
 
 

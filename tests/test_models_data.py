@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from autoprune.data import load_data
-from autoprune.errors import AutopruneError
-from autoprune.models import fingerprint, load_model, save_checkpoint
-from autoprune.plan import Plan
-from autoprune.pruning import find_groups, prune
+from autoprune.core.errors import AutopruneError
+from autoprune.load.data import load_data
+from autoprune.load.models import fingerprint, load_model, save_checkpoint
+from autoprune.prune.engine import find_groups, prune
+from autoprune.prune.plan import Plan
 
 
 def test_digits_split_is_held_out(digits):
@@ -83,7 +83,7 @@ def _write_idx(path, array):
 def test_fashion_mnist_reads_the_debian_idx_files(tmp_path, monkeypatch):
     import numpy as np
 
-    from autoprune.data import load_data
+    from autoprune.load.data import load_data
 
     rng = np.random.default_rng(0)
     for prefix, n in (("train", 50), ("t10k", 20)):
@@ -97,7 +97,7 @@ def test_fashion_mnist_reads_the_debian_idx_files(tmp_path, monkeypatch):
 
 
 def test_fashion_mnist_errors_name_the_fix(tmp_path, monkeypatch):
-    from autoprune.data import load_data
+    from autoprune.load.data import load_data
 
     monkeypatch.setenv("AUTOPRUNE_FASHION_MNIST", str(tmp_path))
     with pytest.raises(AutopruneError, match="apt-get install dataset-fashion-mnist"):
@@ -140,7 +140,7 @@ def _fake_cached_weights(tmp_path, monkeypatch):
     """torchvision's cache with a resnet18 weights file in it (random values): what a user copies in."""
     import torchvision
 
-    from autoprune.models import torchvision_weights, weights_file
+    from autoprune.load.models import torchvision_weights, weights_file
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     w = torchvision_weights("torchvision:resnet18?weights=DEFAULT")
@@ -153,7 +153,7 @@ def _fake_cached_weights(tmp_path, monkeypatch):
 
 
 def test_torchvision_weights_come_from_its_cache_with_their_preprocessing(tmp_path, monkeypatch):
-    from autoprune.models import model_preprocessing
+    from autoprune.load.models import model_preprocessing
 
     state = _fake_cached_weights(tmp_path, monkeypatch)
     model = load_model("torchvision:resnet18?weights=IMAGENET1K_V1")
@@ -163,7 +163,7 @@ def test_torchvision_weights_come_from_its_cache_with_their_preprocessing(tmp_pa
     _images(tmp_path / "imgs", size=300)
     data = load_data(str(tmp_path / "imgs"), preprocessing=pre)
     assert data.input_shape == (3, 224, 224) and data.preprocessing["from"].endswith("transforms()")
-    from autoprune.data import resolve_input_shape
+    from autoprune.load.inputs import resolve_input_shape
 
     shape = resolve_input_shape(data=str(tmp_path / "imgs"), model="torchvision:resnet18?weights=DEFAULT")
     assert shape == (3, 224, 224)  # space init and profile measure see the weights' crop too
@@ -173,7 +173,7 @@ def test_torchvision_weights_come_from_its_cache_with_their_preprocessing(tmp_pa
 
 
 def test_weights_file_loads_into_any_spec_and_the_checkpoint_records_it(tmp_path):
-    from autoprune.models import save_checkpoint
+    from autoprune.load.models import save_checkpoint
 
     src = load_model("tests.helpers:tiny_resnet")
     with torch.no_grad():

@@ -8,17 +8,13 @@ import pytest
 import yaml
 
 from autoprune import apply, search
-from autoprune.latency_table import (
-    LatencyTable,
-    build_table,
-    prediction_error,
-    random_plans,
-)
-from autoprune.models import load_model
-from autoprune.profiles import HardwareProfile
-from autoprune.pruning import prune
-from autoprune.sampler import CONSTRAINT_PREFIX
-from autoprune.space import init_space
+from autoprune.latency.profiles import HardwareProfile
+from autoprune.latency.table import LatencyTable
+from autoprune.latency.table_build import build_table, prediction_error, random_plans
+from autoprune.load.models import load_model
+from autoprune.prune.engine import prune
+from autoprune.space.space import init_space
+from autoprune.study.samplers import CONSTRAINT_PREFIX
 from tests.conftest import ROOT, TINY_PROFILE
 
 TINY_B4 = ROOT / "tests/profiles/tiny-b4.yaml"

@@ -1,8 +1,8 @@
 import pytest
 from pydantic import ValidationError
 
-from autoprune.errors import AutopruneError, ConfigError
-from autoprune.plan import Plan
+from autoprune.core.errors import AutopruneError, ConfigError
+from autoprune.prune.plan import Plan
 
 
 def test_plan_round_trips_through_yaml(tmp_path):

@@ -7,14 +7,21 @@ import statistics
 
 import pytest
 
-from autoprune.anchor import anchor_reference, forget_stored, stored_figure
-from autoprune.budget import budget_verdicts, judged_ms, over_budget
-from autoprune.errors import AutopruneError
-from autoprune.latency import export_onnx
-from autoprune.pooled_latency import measure_pooled, spawn_worker
-from autoprune.pooling import Estimate, ProcessTiming, enough, pool, t975, verdict
-from autoprune.profiles import HardwareProfile
-from autoprune.reference import Reference
+from autoprune.core.errors import AutopruneError
+from autoprune.latency.anchor import anchor_reference, forget_stored, stored_figure
+from autoprune.latency.budget import budget_verdicts, judged_ms, over_budget
+from autoprune.latency.onnx import export_onnx
+from autoprune.latency.pooled import measure_pooled, spawn_worker
+from autoprune.latency.pooling import (
+    Estimate,
+    ProcessTiming,
+    enough,
+    pool,
+    t975,
+    verdict,
+)
+from autoprune.latency.profiles import HardwareProfile
+from autoprune.latency.reference import Reference
 from tests.helpers import tiny_resnet
 
 PROFILE = HardwareProfile(name="fake", batch_size=4, warmup=0, rounds=4, target_ci=0.02, min_processes=3,

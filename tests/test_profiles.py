@@ -3,22 +3,22 @@
 import pytest
 import torch
 
-from autoprune.errors import AutopruneError, ConfigError
-from autoprune.measure import latency_for
-from autoprune.profiles import (
+from autoprune.core.errors import AutopruneError, ConfigError
+from autoprune.latency.measure import latency_for
+from autoprune.latency.profiles import (
     DEFAULT_PROFILE,
     HardwareProfile,
-    available_profiles,
+    list_profiles,
     resolve_profile,
 )
 from tests.helpers import tiny_resnet
 
 
 def test_registry_has_the_default():
-    assert DEFAULT_PROFILE in available_profiles()
+    assert DEFAULT_PROFILE in list_profiles()
 
 
-@pytest.mark.parametrize("name", sorted(available_profiles()))
+@pytest.mark.parametrize("name", list_profiles())
 def test_profile_contract(name):
     profile = resolve_profile(name)
     assert profile.name == name  # the file name is the registry key

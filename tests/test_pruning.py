@@ -2,10 +2,15 @@ import pytest
 import torch
 from torch import nn
 
-from autoprune.errors import AutopruneError
-from autoprune.models import architecture_fingerprint
-from autoprune.plan import Plan
-from autoprune.pruning import channels_to_remove, count_macs_params, find_groups, prune
+from autoprune.core.errors import AutopruneError
+from autoprune.load.models import architecture_fingerprint
+from autoprune.prune.engine import (
+    channels_to_remove,
+    count_macs_params,
+    find_groups,
+    prune,
+)
+from autoprune.prune.plan import Plan
 
 SHAPE = (1, 8, 8)
 

@@ -7,15 +7,15 @@ import pytest
 import torch
 from torch import nn
 
-from autoprune.errors import AutopruneError
-from autoprune.finetune import evaluate
-from autoprune.latency import export_onnx
-from autoprune.quantize import (
+from autoprune.core.errors import AutopruneError
+from autoprune.latency.onnx import export_onnx
+from autoprune.latency.quantize import (
     QUANTIZATION,
     calibration_samples,
     onnx_accuracy,
     quantize_onnx,
 )
+from autoprune.train.finetune import evaluate
 
 SHAPE = (1, 8, 8)
 BATCH = 4  # does not divide the 359 validation digits: the last batch is padded

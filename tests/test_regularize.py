@@ -8,10 +8,15 @@ import torch
 import yaml
 from torch import nn
 
-from autoprune.criteria import CRITERIA
-from autoprune.errors import AutopruneError
-from autoprune.finetune import FinetuneConfig, finetune
-from autoprune.regularize import REGULARIZERS, bn_scales, penalty_hook
+from autoprune.core.errors import AutopruneError
+from autoprune.prune.criteria import list_criteria
+from autoprune.prune.penalties import (
+    bn_scales,
+    get_regularizer,
+    list_regularizers,
+    penalty_hook,
+)
+from autoprune.train.finetune import FinetuneConfig, finetune
 from tests.helpers import cli, tiny_resnet
 
 
@@ -20,9 +25,9 @@ def _conv_norms(model: nn.Module) -> torch.Tensor:
                       if isinstance(m, nn.Conv2d)])
 
 
-@pytest.mark.parametrize("method", sorted(REGULARIZERS))
+@pytest.mark.parametrize("method", list_regularizers())
 def test_every_penalty_shrinks_its_target_against_the_same_training_without_it(method, digits):
-    reg = REGULARIZERS[method]
+    reg = get_regularizer(method)
     ft = FinetuneConfig(steps=20, lr=0.05, seed=0)
     control, shaped = tiny_resnet(), tiny_resnet()
     finetune(control, digits.train, config=ft)
@@ -31,7 +36,7 @@ def test_every_penalty_shrinks_its_target_against_the_same_training_without_it(m
     target = bn_scales if reg.criterion == "bn_scale" else _conv_norms
     assert float(target(shaped).mean()) < 0.9 * float(target(control).mean())
     assert shaped.fc.weight.shape == control.fc.weight.shape  # nothing pruned: only trained
-    assert reg.criterion in CRITERIA
+    assert reg.criterion in list_criteria()
 
 
 def test_unknown_penalty_and_negative_strength_are_explained():
@@ -42,7 +47,7 @@ def test_unknown_penalty_and_negative_strength_are_explained():
 
 
 def test_regularize_command_trains_measures_and_writes_a_loadable_model(tmp_path):
-    from autoprune.models import load_model
+    from autoprune.load.models import load_model
 
     proc = cli("regularize", "--model", "tests.helpers:tiny_resnet", "--method", "bn_l1", "--strength", "0.2",
                "--epochs", "1", "--out", str(tmp_path))

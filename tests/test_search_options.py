@@ -11,17 +11,22 @@ import pytest
 import torch
 
 from autoprune import search
-from autoprune.errors import AutopruneError, ConfigError
-from autoprune.finetune import recalibrate_bn
-from autoprune.sampler import CONSTRAINT_PREFIX, SAMPLERS, make_sampler, uniform_seeds
-from autoprune.space import SearchSpace
+from autoprune.core.errors import AutopruneError, ConfigError
+from autoprune.space.space import SearchSpace
+from autoprune.study.samplers import (
+    CONSTRAINT_PREFIX,
+    list_samplers,
+    make_sampler,
+    uniform_seeds,
+)
+from autoprune.train.finetune import recalibrate_bn
 from tests.conftest import TINY_PROFILE
 
 GROUPS = ("stem.0", "block1.conv1", "block2.conv1", "block2.conv2")
 SPACE = "round_to: 8\ngroups:\n" + "".join(f"  {g}: {{low: 0.0, high: 0.5, step: 0.25}}\n" for g in GROUPS)
 
 
-@pytest.mark.parametrize("name", SAMPLERS)
+@pytest.mark.parametrize("name", list_samplers())
 def test_every_sampler_honours_the_budget_constraint(name):
     """Contract: a two-objective study with constraints runs on the sampler, and the sampler
     ends up proposing mostly feasible points once it has seen which are feasible."""
@@ -158,7 +163,7 @@ def _table(rows: list[tuple[str, float, float, float]]) -> pd.DataFrame:
 
 
 def test_sensitivity_seeds_prune_the_insensitive_groups_most():
-    from autoprune.sensitivity import sensitivity_seeds
+    from autoprune.space.sensitivity import sensitivity_seeds
 
     space = SearchSpace.model_validate({"groups": {g: {"low": 0.0, "high": 0.75, "step": 0.25} for g in "abc"}})
     table = _table([("a", 0.25, 0.00, 0.10), ("a", 0.5, 0.00, 0.20), ("a", 0.75, 0.01, 0.30),  # free
@@ -180,7 +185,8 @@ def test_sensitivity_seeds_prune_the_insensitive_groups_most():
 def test_search_seeds_its_first_trials_from_a_sensitivity_table(ray_local, space_file, tmp_path):
     import yaml
 
-    from autoprune.sensitivity import load_sensitivity, sensitivity, sensitivity_seeds
+    from autoprune.commands.sensitivity import sensitivity
+    from autoprune.space.sensitivity import load_sensitivity, sensitivity_seeds
 
     sens = sensitivity(model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_PROFILE, ratios=[0.25, 0.5],
                        out=tmp_path / "sens", quiet=True)

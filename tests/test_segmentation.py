@@ -7,7 +7,7 @@ import torch
 import yaml
 
 from autoprune import apply, search
-from autoprune.models import load_model
+from autoprune.load.models import load_model
 from tests.conftest import TINY_PROFILE
 from tests.helpers import miou, segmentation_data, tiny_fcn
 

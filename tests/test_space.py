@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from autoprune.errors import ConfigError
-from autoprune.space import GroupRange, SearchSpace, init_space
+from autoprune.core.errors import ConfigError
+from autoprune.space.space import GroupRange, SearchSpace, init_space
 
 SHAPE = (1, 8, 8)
 
@@ -67,8 +67,8 @@ def test_choices_cover_the_grid():
 @pytest.mark.parametrize("path", sorted((Path(__file__).parent.parent / "search_spaces").glob("*.yaml")),
                          ids=lambda p: p.name)
 def test_shipped_spaces_fit_their_models(path):
-    from autoprune.data import load_data
-    from autoprune.models import load_model
+    from autoprune.load.data import load_data
+    from autoprune.load.models import load_model
 
     space = SearchSpace.load(path)
     model = load_model(space.model, trained=False)

@@ -7,13 +7,13 @@ import time
 
 import pytest
 
-from autoprune import node_lock
-from autoprune.budget import Budget
-from autoprune.errors import AutopruneError
-from autoprune.latency_cache import LocalLatencyCache
-from autoprune.measure import latency_for
-from autoprune.profiles import HardwareProfile
-from autoprune.search import resolve_targets
+from autoprune.core.errors import AutopruneError
+from autoprune.latency import node_lock
+from autoprune.latency.budget import Budget
+from autoprune.latency.cache import LocalLatencyCache
+from autoprune.latency.measure import latency_for
+from autoprune.latency.profiles import HardwareProfile
+from autoprune.study.run import resolve_targets
 from tests.conftest import ROOT
 from tests.helpers import tiny_resnet
 

@@ -8,14 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from autoprune.errors import AutopruneError
-from autoprune.finetune import FinetuneConfig, finetune
-from autoprune.unstructured import (
-    magnitude_masks,
-    make_permanent,
-    sparsity_report,
-    zero_fraction,
-)
+from autoprune.core.errors import AutopruneError
+from autoprune.latency.sparse import sparsity_report
+from autoprune.prune.masks import magnitude_masks, make_permanent, zero_fraction
+from autoprune.train.finetune import FinetuneConfig, finetune
 from tests.helpers import tiny_resnet
 
 
@@ -66,9 +62,9 @@ def test_bad_sparsity_settings_are_explained(sparsity, scope, match):
 
 
 def test_attention_transfer_is_zero_for_the_teacher_itself_and_positive_for_a_pruned_student(digits):
-    from autoprune.finetune import Distillation, feature_layers
-    from autoprune.plan import Plan
-    from autoprune.pruning import prune
+    from autoprune.prune.engine import prune
+    from autoprune.prune.plan import Plan
+    from autoprune.train.finetune import Distillation, feature_layers
 
     teacher = tiny_resnet()
     layers = feature_layers(teacher, "auto", input_shape=(1, 8, 8))

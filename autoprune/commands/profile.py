@@ -1,0 +1,89 @@
+"""``autoprune profile measure`` and ``autoprune profile build-table``, as Python functions."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from autoprune.core.errors import AutopruneError
+from autoprune.latency.anchor import anchor_reference, forget_stored
+from autoprune.latency.measure import latency_for, measure_on_profile
+from autoprune.latency.onnx import LatencyStats
+from autoprune.latency.profiles import resolve_profile
+from autoprune.latency.reference import Reference
+from autoprune.latency.table import LatencyTable
+from autoprune.latency.table_build import build_table, prediction_error, random_plans
+from autoprune.load.inputs import resolve_input_shape
+from autoprune.load.models import architecture_fingerprint, load_model
+from autoprune.prune.engine import prune
+from autoprune.space.space import SearchSpace, init_space
+
+
+def profile_measure(*, model: str, profile: str, data: str = "builtin:digits",
+                    input_shape: str | None = None, method: str | None = None) -> LatencyStats:
+    """Latency of any model on a profile: a model spec, an applied ``model.pt``, or an ``.onnx`` file.
+
+    A pooled profile times it against the shipped anchor model (calibrated once on this machine);
+    ``method`` overrides the profile's (``pooled`` or ``single``).
+    """
+    hw = resolve_profile(profile)
+    if method is not None:
+        if method not in ("pooled", "single"):
+            raise AutopruneError(f"method {method!r} is unknown; choose pooled or single")
+        hw = hw.model_copy(update={"method": method})
+    if model.endswith(".onnx"):
+        if not Path(model).is_file():
+            raise AutopruneError(f"model {model!r}: no such file; pass an existing .onnx file")
+        return measure_on_profile(model, hw)
+    net = load_model(model)
+    return latency_for(net, hw, input_shape=resolve_input_shape(data=data, input_shape=input_shape, model=model),
+                       arch_key=architecture_fingerprint(net))
+
+
+def profile_calibrate(*, profile: str) -> Reference:
+    """Time the anchor model on ``profile`` again, over many processes, and forget the models' stored
+    figures on it (a run's unpruned model is measured again in its next search): every pooled figure on
+    this machine that has no unpruned model at hand (``profile measure``, a run's baseline) is scaled by it."""
+    hw = resolve_profile(profile)
+    forget_stored(hw)
+    return anchor_reference(hw, recalibrate=True)
+
+
+@dataclass(frozen=True)
+class TableReport:
+    table: LatencyTable
+    path: Path
+    checks: list[tuple[float, float]]  # (predicted, measured) p50 ms for random plans
+
+    @property
+    def errors(self) -> list[float]:
+        return [abs(p - m) / m for p, m in self.checks]
+
+
+def profile_build_table(*, model: str, profile: str, space: str | Path | None = None, data: str = "builtin:digits",
+                        input_shape: str | None = None, out: str | Path | None = None, check: int = 10,
+                        seed: int = 0, on_progress: Callable[[str, int, int], None] | None = None) -> TableReport:
+    """Measure a latency table for ``model`` on ``profile``; check it against ``check`` random plans."""
+    hw = resolve_profile(profile)
+    net = load_model(model)
+    shape = resolve_input_shape(data=data, input_shape=input_shape, model=model)
+    sp = SearchSpace.load(space) if space is not None else init_space(net, input_shape=shape, model_name=model)
+    if space is not None:
+        sp.check_against(net, input_shape=shape, source=str(space))
+    table = build_table(net, input_shape=shape, profile=hw, space=sp, model_name=model, on_progress=on_progress)
+    slug = re.sub(r"[^\w.-]+", "_", Path(model).stem if model.endswith((".pt", ".pth")) else model)
+    path = table.save(Path(out) if out is not None else Path("tables") / f"{slug}@{hw.name}.yaml")
+    pruned = [prune(net, p, input_shape=shape) for p in random_plans(sp, check, seed=seed)]
+    checks = prediction_error(table, pruned, profile=hw, input_shape=shape) if check else []
+    return TableReport(table=table, path=path, checks=checks)
+
+
+def describe_errors(errors: list[float]) -> str:
+    if not errors:
+        return "not checked"
+    arr = np.asarray(errors)
+    return f"median {np.median(arr):.1%}, max {arr.max():.1%} over {len(arr)} random plans"

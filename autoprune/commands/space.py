@@ -1,0 +1,21 @@
+"""``autoprune space init``: the search space of a model, derived from its prunable groups."""
+
+from __future__ import annotations
+
+from autoprune.core.errors import AutopruneError
+from autoprune.space.space import GroupRange, SearchSpace, init_space
+
+
+def space_init(*, model: str = "builtin:demo", data: str = "builtin:digits", input_shape: str | None = None,
+               low: float = 0.0, high: float = 0.7, step: float = 0.05) -> SearchSpace:
+    """``autoprune space init``: load the model and derive its space (input shape from data or given)."""
+    from autoprune.load.inputs import resolve_input_shape
+    from autoprune.load.models import load_model
+
+    shape = resolve_input_shape(data=data, input_shape=input_shape, model=model)
+    try:
+        GroupRange(low=low, high=high, step=step)
+    except ValueError as exc:
+        raise AutopruneError(f"ratio range low={low}, high={high}, step={step} is not valid; "
+                             "use 0 <= low <= high < 1 and 0 < step < 1") from exc
+    return init_space(load_model(model), input_shape=shape, model_name=model, low=low, high=high, step=step)

@@ -1,0 +1,178 @@
+"""Latency of a (pruned) model on a profile: cached by architecture, measured where the profile says.
+
+Latency depends only on the architecture and the profile, so a figure is cached under
+(architecture fingerprint, profile) and a repeated architecture is not measured again. A profile
+with ``ray_resources`` is measured as a Ray task on the node holding that resource (the real
+target device in a cluster); a profile with a ``latency_table`` is predicted, not measured.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from autoprune.core.errors import AutopruneError
+from autoprune.latency.anchor import anchor_reference, stored_figure
+from autoprune.latency.cache import LatencyCache
+from autoprune.latency.onnx import (
+    LatencyStats,
+    check_provider,
+    export_onnx,
+    measure_onnx,
+)
+from autoprune.latency.pooled import measure_pooled
+from autoprune.latency.profiles import HardwareProfile
+from autoprune.latency.reference import Reference
+
+
+def _measure_here(path: str | Path, profile: HardwareProfile, reference: Reference | None,
+                  stored: bool) -> LatencyStats:
+    if profile.method == "single":
+        return measure_onnx(path, profile)
+    check_provider(profile)
+    if reference is None and stored:
+        return stored_figure(path, profile)
+    return measure_pooled(path, profile, reference=reference or anchor_reference(profile))
+
+
+def _measure_bytes(data: bytes, profile: HardwareProfile, reference: Reference | None,
+                   stored: bool) -> LatencyStats:
+    """Runs on the target node: write the model locally, measure under that node's lock."""
+    import ray
+
+    with tempfile.TemporaryDirectory(prefix="autoprune-remote-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        path.write_bytes(data)
+        stats = _measure_here(path, profile, reference, stored)
+    return replace(stats, node=f"{socket.gethostname()} ray-node:{ray.get_runtime_context().get_node_id()}")
+
+
+_remote_measure: Any = None
+
+
+def measure_on_profile(path: str | Path, profile: HardwareProfile, *, reference: Reference | None = None,
+                       stored: bool = False) -> LatencyStats:
+    """Measure an ONNX file here, or on the Ray node holding ``profile.ray_resources``.
+
+    A pooled profile times it against ``reference`` (default: the shipped anchor, calibrated on the
+    measuring machine); ``stored``: against the anchor, once per machine and model, then reused (see
+    ``anchor.stored_figure``). A single-process profile ignores both.
+    """
+    if not profile.ray_resources:
+        return _measure_here(path, profile, reference, stored)
+    import ray
+
+    global _remote_measure
+    if not ray.is_initialized():
+        raise AutopruneError(f"profile {profile.name!r} measures on Ray resource {profile.ray_resources}; "
+                             "run it inside a Ray cluster (autoprune search starts or joins one)")
+    missing = [r for r in profile.ray_resources if r not in ray.cluster_resources()]
+    if missing:
+        raise AutopruneError(f"profile {profile.name!r} needs Ray resource {missing[0]!r}, which no node of this "
+                             "cluster has; start the target's node with --resources='{\"%s\": 1}'" % missing[0])
+    if _remote_measure is None:
+        _remote_measure = ray.remote(num_cpus=0)(_measure_bytes)
+    # "DEFAULT": not captured by the calling trial's placement group, which lacks the target's resource.
+    task = _remote_measure.options(resources=dict(profile.ray_resources), scheduling_strategy="DEFAULT")
+    return ray.get(task.remote(Path(path).read_bytes(), profile, reference, stored))
+
+
+def _call(phase: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+    return fn(*args, **kwargs)
+
+
+def deployed_onnx(model: nn.Module, profile: HardwareProfile, path: str | Path, *, input_shape: Sequence[int],
+                  calibration: torch.Tensor | None = None, run: Callable[..., Any] = _call) -> Path:
+    """Export what runs on ``profile``: the float model, or its INT8 version when the profile quantizes
+    (static quantization takes its activation ranges from ``calibration``, training inputs)."""
+    path = Path(path)
+    shape = profile.input_shape or list(input_shape)
+    float_path = path.with_name(path.stem + ".float.onnx") if profile.quantized else path
+    run("export", export_onnx, model, float_path, input_shape=shape, batch_size=profile.batch_size,
+        opset=profile.opset)
+    if not profile.quantized:
+        return path
+    if profile.quantization == "static" and calibration is None:
+        raise AutopruneError(f"profile {profile.name!r} quantizes statically and needs calibration inputs; "
+                             "pass calibration= (training samples), or use quantization: dynamic")
+    from autoprune.latency.quantize import quantize_onnx
+
+    return run("export", quantize_onnx, float_path, path, mode=profile.quantization, calibration=calibration)
+
+
+def latency_for(model: nn.Module, profile: HardwareProfile, *, input_shape: Sequence[int], arch_key: str,
+                cache: LatencyCache | None = None, workdir: str | Path | None = None,
+                reference: Reference | None = None, run: Callable[..., Any] = _call,
+                calibration: torch.Tensor | None = None) -> LatencyStats:
+    """The model's latency on ``profile``: from the cache, the profile's table, or a measurement.
+
+    ``reference``: what a pooled profile times the model against (see ``measure_on_profile``).
+    ``run(phase, fn, *args)`` wraps each step, so a caller can time "export" and "measure" apart.
+    ``calibration``: training inputs for a profile that quantizes statically (see ``deployed_onnx``).
+    """
+    key = f"{arch_key}|{profile.timing_key()}|{reference.digest if reference is not None else 'anchor'}"
+    hit = cache.get(key) if cache is not None else None
+    if hit is not None:
+        return replace(LatencyStats(**hit), source="cached")
+    shape = profile.input_shape or list(input_shape)
+    if profile.latency_table:
+        from autoprune.latency.table import LatencyTable
+
+        stats = run("measure", LatencyTable.load(profile.latency_table).predict, model, profile=profile)
+    else:
+        with tempfile.TemporaryDirectory(prefix="autoprune-", dir=workdir) as tmp:
+            path = deployed_onnx(model, profile, Path(tmp) / "model.onnx", input_shape=shape, calibration=calibration,
+                                 run=run)
+            stats = run("measure", measure_on_profile, path, profile, reference=reference)
+    if cache is not None:
+        cache.put(key, stats.as_dict())
+    return stats
+
+
+def _pooled(profile: HardwareProfile) -> bool:
+    return profile.method == "pooled" and not profile.latency_table
+
+
+def _unpruned_onnx(model: nn.Module, profile: HardwareProfile, input_shape: Sequence[int], tmp: str,
+                   calibration: torch.Tensor | None) -> Path:
+    return deployed_onnx(model, profile, Path(tmp) / "unpruned.onnx", input_shape=input_shape,
+                         calibration=calibration)
+
+
+def baseline_latency(model: nn.Module, profile: HardwareProfile, *, input_shape: Sequence[int], arch_key: str,
+                     cache: LatencyCache | None = None, calibration: torch.Tensor | None = None
+                     ) -> tuple[LatencyStats, Reference | None]:
+    """The unpruned model's figure on ``profile``, and (pooled profiles) the reference that pruned models
+    are timed against there: the unpruned model itself (as deployed there: INT8 on a quantizing
+    profile), at that figure."""
+    if not _pooled(profile):
+        return latency_for(model, profile, input_shape=input_shape, arch_key=arch_key, cache=cache,
+                           calibration=calibration), None
+    with tempfile.TemporaryDirectory(prefix="autoprune-") as tmp:
+        path = _unpruned_onnx(model, profile, input_shape, tmp, calibration)
+        # Every trial's milliseconds are scaled by this figure: taken once per machine, precisely, and
+        # reused, so two runs of one model share one scale.
+        stats = measure_on_profile(path, profile, stored=True)
+        return stats, Reference.measured(name="unpruned", onnx=path.read_bytes(), stats=stats)
+
+
+def run_references(model: nn.Module, profiles: Sequence[HardwareProfile], *, input_shape: Sequence[int],
+                   baseline: Mapping[str, Any], calibration: torch.Tensor | None = None) -> dict[str, Reference]:
+    """The references of a run already measured (resume, apply): its unpruned model at the run's own figures."""
+    refs = {}
+    for p in filter(_pooled, profiles):
+        fig = baseline["profiles"][p.name]
+        with tempfile.TemporaryDirectory(prefix="autoprune-") as tmp:
+            onnx = _unpruned_onnx(model, p, input_shape, tmp, calibration).read_bytes()
+        refs[p.name] = Reference(name="unpruned", onnx=onnx, ms=fig["latency_p50_ms"],
+                                 ms_low=fig.get("latency_ci_low_ms", math.nan),
+                                 ms_high=fig.get("latency_ci_high_ms", math.nan))
+    return refs

@@ -1,0 +1,190 @@
+"""ONNX export and ONNX Runtime timing on a hardware profile: warm-up, repeats, median and p90."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import socket
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from autoprune.core.errors import AutopruneError
+from autoprune.latency import node_lock
+from autoprune.latency.profiles import HardwareProfile
+
+_OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+               "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+
+
+def fmt_ms(ms: float) -> str:
+    """Milliseconds to about four significant digits: 54.21, 2.406, 0.1193."""
+    return f"{ms:.2f}" if ms >= 10 else f"{ms:.3f}" if ms >= 1 else f"{ms:.4f}"
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Milliseconds per batch of ``batch_size`` on ``profile``, over ``repeats`` timed runs."""
+
+    profile: str
+    batch_size: int
+    p50_ms: float
+    p90_ms: float
+    mean_ms: float
+    min_ms: float
+    repeats: int
+    warmup: int
+    source: str = "measured"  # measured | cached (this run) | stored (this machine, see anchor.py) | table
+    node: str = ""  # where it was measured (a hostname, or a Ray node id for remote profiles)
+    attempts: int = 1  # single: measurements until the spread was under max_spread; pooled: worker processes
+    method: str = "single"  # pooled | single | table (see HardwareProfile.method)
+    reference: str = ""  # pooled: what the figure is a ratio to (unpruned | anchor)
+    reference_ms: float = math.nan  # pooled: that reference's milliseconds, the scale of this figure
+    ratio: float = math.nan  # pooled: candidate ÷ reference, pooled over processes, with its 95 % CI
+    ratio_low: float = math.nan
+    ratio_high: float = math.nan
+    ci_low_ms: float = math.nan  # pooled: the 95 % CI of p50_ms (the ratio's CI on the reference's scale)
+    ci_high_ms: float = math.nan
+
+    @property
+    def spread(self) -> float:
+        """(p90 - p50) / p50: how noisy the measurement was."""
+        return (self.p90_ms - self.p50_ms) / self.p50_ms if self.p50_ms > 0 else float("inf")
+
+    def rescaled(self, reference_ms: float) -> LatencyStats:
+        """The same ratio on another scale: the reference's milliseconds as they are now."""
+        f = reference_ms / self.reference_ms
+        return replace(self, p50_ms=self.p50_ms * f, p90_ms=self.p90_ms * f, mean_ms=self.mean_ms * f,
+                       min_ms=self.min_ms * f, ci_low_ms=self.ci_low_ms * f, ci_high_ms=self.ci_high_ms * f,
+                       reference_ms=reference_ms)
+
+    @property
+    def has_ci(self) -> bool:
+        return not math.isnan(self.ci_low_ms)
+
+    def describe(self) -> str:
+        head = f"{self.p50_ms:.2f} ms p50 / {self.p90_ms:.2f} ms p90 per batch of {self.batch_size} on {self.profile}"
+        if self.source == "table":
+            return f"{head} (predicted from the profile's latency table, not measured)"
+        if self.method == "pooled":
+            head = (f"{fmt_ms(self.p50_ms)} ms [95 % CI {fmt_ms(self.ci_low_ms)}, {fmt_ms(self.ci_high_ms)}] per "
+                    f"batch of {self.batch_size} on {self.profile}")
+            how = (f"{self.ratio:.4f}x the {self.reference} model ({fmt_ms(self.reference_ms)} ms), pooled over "
+                   f"{self.attempts} worker processes, {self.repeats} runs interleaved with it")
+        else:
+            how = f"median of {self.repeats} runs after {self.warmup} warm-up, one process"
+        if self.method == "single" and self.attempts > 1:
+            how += f", steadiest of {self.attempts} measurements"
+        if self.node:
+            how += f", on {self.node}"
+        if self.source == "cached":
+            how += "; reused: same architecture measured earlier in this run"
+        if self.source == "stored":
+            how += "; this machine's stored figure for this model (autoprune profile calibrate measures again)"
+        return f"{head} ({how})"
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        return asdict(self)
+
+
+def export_onnx(model: nn.Module, path: str | Path, *, input_shape: Sequence[int], batch_size: int,
+                opset: int = 17, dynamic_batch: bool = False) -> Path:
+    """Export for ONNX Runtime; trials use a fixed batch (the static shape they are timed on)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    with warnings.catch_warnings(), torch.no_grad(), _mha_fastpath_off():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice, every call
+        # dynamo=False: the TorchScript exporter is seconds faster per trial on small CNNs.
+        torch.onnx.export(model, (torch.zeros(batch_size, *input_shape),), str(p), dynamo=False,
+                          opset_version=opset, input_names=["input"], output_names=["output"],
+                          dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}} if dynamic_batch else None)
+    return p
+
+
+@contextlib.contextmanager
+def _mha_fastpath_off():
+    """nn.MultiheadAttention's inference fast path is one fused op ONNX has no export for."""
+    backend = getattr(torch.backends, "mha", None)
+    if backend is None:
+        yield
+        return
+    before = backend.get_fastpath_enabled()
+    backend.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        backend.set_fastpath_enabled(before)
+
+
+def check_provider(profile: HardwareProfile) -> None:
+    """A profile this machine cannot run is refused in one line, before anything is timed."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if profile.provider not in available:
+        raise AutopruneError(f"profile {profile.name!r} needs ONNX Runtime provider {profile.provider}, "
+                             f"which this machine lacks; available: {', '.join(available)}")
+
+
+def _session(path: str | Path, profile: HardwareProfile):
+    import onnxruntime as ort
+
+    check_provider(profile)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = profile.intra_op_threads
+    so.inter_op_num_threads = profile.inter_op_threads
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[profile.graph_optimization])
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=[profile.provider])
+
+
+def _time_once(session, feed: dict, profile: HardwareProfile, *, exclusive: bool) -> np.ndarray:
+    times = []
+    with node_lock.measuring() if exclusive else contextlib.nullcontext():
+        for _ in range(profile.warmup):
+            session.run(None, feed)
+        for _ in range(profile.repeats):
+            t0 = time.perf_counter()
+            session.run(None, feed)
+            times.append((time.perf_counter() - t0) * 1000.0)
+    return np.asarray(times)
+
+
+def measure_onnx(path: str | Path, profile: HardwareProfile, *, exclusive: bool = True) -> LatencyStats:
+    """Time ``profile.repeats`` runs of the ONNX file after ``profile.warmup`` untimed ones.
+
+    Holds this machine's measurement lock (no other measurement, no fine-tune step meanwhile)
+    unless ``exclusive=False``; measures again, up to ``max_attempts``, while the spread is above
+    ``max_spread``, and keeps the steadiest measurement.
+    """
+    session = _session(path, profile)
+    inp = session.get_inputs()[0]
+    shape = [d if isinstance(d, int) else profile.batch_size for d in inp.shape]
+    feed = {inp.name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+    best: LatencyStats | None = None
+    taken = 0
+    while taken < profile.max_attempts and (best is None or best.spread > profile.max_spread):
+        arr = _time_once(session, feed, profile, exclusive=exclusive)
+        taken += 1
+        stats = LatencyStats(profile=profile.name, batch_size=shape[0], p50_ms=float(np.median(arr)),
+                             p90_ms=float(np.percentile(arr, 90)), mean_ms=float(arr.mean()),
+                             min_ms=float(arr.min()), repeats=profile.repeats, warmup=profile.warmup,
+                             node=socket.gethostname())
+        if best is None or stats.spread < best.spread:
+            best = stats
+    return replace(best, attempts=taken)  # type: ignore[arg-type] - max_attempts >= 1
+
+
+def onnx_outputs(path: str | Path, x: torch.Tensor) -> np.ndarray:
+    """Run an ONNX file on ``x`` with the default CPU session (for checking an export)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]

@@ -1,0 +1,122 @@
+"""HardwareProfile: where and how latency is measured (ONNX Runtime), loaded from ``hw_profiles/*.yaml``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from autoprune.core import config
+from autoprune.core.config import StrictModel
+from autoprune.core.errors import AutopruneError
+from autoprune.core.registry import Registry
+
+DEFAULT_PROFILE = "cpu-default"
+
+
+class HardwareProfile(StrictModel):
+    name: str
+    description: str = ""
+    provider: str = "CPUExecutionProvider"
+    intra_op_threads: int = Field(default=1, ge=0)  # 0: ONNX Runtime picks (all cores)
+    inter_op_threads: int = Field(default=1, ge=0)
+    batch_size: int = Field(default=1, ge=1)
+    input_shape: list[int] | None = None  # one sample, without batch; None: taken from the data
+    graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
+    warmup: int = Field(default=5, ge=0)
+    repeats: int = Field(default=20, ge=3)
+    opset: int = Field(default=17, ge=11)
+    # How a figure is taken. pooled (default): fresh ONNX-Runtime-only worker processes, each timing
+    # the model interleaved with a reference (the unpruned model, else the shipped anchor), pooled
+    # until the 95 % CI of the ratio is within ±target_ci; reproducible across processes and runs.
+    # single: one timing in the calling process (fast; its figure carries that process's bias).
+    method: Literal["pooled", "single"] = "pooled"
+    rounds: int = Field(default=3, ge=1)  # pooled: interleaved rounds per process, one timed run of each model
+    target_ci: float = Field(default=0.02, gt=0.0)  # pooled: stop when the CI's relative half-width is under this
+    min_processes: int = Field(default=4, ge=2)  # pooled: at least this many worker processes
+    max_processes: int = Field(default=10, ge=2)  # pooled: at most this many (the CI may then be wider)
+    # pooled: added in quadrature to the CI's half-width. Processes in one window share that window's
+    # phase of the host; what drifts between windows (minutes apart) they cannot see. On the 2-core
+    # CI machine two windows differed by about 1-2 % (bench/bench_latency.py part 4).
+    systematic_ci: float = Field(default=0.01, ge=0.0)
+    # single: ``repeats`` timed runs after ``warmup``; re-measure while (p90 - p50) / p50 is above max_spread.
+    max_spread: float = Field(default=0.05, gt=0.0)
+    max_attempts: int = Field(default=3, ge=1)
+    # Where to measure: a Ray resource only the target node has (e.g. {edge_arm: 1}); None: where the trial runs.
+    ray_resources: dict[str, float] | None = None
+    # A latency table (autoprune profile build-table): predict instead of measuring. Relative to this file.
+    latency_table: str | None = None
+    # What is deployed on this target: the float model (none), or INT8 from ONNX Runtime's quantizer,
+    # dynamic (int8 weights, activations quantized at run time) or static (QDQ, per-channel int8
+    # weights, activation ranges from calibration_samples training inputs). With INT8 a trial times
+    # the quantized model and evaluates the quantized model's accuracy through ONNX Runtime.
+    quantization: Literal["none", "dynamic", "static"] = "none"
+    # The channel block the target's kernels compute in (a width is padded up to a multiple): the
+    # budget formulation's latency model counts widths that way. None: 16 for the CPU provider on an
+    # AVX-512 machine, else 8.
+    channel_block: int | None = Field(default=None, ge=1)
+    calibration_samples: int = Field(default=128, ge=1)
+
+    @model_validator(mode="after")
+    def _processes_ordered(self) -> HardwareProfile:
+        if self.max_processes < self.min_processes:
+            raise ValueError(f"max_processes ({self.max_processes}) is below min_processes ({self.min_processes}); "
+                             "make it at least as large")
+        return self
+
+    @model_validator(mode="after")
+    def _table_is_float(self) -> HardwareProfile:
+        if self.latency_table and self.quantization != "none":
+            raise ValueError("a latency table predicts the float model; set quantization: none, or remove "
+                             "latency_table to measure the INT8 model")
+        return self
+
+    @property
+    def quantized(self) -> bool:
+        return self.quantization != "none"
+
+    @classmethod
+    def load(cls, path: str | Path) -> HardwareProfile:
+        profile = config.load(cls, path)
+        if profile.latency_table and not Path(profile.latency_table).is_absolute():
+            resolved = (Path(path).parent / profile.latency_table).resolve()
+            profile = profile.model_copy(update={"latency_table": str(resolved)})
+        return profile
+
+    def timing_key(self) -> str:
+        """What a latency figure depends on besides the architecture: the cache key of this profile."""
+        # The precision settings change how sure a figure is, not what it measures.
+        fields = self.model_dump(exclude={"name", "description", "max_spread", "max_attempts", "latency_table",
+                                          "rounds", "target_ci", "min_processes", "max_processes",
+                                          "systematic_ci", "calibration_samples", "channel_block"})
+        return f"{self.name}:{sorted(fields.items())}"
+
+
+def profiles_dir() -> Path:
+    """The shipped profiles: ``hw_profiles/`` beside the package (an editable or source install)."""
+    return Path(__file__).resolve().parents[2] / "hw_profiles"
+
+
+def _shipped(registry: Registry[Path]) -> None:
+    for path in sorted(profiles_dir().glob("*.yaml")):
+        registry.register(path.stem, path)
+
+
+# Name → YAML file: the shipped profiles, found on first use; ``PROFILES.register(name, path)`` adds one.
+PROFILES: Registry[Path] = Registry("profile", discover=_shipped)
+
+
+def list_profiles() -> list[str]:
+    return PROFILES.names()
+
+
+def resolve_profile(spec: str | Path) -> HardwareProfile:
+    """A profile by registered name (``cpu-default``) or by YAML path."""
+    path = Path(spec)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return HardwareProfile.load(path)
+    if str(spec) not in PROFILES:
+        raise AutopruneError(f"profile {str(spec)!r} is neither a file nor a shipped profile; "
+                             f"shipped profiles: {', '.join(list_profiles()) or '(none found)'}")
+    return HardwareProfile.load(PROFILES.get(str(spec)))

@@ -1,0 +1,62 @@
+"""Reports over trials: trials.csv, the Pareto front (accuracy up, latency down) and its plot.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from autoprune.core.records import (
+    RATIO_PREFIX,
+    TRIAL_COLUMNS,
+    Status,
+    at,
+    pareto_columns,
+)
+
+
+def pareto_front(trials: pd.DataFrame, *, latency: str = "latency_p50_ms", accuracy: str = "accuracy") -> pd.DataFrame:
+    """Completed trials no other trial beats on both ``accuracy`` and ``latency``, sorted by latency."""
+    done = trials[trials["status"] == Status.COMPLETED] if "status" in trials else trials
+    if latency not in done or accuracy not in done or done.empty:
+        return done.iloc[0:0]  # nothing finished on this profile yet
+    done = done.dropna(subset=[accuracy, latency])
+    acc, lat = done[accuracy].to_numpy(), done[latency].to_numpy(dtype=float)
+    keep = [not ((acc >= acc[i]) & (lat <= lat[i]) & ((acc > acc[i]) | (lat < lat[i]))).any() for i in range(len(done))]
+    front = done[keep].sort_values([latency, "accuracy"], ascending=[True, False])
+    return front.reset_index(drop=True)
+
+
+def write_trials(trials: pd.DataFrame, run_dir: Path) -> Path:
+    path = run_dir / "trials.csv"
+    trials.to_csv(path, index=False)
+    return path
+
+
+def write_pareto(trials: pd.DataFrame, run_dir: Path, *, profiles: list[str]) -> pd.DataFrame:
+    """``pareto.csv``: the front on the primary profile, with every profile's latency beside it;
+    ``pareto@NAME.csv``: the front on each further profile. Returns the primary front."""
+    columns = pareto_columns(profiles)
+    fronts = []
+    for i, name in enumerate(profiles):
+        # A further profile that deploys INT8 has its own accuracy (the quantized model's): its front uses it.
+        acc = at("accuracy", name) if i and at("accuracy", name) in trials else "accuracy"
+        front = pareto_front(trials, latency=at("latency_p50_ms", name) if i else "latency_p50_ms", accuracy=acc)
+        cols = [c for c in columns if c in front] + sorted(c for c in front if c.startswith(RATIO_PREFIX))
+        front = front[cols]
+        front.to_csv(run_dir / ("pareto.csv" if i == 0 else f"pareto@{name}.csv"), index=False)
+        fronts.append(front)
+    return fronts[0]
+
+
+def trials_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    table = pd.DataFrame(rows)
+    """trials.csv's table: ``TRIAL_COLUMNS`` first (present even before any trial finished), the rest sorted."""
+    for col in TRIAL_COLUMNS:
+        if col not in table:
+            table[col] = pd.NA
+    table["meets_budget"] = table["meets_budget"].fillna(False).astype(bool)
+    rest = [c for c in table.columns if c not in TRIAL_COLUMNS]
+    return table[[*TRIAL_COLUMNS, *sorted(rest)]].sort_values("trial").reset_index(drop=True)

@@ -1,0 +1,64 @@
+"""``pareto.png``: accuracy against latency per profile, the budget and the unpruned model marked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from autoprune.core.records import Status, at
+from autoprune.report.frames import pareto_front
+
+
+def _ci_bars(ax, trials: pd.DataFrame, profile: str, colour: str) -> None:
+    """Horizontal error bars: each trial's latency CI (none for single-process or table figures)."""
+    low, high, lat = (at(c, profile) for c in ("latency_ci_low_ms", "latency_ci_high_ms", "latency_p50_ms"))
+    if low not in trials:
+        return
+    has = trials.dropna(subset=[low, high])
+    if has.empty:
+        return
+    ax.errorbar(has[lat], has["accuracy"] * 100, xerr=[has[lat] - has[low], has[high] - has[lat]], fmt="none",
+                ecolor=colour, elinewidth=1, capsize=2, zorder=2)
+
+
+def plot_pareto(trials: pd.DataFrame, run_dir: Path, *, budgets_ms: dict[str, float], baseline: dict[str, Any],
+                profiles: list[str]) -> Path:
+    """One panel per profile: all trials, that profile's front, its budget line and the unpruned model."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no screen needed
+    import matplotlib.pyplot as plt
+
+    done = trials[trials["status"] == Status.COMPLETED]
+    fig, axes = plt.subplots(1, len(profiles), figsize=(7 * len(profiles), 4.5), dpi=120, squeeze=False)
+    for ax, name in zip(axes[0], profiles, strict=True):
+        lat = at("latency_p50_ms", name)
+        front = pareto_front(trials, latency=lat)
+        ok, over = done[done["meets_budget"]], done[~done["meets_budget"]]
+        skipped = trials[trials["status"] == Status.INFEASIBLE] if "accuracy_before_finetune" in trials else trials.iloc[0:0]
+        if not skipped.empty:
+            ax.scatter(skipped[lat], skipped["accuracy_before_finetune"] * 100, s=14, marker="x", c="#d5a6a6",
+                       label="over budget, not fine-tuned (accuracy before)")
+        for part, colour in ((over, "#bbbbbb"), (ok, "#7fb3d5"), (front, "#1f4e79")):
+            _ci_bars(ax, part, name, colour)
+        ax.scatter(over[lat], over["accuracy"] * 100, s=18, c="#bbbbbb", label="trial over budget")
+        ax.scatter(ok[lat], ok["accuracy"] * 100, s=18, c="#7fb3d5", label="trial within budget")
+        ax.step(front[lat], front["accuracy"] * 100, where="post", c="#1f4e79", lw=1.5)
+        ax.scatter(front[lat], front["accuracy"] * 100, s=36, c="#1f4e79", label="Pareto front", zorder=3)
+        base = baseline["profiles"][name]
+        ax.scatter([base["latency_p50_ms"]], [baseline["accuracy"] * 100], marker="*", s=160, c="#e67e22",
+                   label="unpruned", zorder=4)
+        if name in budgets_ms:
+            ax.axvline(budgets_ms[name], ls="--", c="#c0392b", lw=1, label=f"budget {budgets_ms[name]:.3g} ms")
+        ax.set_xlabel(f"latency (ms per batch) on {name}; bars: 95 % CI")
+        ax.set_ylabel("validation accuracy (%)")
+        ax.set_title(f"accuracy against measured latency: {name}", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path = run_dir / "pareto.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,107 @@
+"""Live progress of a search on the terminal (rich), and the closing table of the front."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from autoprune.core.records import Status
+from autoprune.latency.pooling import describe_rule
+
+
+def _latency(row: dict[str, Any]) -> str:
+    """``12.3 ms [12.1, 12.6]``: the estimate and, where there is one, its 95 % CI."""
+    low, high = row.get("latency_ci_low_ms"), row.get("latency_ci_high_ms")
+    if low is None or pd.isna(low):
+        return f"{row['latency_p50_ms']:.1f} ms"
+    return f"{row['latency_p50_ms']:.1f} ms [{low:.1f}, {high:.1f}]"
+
+
+class SearchProgress:
+    def __init__(self, *, total: int, quiet: bool = False, console: Console | None = None, done: int = 0,
+                 budget_rule: str = "upper") -> None:
+        self.total = total
+        self.budget_rule = budget_rule  # how "within budget" is decided; said once, and in every best line
+        self._rule = describe_rule(budget_rule, short=True)
+        self.done = done  # a resumed run counts on from the trials it already has
+        self.failed = 0
+        self.best: dict[str, Any] | None = None
+        self.console = console or Console(highlight=False, soft_wrap=True)
+        self.quiet = quiet
+        self.t0 = time.perf_counter()
+        self.timings: dict[str, float] = {}
+
+    def print(self, *args: Any) -> None:
+        if not self.quiet:
+            self.console.print(*args)
+
+    @contextlib.contextmanager
+    def phase(self, what: str, *, key: str) -> Iterator[None]:
+        """Announce a stage and record its duration under ``key`` in ``self.timings``."""
+        t0 = time.perf_counter()
+        self.print(f"[dim]…[/] {what}")
+        yield
+        self.timings[key] = time.perf_counter() - t0
+        self.print(f"[dim]  done in {self.timings[key]:.1f} s[/]")
+
+    def baseline(self, base: dict[str, Any], *, budgets: Sequence[Any], budgets_ms: dict[str, float]) -> None:
+        self.print(f"unpruned: accuracy {base['accuracy']:.1%}, {base['macs'] / 1e6:.1f} M MACs")
+        for fig in base["profiles"].values():
+            self.print(f"  {fig['latency']}")
+        for b in budgets:
+            ms = budgets_ms[b.profile]
+            ratio = base["profiles"][b.profile]["latency_p50_ms"] / ms
+            self.print(f"budget {b} = {ms:.2f} ms on {b.profile}: the unpruned model is {ratio:.2f}x the budget")
+        self.print(f"a plan is within budget when {describe_rule(self.budget_rule)} of its latency is")
+
+    def trial(self, row: dict[str, Any]) -> None:
+        self.done += 1
+        head = f"[{self.done:>3}/{self.total}] {row['trial']}"
+        if row["status"] == Status.FAILED:
+            self.failed += 1
+            self.print(f"{head} [red]failed[/]: {row['error']}")
+            return
+        if row["status"] == Status.INFEASIBLE:
+            self.print(f"{head} [yellow]infeasible[/]: {_latency(row)} is over budget ({self._rule}); "
+                       f"not fine-tuned ({row['wall_s']:.1f} s)")
+            return
+        if row["status"] == Status.STOPPED:
+            self.print(f"{head} [dim]stopped early[/] at step {row.get('finetune_step', '?')}: interim acc "
+                       f"{row['accuracy']:.1%}  {row['latency_p50_ms']:.1f} ms ({row['wall_s']:.1f} s)")
+            return
+        if row["meets_budget"] and (self.best is None or row["accuracy"] > self.best["accuracy"]):
+            self.best = row
+        mark = "[green]within budget[/]" if row["meets_budget"] else "[yellow]over budget[/]"
+        best = (f"best within budget ({self._rule}): {self.best['accuracy']:.1%} @ "
+                f"{self.best['latency_p50_ms']:.1f} ms" if self.best else "none within budget yet")
+        self.print(f"{head} acc {row['accuracy']:.1%}  {_latency(row)}  "
+                   f"{row['macs'] / 1e6:.1f} M MACs  {mark}  ({row['wall_s']:.1f} s)   {best}")
+
+    def summary(self, front: pd.DataFrame, *, run_dir: Path, plot: Path | None, counts: dict[str, int]) -> None:
+        if self.quiet:
+            return
+        table = Table(title=f"Pareto front ({len(front)} plans)", title_justify="left")
+        for col in ("trial", "accuracy", "latency p50 ms", "95 % CI", "M MACs",
+                    f"meets budget ({self._rule})"):
+            table.add_column(col, justify="right" if col != "trial" else "left")
+        for r in front.itertuples():
+            ci = "" if pd.isna(r.latency_ci_low_ms) else f"{r.latency_ci_low_ms:.2f}–{r.latency_ci_high_ms:.2f}"
+            table.add_row(r.trial, f"{r.accuracy:.1%}", f"{r.latency_p50_ms:.2f}", ci,
+                          f"{r.macs / 1e6:.2f}", "yes" if r.meets_budget else "no")
+        self.console.print(table)
+        states = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+        self.print(f"finished in {time.perf_counter() - self.t0:.0f} s; trials: {states}")
+        for name in ("trials.csv", "pareto.csv"):
+            self.print(f"  {run_dir / name}")
+        if plot is not None:
+            self.print(f"  {plot}")
+        if (run_dir / "pareto_channels.png").is_file():
+            self.print(f"  {run_dir / 'pareto_channels.png'}")
+        self.print(f"next: autoprune apply {run_dir}")

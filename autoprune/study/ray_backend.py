@@ -1,0 +1,259 @@
+"""Ray Tune side of the search: the trainable, the Optuna searcher, and a recorder of finished trials."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import re
+import socket
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+import ray
+import torch
+from ray import tune
+from ray.tune.search import ConcurrencyLimiter
+
+from autoprune.core.errors import AutopruneError
+from autoprune.core.records import TRIAL_METRICS, Status, TrialRecord
+from autoprune.latency.budget import budget_verdicts, over_budget
+from autoprune.latency.cache import LatencyCache, RayLatencyCache
+from autoprune.prune.plan import Plan
+from autoprune.report.frames import trials_frame, write_trials
+from autoprune.report.progress import SearchProgress
+from autoprune.study.budgeted import PREDICTED_KEY, SHIFT_KEY, BudgetedOptunaSearch
+from autoprune.study.options import RunOptions
+from autoprune.study.samplers import (
+    TRIAL_NUMBER_KEY,
+    make_sampler,
+    ratios_from_config,
+    trial_name,
+)
+from autoprune.study.trial import TrialSettings, run_trial
+from autoprune.study.workload import Workload
+
+_OBJECTIVES = ["accuracy", "latency_p50_ms"]
+
+def _trainable(config: dict[str, Any], *, model, data, settings: TrialSettings, plan_fields: dict,
+               trial_fn: Callable[..., dict[str, Any]] = run_trial) -> None:
+
+    ctx = ray.get_runtime_context()
+    assigned = ctx.get_assigned_resources()
+    torch.set_num_threads(max(1, int(assigned.get("CPU", 1))))
+    if assigned.get("GPU", 0) > 0 and torch.cuda.is_available():  # Ray sets CUDA_VISIBLE_DEVICES for the trial
+        settings = dataclasses.replace(settings, device="cuda")
+    node = f"{socket.gethostname()} ray-node:{ctx.get_node_id()}"
+    plan = Plan(ratios=ratios_from_config(config), **plan_fields)
+    metrics = trial_fn(model, data, plan, settings=settings, report=lambda m: tune.report({**m, "node": node}))
+    tune.report({**metrics, "node": node, "finetune_step": settings.finetune.steps if metrics["finetuned"] else 0})
+
+
+# How Ray says a trial's process is gone (its error file holds the message, not always the type).
+_DIED = ("ActorDiedError", "WorkerCrashedError", "OutOfMemoryError", "worker process has died", "actor died")
+
+
+def _error_line(trial) -> str:
+    """The one line that says why a trial failed, out of the traceback Ray wrote for it."""
+    path = trial.error_file  # written locally before the callbacks run
+    text = Path(path).read_text() if path and Path(path).is_file() else str(trial.get_pickled_error() or "")
+    if not text:
+        return "unknown error (see the Ray logs)"
+    m = re.search(r"TrialFailed: (.+)", text)
+    if m:
+        return m.group(1).strip()
+    if any(d in text for d in _DIED):
+        exit_type = re.search(r"Worker exit type: (\w+)", text)
+        how = f", {exit_type.group(1)}" if exit_type else ""
+        return f"worker: the trial's process died (killed, crashed or out of memory{how})"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1]
+
+
+class Recorder(tune.Callback):
+    """Turns finished trials into rows, saves each plan, and rewrites trials.csv as trials finish."""
+
+    def __init__(self, *, run_dir: Path, budgets_ms: dict[str, float], budget_rule: str, plan_fields: dict[str, Any],
+                 progress: SearchProgress, rows: Sequence[dict[str, Any]] = ()) -> None:
+        self.run_dir, self.budgets_ms, self.plan_fields = run_dir, budgets_ms, plan_fields
+        self.budget_rule = budget_rule
+        self.progress = progress
+        self.rows: list[dict[str, Any]] = list(rows)  # a resumed run starts with the trials already done
+        self.finished_here = 0
+        self._started: dict[str, float] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray pickles callbacks into its experiment state; the terminal console cannot travel.
+        return {k: v for k, v in self.__dict__.items() if k != "progress"}
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._started[trial.trial_id] = time.time()
+
+    def _record(self, trial, status: Status, **fields: Any) -> TrialRecord:
+        number = int(trial.config[TRIAL_NUMBER_KEY])
+        ratios = ratios_from_config(trial.config)
+        plan = save_plan(self.run_dir, number, ratios, self.plan_fields)
+        now = time.time()
+        return TrialRecord(trial=trial_name(number), status=status, plan=str(plan.relative_to(self.run_dir)),
+                           ratios=ratios, started_at=self._started.get(trial.trial_id, now), finished_at=now,
+                           repair_shift=trial.config.get(SHIFT_KEY), predicted_ms=trial.config.get(PREDICTED_KEY),
+                           **fields)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        result = trial.last_result or {}
+        if not result.get("final", True):
+            status = Status.STOPPED  # early-stopped by the scheduler: accuracy is an interim figure
+        elif result.get("finetuned") is False:
+            status = Status.INFEASIBLE  # over budget, so never fine-tuned: no accuracy to report
+        else:
+            status = Status.COMPLETED
+        metrics = {k: v for k, v in result.items() if k in TRIAL_METRICS or k.startswith(("latency_", "accuracy@"))}
+        missed = over_budget(metrics, self.budgets_ms, rule=self.budget_rule)
+        verdicts = budget_verdicts(metrics, self.budgets_ms)
+        budgets = {name: (name not in missed, verdicts[name]) for name in self.budgets_ms}
+        self._add(self._record(trial, status, metrics=metrics, budgets=budgets).row())
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._add(self._record(trial, Status.FAILED, error=_error_line(trial)).row())
+
+    def _add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        self.finished_here += 1
+        write_trials(trials_frame(self.rows), self.run_dir)  # nothing finished is lost if the driver dies
+        self.progress.trial(row)
+
+
+@contextlib.contextmanager
+def ray_session(progress: SearchProgress, *, address: str | None = None) -> Iterator[LatencyCache]:
+    """A Ray for the search, and the latency cache its trials share: a running one is reused;
+    ``address`` (``auto``, ``ray://HOST:PORT``, or ``RAY_ADDRESS``, as ``ray job submit`` sets it)
+    joins an existing cluster; else a local Ray is started, and stopped at the end."""
+    env_for_ray()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    started_here = False
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS")
+        with progress.phase(f"joining the Ray cluster at {address}" if address else "starting a local Ray",
+                            key="ray_start_s"):
+            if address:  # an existing cluster: its nodes bring their own CPUs and resources
+                try:
+                    ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+                except (ConnectionError, RuntimeError, ValueError) as exc:
+                    raise AutopruneError(f"cannot join the Ray cluster at --address {address!r} ({exc}); start one "
+                                         "with `ray start --head`, or leave --address out for a local Ray") from None
+            else:
+                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.ERROR,
+                         log_to_driver=False, configure_logging=True)
+        started_here = True
+    try:
+        yield RayLatencyCache()
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _trial_resources(opts: RunOptions) -> dict[str, float]:
+    """CPUs (and GPUs) per trial: as asked, else the cluster's CPUs shared by the concurrent trials."""
+    # A trial runs on one node: never ask for more CPUs than the biggest node has.
+    node_cpus = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=1)
+    if opts.cpus_per_trial is not None:
+        if opts.cpus_per_trial > node_cpus:
+            raise AutopruneError(f"--cpus-per-trial {opts.cpus_per_trial:g} is more than any node has "
+                                 f"({node_cpus:g}); use at most {node_cpus:g}")
+        cpus = opts.cpus_per_trial
+    else:
+        total = int(ray.cluster_resources().get("CPU", 1))
+        cpus = max(1, min(total // opts.concurrency, int(node_cpus)))
+    res: dict[str, float] = {"cpu": cpus}
+    if opts.gpus_per_trial:
+        gpus = ray.cluster_resources().get("GPU", 0)
+        if gpus < opts.gpus_per_trial:
+            raise AutopruneError(f"--gpus-per-trial {opts.gpus_per_trial:g} but the cluster has {gpus:g} GPU(s); "
+                                 "leave it out to fine-tune on CPUs")
+        res["gpu"] = opts.gpus_per_trial
+    return res
+
+
+def _scheduler(opts: RunOptions, settings: TrialSettings):
+    if opts.early_stop == "none":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    steps = settings.finetune.steps or 1
+    # Rungs at fine-tune steps eval_every, 2x, 4x…: a trial continues while in the top half there.
+    return ASHAScheduler(time_attr="finetune_step", metric="accuracy", mode="max", max_t=steps,
+                         grace_period=max(1, settings.eval_every), reduction_factor=2)
+
+
+def run_trials(*, work: Workload, settings: TrialSettings, plan_fields: dict[str, Any], budgets_ms: dict[str, float],
+               opts: RunOptions, run_dir: Path, progress: SearchProgress,
+               rows: Sequence[dict[str, Any]] = (),
+               trial_fn: Callable[..., dict[str, Any]] = run_trial) -> tuple[list[dict], bool]:
+    """Run ``opts.trials`` trials on the Ray the caller holds (see ``ray_session``).
+
+    ``trial_fn`` has ``run_trial``'s signature; the orchestration benchmark passes trials of fixed cost.
+
+    Returns every row (``rows`` given, then one per trial finished here) and whether the run was
+    interrupted (Ctrl-C) before all its trials finished.
+    """
+    resources = _trial_resources(opts)
+    # Trials waiting for resources are proposed early, before results the sampler could use: allow
+    # just enough of them to keep ``concurrency`` trials running (1 would run them one at a time).
+    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(opts.concurrency)
+    space = {name: optuna.distributions.FloatDistribution(g.low, g.high, step=g.step)
+             for name, g in work.space.groups.items()}
+    # budget: one objective (accuracy) among plans repaired onto the boundary; front: two objectives.
+    metric, mode = (_OBJECTIVES[0], "max") if opts.formulation == "budget" else (_OBJECTIVES, ["max", "min"])
+    searcher = BudgetedOptunaSearch(
+        space=space, metric=metric, mode=mode, budgets_ms=budgets_ms, budget_rule=settings.budget_rule,
+        aim=opts.aim if opts.formulation == "budget" else None,
+        sampler=make_sampler(opts.sampler, trials=opts.trials, concurrency=opts.concurrency, seed=opts.seed),
+        storage=optuna.storages.RDBStorage(opts.storage), study_name=opts.study_name,
+        points_to_evaluate=[dict(p) for p in opts.initial_plans] or None)
+    recorder = Recorder(run_dir=run_dir, budgets_ms=budgets_ms, budget_rule=settings.budget_rule,
+                        plan_fields=plan_fields, progress=progress, rows=rows)
+    trainable = tune.with_resources(
+        # with_parameters puts model and data in the object store once; every trial reads that copy.
+        tune.with_parameters(_trainable, model=work.model, data=work.data, settings=settings, plan_fields=plan_fields,
+                             trial_fn=trial_fn),
+        resources)
+    n = 1 + sum(1 for _ in (run_dir / "ray").glob("tune*")) if (run_dir / "ray").is_dir() else 1
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(searcher, max_concurrent=opts.concurrency),
+                                    scheduler=_scheduler(opts, settings), num_samples=opts.trials,
+                                    reuse_actors=True),
+        run_config=tune.RunConfig(name="tune" if n == 1 else f"tune-{n}", storage_path=str((run_dir / "ray").resolve()),
+                                  verbose=0, callbacks=[recorder], failure_config=tune.FailureConfig(max_failures=0)),
+    )
+    tune_logger = logging.getLogger("ray.tune")
+    level = tune_logger.level
+    tune_logger.setLevel(logging.CRITICAL)  # failed trials are reported by the Recorder, in one line each
+    interrupted = False
+    what = f"running {opts.trials} trials, {opts.concurrency} at a time on {resources}"
+    try:
+        with progress.phase(what, key="tune_s"):
+            # Ctrl-C: Ray Tune's handler ends the loop and stops the running trials; a second Ctrl-C
+            # raises here. Either way the trials that finished are in recorder.rows.
+            tuner.fit()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        tune_logger.setLevel(level)
+    interrupted = interrupted or recorder.finished_here < opts.trials
+    return recorder.rows, interrupted
+
+
+def save_plan(run_dir: Path, number: int, ratios: dict[str, float], plan_fields: dict[str, Any]) -> Path:
+    plan = Plan(ratios=ratios, **plan_fields)
+    return plan.save(run_dir / "plans" / f"{trial_name(number)}.yaml")
+
+
+def env_for_ray() -> None:
+    # Quiet Ray: no dashboard, no per-trial logger files we never read.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")

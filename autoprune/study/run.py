@@ -1,0 +1,439 @@
+"""search: Ray Tune runs the trials, Optuna (through Ray's OptunaSearch) proposes the plans.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from autoprune.core import config as cfg
+from autoprune.core.errors import AutopruneError, SearchInterrupted
+from autoprune.core.records import (
+    FINISHED,
+    RUN_FORMAT,
+    RunConfig,
+    Status,
+    at,
+    ratios_of,
+    status_of,
+)
+from autoprune.latency.budget import Budget, judged_ms
+from autoprune.latency.cache import LatencyCache
+from autoprune.latency.cost import CostModel, channel_block
+from autoprune.latency.measure import baseline_latency, latency_for, run_references
+from autoprune.latency.pooling import BUDGET_RULES
+from autoprune.latency.profiles import DEFAULT_PROFILE, HardwareProfile, resolve_profile
+from autoprune.latency.reference import Reference
+from autoprune.load.models import architecture_fingerprint, fingerprint
+from autoprune.prune.engine import count_macs_params, prune
+from autoprune.prune.plan import Plan
+from autoprune.report.channels import plot_front_channels
+from autoprune.report.frames import trials_frame, write_pareto, write_trials
+from autoprune.report.plots import plot_pareto
+from autoprune.report.progress import SearchProgress
+from autoprune.space.sensitivity import load_sensitivity, sensitivity_seeds
+from autoprune.study.options import EARLY_STOP, FORMULATIONS, RunOptions
+from autoprune.study.repair import BudgetAim, shifted
+from autoprune.study.samplers import list_samplers, uniform_seeds
+from autoprune.study.seeds import parse_seed_plans
+from autoprune.study.storage import load_study, reconcile, storage_url, study_name
+from autoprune.study.trial import TrialSettings, deployed_accuracy, quantization_inputs
+from autoprune.study.workload import Workload, load_workload
+from autoprune.train.finetune import FinetuneConfig, evaluate
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    run_dir: Path
+    trials: pd.DataFrame
+    pareto: pd.DataFrame
+    budget_ms: float  # on the primary profile
+    budgets_ms: dict[str, float]  # profile name -> budget in ms
+    baseline: dict[str, Any]
+    plot: Path | None
+
+
+def _positive(name: str, value: int, *, minimum: int = 1) -> int:
+    if not isinstance(value, int) or value < minimum:
+        raise AutopruneError(f"{name} is {value!r}; it must be an integer >= {minimum}")
+    return value
+
+
+def _as_list(value: Any) -> list[Any]:
+    return [value] if isinstance(value, (str, Path)) else list(value)
+
+
+def resolve_targets(budget: str | Sequence[str], profile: str | Path | Sequence[str | Path]
+                    ) -> tuple[tuple[HardwareProfile, ...], tuple[Budget, ...]]:
+    """Profiles (primary first) and budgets bound to them; ``50ms`` binds to the first profile."""
+    profiles = [resolve_profile(p) for p in _as_list(profile)]
+    if not profiles:
+        raise AutopruneError("no profile given; pass --profile NAME (e.g. cpu-default)")
+    names = [p.name for p in profiles]
+    if len(set(names)) != len(names):
+        raise AutopruneError(f"profiles {names} repeat a name; give each --profile once")
+    budgets = [Budget.parse(b) for b in _as_list(budget)]
+    if not budgets:
+        raise AutopruneError("no budget given; pass --budget, e.g. 50ms or 0.5x@cpu-default")
+    budgets = [b if b.profile is not None else b.on(names[0]) for b in budgets]
+    for b in budgets:
+        if b.profile not in names:
+            raise AutopruneError(f"budget {b.text!r} names profile {b.profile!r}, which is not searched; "
+                                 f"profiles: {', '.join(names)} (add --profile {b.profile})")
+    bound = [b.profile for b in budgets]
+    if len(set(bound)) != len(bound):
+        raise AutopruneError(f"two budgets for one profile ({', '.join(str(b) for b in budgets)}); "
+                             "give at most one budget per profile")
+    primary = budgets[0].profile
+    profiles.sort(key=lambda p: p.name != primary)  # stable: the primary first, the rest as given
+    return tuple(profiles), tuple(budgets)
+
+
+def measure_baseline(work: Workload, *, cache: LatencyCache | None = None
+                     ) -> tuple[dict[str, Any], dict[str, Reference]]:
+    """The unpruned model's accuracy, size and latency on every profile (the primary's also unsuffixed),
+    and, per pooled profile, the unpruned model as the reference every trial is timed against."""
+    macs, params = count_macs_params(work.model, input_shape=work.input_shape)
+    base_acc = evaluate(work.model, work.data.trial_val, metric=work.metric)
+    base: dict[str, Any] = {"accuracy": base_acc, "macs": macs, "params": params, "profiles": {}}
+    arch = architecture_fingerprint(work.model)
+    refs: dict[str, Reference] = {}
+    calibration = quantization_inputs(work.data, work.profiles)
+    deployed = deployed_accuracy(work.model, work.data, work.profiles, input_shape=work.input_shape,
+                                 calibration=calibration)
+    for i, profile in enumerate(work.profiles):
+        lat, ref = baseline_latency(work.model, profile, input_shape=work.input_shape, arch_key=arch, cache=cache,
+                                    calibration=calibration)
+        if ref is not None:
+            refs[profile.name] = ref
+        figure = {"latency_p50_ms": lat.p50_ms, "latency_ci_low_ms": lat.ci_low_ms,
+                  "latency_ci_high_ms": lat.ci_high_ms, "latency_p90_ms": lat.p90_ms, "method": lat.method,
+                  "node": lat.node, "latency": lat.describe(), "quantization": profile.quantization}
+        if profile.name in deployed:
+            figure["accuracy"] = deployed[profile.name]  # the unpruned model as deployed there (INT8)
+        base["profiles"][profile.name] = figure
+        if i == 0:
+            base.update(figure)
+            if profile.name in deployed:
+                base["accuracy_float"] = base_acc
+    return base, refs
+
+
+def new_run_dir(out: str | Path) -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(out) / stamp
+    run_dir, n = base, 1
+    while run_dir.exists():
+        run_dir, n = Path(f"{base}-{n}"), n + 1
+    (run_dir / "plans").mkdir(parents=True)
+    return run_dir
+
+
+def _choice(name: str, value: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise AutopruneError(f"{name} {value!r} is unknown; choose one of {', '.join(choices)}")
+    return value
+
+
+def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo", data: str = "builtin:digits",
+           space: str | Path | None = None, profile: str | Path | Sequence[str | Path] = DEFAULT_PROFILE,
+           trials: int | None = None, concurrency: int = 1, seed: int = 0, finetune_steps: int = 30,
+           criterion: str | None = None, out: str | Path = "runs", quiet: bool = False, sampler: str = "tpe",
+           precheck: bool = True, bn_recalibration: int = 10, early_stop: str = "none",
+           initial_plans: Sequence[dict[str, float]] | None = None, storage: str | None = None,
+           address: str | None = None, cpus_per_trial: float | None = None, gpus_per_trial: float = 0.0,
+           resume: str | Path | None = None, sensitivity: str | Path | None = None,
+           budget_confidence: str = "upper", formulation: str = "budget",
+           seed_plans: str | Sequence[str] = "uniform,global,sensitivity", weights: str | Path | None = None,
+           metric: str = "top1", loss: str = "cross_entropy", val_samples: int | None = None) -> SearchResult:
+    """Search per-group prune ratios for the best accuracy/latency trade-off under the budget(s).
+
+    ``profile`` may name several hardware profiles: every trial is measured on each. ``budget``
+    may be several, one per profile (``50ms@cpu-1thread-b1``, ``0.5x@cpu-default``); the first
+    budget's profile is the primary one, whose latency is the second objective.
+
+    ``precheck`` reports a plan whose latency misses a budget as infeasible without fine-tuning
+    it. ``initial_plans`` are tried first, as given (default: the seed plans; with ``front``,
+    uniform ratios bracketing the budget; ``[]`` for none; with ``sensitivity``, a sensitivity.csv, plans that prune the least sensitive groups
+    most come first, then the middle uniform plan). The study lives in ``storage`` (an Optuna RDB URL; default ``RUN/study.db``).
+    ``resume`` continues the run in that directory with its own settings, up to its trial count
+    (or ``trials``, when given); only ``concurrency``, ``address``, the per-trial resources and
+    ``quiet`` are taken from this call. ``budget_confidence``: a plan meets a budget when its
+    latency's 95 % CI lies within it (``upper``, default) or when its point estimate does (``p50``).
+
+    ``formulation``: ``budget`` (default) maximises accuracy among plans moved onto the budget's
+    boundary (each proposal's ratios shifted together until its predicted latency meets the
+    budget, see ``repair``); ``front`` searches accuracy and latency as two objectives, spreading
+    trials along the whole front. Both report the front of every trial. ``seed_plans``: the cheap
+    answers tried first (``uniform``, ``global`` = Torch-Pruning global pruning, ``sensitivity`` =
+    greedy from a sensitivity table, computed here when ``sensitivity`` is not given); budget
+    formulation only (``front`` seeds uniform plans bracketing the budget).
+
+    ``weights``: a state_dict file loaded into ``model``. ``metric`` ranks plans (``top1``, ``top5``
+    or ``package.module:fn(model, loader) -> float``) and ``loss`` trains them (``cross_entropy`` or
+    ``package.module:fn(outputs, targets)``). ``val_samples``: trials evaluate on a fixed, seeded
+    subset of that many validation samples (``apply`` reports the full set).
+    """
+    if resume is not None:
+        return _resume(Path(resume), trials=trials, concurrency=concurrency, quiet=quiet, address=address,
+                       cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial)
+    trials = 24 if trials is None else trials
+    profiles, budgets = resolve_targets(budget, profile)
+    _positive("trials", trials)
+    _positive("concurrency", concurrency)
+    _positive("finetune_steps", finetune_steps, minimum=0)
+    _positive("bn_recalibration", bn_recalibration, minimum=0)
+    _choice("sampler", sampler, list_samplers())
+    _choice("early_stop", early_stop, EARLY_STOP)
+    _choice("budget_confidence", budget_confidence, BUDGET_RULES)
+    _choice("formulation", formulation, FORMULATIONS)
+    seed_names = parse_seed_plans(seed_plans)
+    if sampler == "local" and formulation != "budget":
+        raise AutopruneError("sampler 'local' moves channels between groups at equal latency; it needs "
+                             "--formulation budget (one objective), not front")
+    progress = SearchProgress(total=trials, quiet=quiet, budget_rule=budget_confidence)
+    with progress.phase("loading model, data and space", key="load_s"):
+        work = load_workload(model=model, data=data, space=space, profiles=profiles, criterion=criterion,
+                             weights=weights, metric=metric, loss=loss, val_samples=val_samples)
+    if initial_plans is not None:
+        initial_plans = [work.space.check_plan(p, source=f"initial plan {i}") for i, p in enumerate(initial_plans)]
+    sens_table = load_sensitivity(sensitivity, space=work.space) if sensitivity is not None else None
+
+    # tune_runner imports Ray: keep it off the bad-input path above
+    from autoprune.study.ray_backend import ray_session
+
+    with ray_session(progress, address=address) as cache:
+        names = ", ".join(p.name for p in work.profiles)
+        with progress.phase(f"measuring the unpruned model on {names}", key="baseline_s"):
+            baseline, references = measure_baseline(work, cache=cache)
+        budgets_ms = {b.profile: b.resolve_ms(baseline_ms=baseline["profiles"][b.profile]["latency_p50_ms"])
+                      for b in budgets}
+        progress.baseline(baseline, budgets=budgets, budgets_ms=budgets_ms)
+        aim = None
+        if formulation == "budget" and all(baseline["profiles"][p]["latency_p50_ms"] <= ms
+                                           for p, ms in budgets_ms.items()):
+            # Every plan would be repaired back to the unpruned model: nothing to aim at.
+            progress.print("the unpruned model already meets every budget: searching the whole accuracy/latency "
+                           "front instead (formulation front)")
+            formulation = "front"
+            if sampler == "local":
+                sampler = "tpe"
+        if formulation == "budget":
+            with progress.phase("calibrating the latency model: uniform plans measured", key="cost_s"):
+                aim = budget_aim(work, budgets_ms=budgets_ms, baseline=baseline)
+                calibrate_aim(aim, work, references=references, cache=cache)
+        if initial_plans is None and formulation == "front":
+            targets = {p: (ms, baseline["profiles"][p]["latency_p50_ms"]) for p, ms in budgets_ms.items()}
+            initial_plans = uniform_seeds(work.space, budgets=targets)
+            if sens_table is not None:
+                tightest = min(ms / base for ms, base in targets.values())
+                seeds = sensitivity_seeds(work.space, sens_table, target=tightest)
+                initial_plans = seeds + [p for p in initial_plans[1:2] if p not in seeds]
+        elif initial_plans is None:
+            initial_plans = _seeds(work, aim, seed_names, sens_table=sens_table, progress=progress)
+
+        run_dir = new_run_dir(out)
+        base_fp = fingerprint(work.model)
+        plan_fields = {"criterion": work.space.criterion, "round_to": work.space.round_to,
+                       "ignored": work.space.ignored, "base_model": model, "base_fingerprint": base_fp, "seed": seed}
+        finetune = FinetuneConfig(steps=finetune_steps, seed=seed)
+        primary = work.profiles[0].name
+        run_config = RunConfig.model_validate({
+            "format": RUN_FORMAT, "model": model, "weights": None if weights is None else str(weights),
+            "model_fingerprint": base_fp, "data": data, "metric": metric, "loss": loss, "val_samples": val_samples,
+            "preprocessing": work.data.preprocessing,
+            "input_shape": list(work.input_shape), "budget": str(budgets[0]), "budget_ms": budgets_ms[primary],
+            "budgets": {b.profile: {"budget": str(b), "ms": budgets_ms[b.profile]} for b in budgets},
+            "trials": trials, "concurrency": concurrency, "seed": seed, "sampler": sampler,
+            "budget_confidence": budget_confidence, "formulation": formulation, "seed_plans": list(seed_names),
+            "precheck": precheck, "bn_recalibration": bn_recalibration, "early_stop": early_stop,
+            "eval_every": max(1, finetune_steps // 4) if early_stop != "none" else 0,
+            "finetune": {"steps": finetune_steps, "lr": finetune.lr, "batch_size": finetune.batch_size},
+            "study": {"storage": storage, "name": study_name(run_dir, storage)},
+            "initial_plans": [dict(p) for p in initial_plans],
+            "seeded_from": (str(sensitivity) if sensitivity is not None else "uniform ratios") if formulation == "front"
+            else ", ".join(seed_names) or "none",
+            "profiles": [p.model_dump(mode="json") for p in work.profiles],
+            "space": work.space.model_dump(mode="json"), "plan": plan_fields, "baseline": baseline})
+        run_config.write(run_dir)
+        for p in work.profiles:
+            cfg.dump(p, run_dir / "profiles" / f"{p.name}.yaml")
+        work.space.save(run_dir / "space.yaml")
+        opts = _run_options(run_config, run_dir, trials=trials, concurrency=concurrency,
+                            cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
+                            initial_plans=tuple(initial_plans), aim=aim)
+        return _execute(work, run_dir, run_config, opts, cache=cache, progress=progress, rows=[],
+                        references=references)
+
+
+def budget_aim(work: Workload, *, budgets_ms: dict[str, float], baseline: dict[str, Any],
+               rows: Sequence[dict[str, Any]] = (), rule: str = "upper") -> BudgetAim:
+    """The repair's cost model and latency models (fed with any trials already measured)."""
+    cost = CostModel.build(work.model, input_shape=work.input_shape, space=work.space)
+    blocks = {p.name: channel_block(p.channel_block, p.provider) for p in work.profiles}
+    aim = BudgetAim.build(space=work.space, cost=cost, budgets_ms=budgets_ms, blocks=blocks,
+                          baseline_ms={p: baseline["profiles"][p]["latency_p50_ms"] for p in budgets_ms})
+    for row in rows:
+        ratios = ratios_of(row)
+        measured = {p: row.get(at("latency_p50_ms", p)) for p in budgets_ms}
+        if ratios and all(isinstance(v, (int, float)) and not math.isnan(v) for v in measured.values()):
+            aim.landed(ratios, measured_ms=measured, judged_ms={p: judged_ms(row, p, rule=rule) for p in budgets_ms})
+    return aim
+
+
+def calibrate_aim(aim: BudgetAim, work: Workload, *, references: dict[str, Reference], cache: LatencyCache | None,
+                  ratios: Sequence[float] = (0.25, 0.5, 0.75)) -> None:
+    """Measure uniform plans across the space on every budgeted profile, so the latency model starts
+    from measured points spread over the range (how far latency falls with MACs differs widely
+    between models and targets: on a small ResNet at batch 64, half the MACs left 80 % of the time)."""
+    calibration = quantization_inputs(work.data, work.profiles)
+    profiles = [p for p in work.profiles if p.name in aim.budgets_ms]
+    done = set()
+    for r in ratios:
+        plan = shifted(dict.fromkeys(work.space.groups, r), 0.0, work.space)
+        key = tuple(sorted(plan.items()))
+        if key in done:
+            continue
+        done.add(key)
+        pruned = prune(work.model, Plan(ratios=plan, criterion=work.space.criterion, round_to=work.space.round_to,
+                                        ignored=work.space.ignored), input_shape=work.input_shape)
+        arch = architecture_fingerprint(pruned)
+        measured = {p.name: latency_for(pruned, p, input_shape=work.input_shape, arch_key=arch, cache=cache,
+                                        reference=references.get(p.name), calibration=calibration).p50_ms
+                    for p in profiles}
+        aim.landed(plan, measured_ms=measured, judged_ms={})
+
+
+def _seeds(work: Workload, aim: BudgetAim, names: Sequence[str], *, sens_table: pd.DataFrame | None,
+           progress: SearchProgress) -> list[dict[str, float]]:
+    """The seed plans, each on the budget's boundary, duplicates dropped (in the order asked)."""
+    from autoprune.study.seeds import (
+        global_seed,
+        quick_sensitivity,
+        sensitivity_seed,
+        uniform_seed,
+    )
+
+    plans: dict[str, dict[str, float]] = {}
+    for name in names:
+        if name == "uniform":
+            plans[name] = uniform_seed(aim)
+        elif name == "global":
+            with progress.phase("seed plan: Torch-Pruning global pruning at the budget", key="seed_global_s"):
+                plans[name] = global_seed(aim, work.model, input_shape=work.input_shape)
+        elif name == "sensitivity":
+            if sens_table is None:
+                n = len(work.space.groups) * 3
+                with progress.phase(f"seed plan: sensitivity of each group alone ({n} evaluations)",
+                                    key="seed_sensitivity_s"):
+                    sens_table = quick_sensitivity(work.model, work.data, space=work.space,
+                                                   input_shape=work.input_shape, metric=work.metric)
+            plans[name] = sensitivity_seed(aim, sens_table)
+    unique: list[dict[str, float]] = []
+    for plan in plans.values():
+        if plan not in unique:
+            unique.append(plan)
+    return unique
+
+
+def _run_options(run_config: RunConfig, run_dir: Path, **kwargs: Any) -> RunOptions:
+    return RunOptions(seed=run_config.seed, sampler=run_config.sampler, early_stop=run_config.early_stop,
+                      formulation=run_config.formulation, storage=storage_url(run_dir, run_config.study.storage),
+                      study_name=run_config.study.name, **kwargs)
+
+
+def _execute(work: Workload, run_dir: Path, run_config: RunConfig, opts: RunOptions, *, cache: LatencyCache,
+             progress: SearchProgress, rows: list[dict[str, Any]], references: dict[str, Reference]) -> SearchResult:
+    """Run the trials of a new or resumed run, then write its outputs (also after Ctrl-C)."""
+    from autoprune.study.ray_backend import run_trials
+
+    budgets_ms = run_config.budgets_ms
+    ft = run_config.finetune
+    settings = TrialSettings(
+        input_shape=work.input_shape, profiles=work.profiles, cache=cache, budgets_ms=budgets_ms,
+        finetune=FinetuneConfig(steps=ft.steps, lr=ft.lr, batch_size=ft.batch_size, seed=run_config.seed,
+                                loss=work.loss, workers=work.data.workers),
+        metric=work.metric, precheck=run_config.precheck,
+        evaluate_infeasible=run_config.sampler == "gp", bn_recalibration=run_config.bn_recalibration,
+        eval_every=run_config.eval_every, references=references, budget_rule=run_config.budget_confidence)
+    rows, interrupted = run_trials(work=work, settings=settings, plan_fields=run_config.plan, budgets_ms=budgets_ms,
+                                   opts=opts, run_dir=run_dir, progress=progress, rows=rows)
+    result = finish(run_dir, rows, budgets_ms=budgets_ms, baseline=run_config.baseline,
+                    profiles=[p.name for p in work.profiles], progress=progress)
+    if interrupted:
+        raise SearchInterrupted(run_dir, done=len(rows), total=run_config.trials)
+    return result
+
+
+def _resume(run_dir: Path, *, trials: int | None, concurrency: int, quiet: bool, address: str | None,
+            cpus_per_trial: float | None, gpus_per_trial: float) -> SearchResult:
+    """Continue a run (stopped by Ctrl-C, ``kill -9`` or a crash) up to its trial count."""
+    run_config = RunConfig.read(run_dir, what="--resume")
+    total = run_config.trials if trials is None else _positive("trials", trials)
+    _positive("concurrency", concurrency)
+    rows = (pd.read_csv(run_dir / "trials.csv").to_dict("records")
+            if (run_dir / "trials.csv").is_file() else [])
+    rows = [r for r in rows if status_of(r) in FINISHED]
+    progress = SearchProgress(total=total, quiet=quiet, done=len(rows), budget_rule=run_config.budget_confidence)
+    profiles = [resolve_profile(run_dir / "profiles" / f"{p['name']}.yaml") for p in run_config.profiles]
+    with progress.phase(f"resuming {run_dir}: loading model, data and space", key="load_s"):
+        work = load_workload(model=run_config.model, data=run_config.data, space=run_dir / "space.yaml",
+                             profiles=profiles, weights=run_config.weights, metric=run_config.metric,
+                             loss=run_config.loss, val_samples=run_config.val_samples)
+    if fingerprint(work.model) != run_config.model_fingerprint:
+        raise AutopruneError(f"--resume {run_dir}: model {run_config.model!r} no longer has the weights this "
+                             "run searched (fingerprint differs); start a new search for the new weights")
+    url = storage_url(run_dir, run_config.study.storage)
+    requeued = reconcile(load_study(url, run_config.study.name), rows=rows, budgets_ms=run_config.budgets_ms,
+                         budget_rule=run_config.budget_confidence)
+    remaining = total - len(rows)
+    progress.print(f"{len(rows)} of {total} trials already finished; {requeued} interrupted plan(s) queued again")
+    if remaining <= 0:
+        return finish(run_dir, rows, budgets_ms=run_config.budgets_ms,
+                      baseline=run_config.baseline, profiles=[p.name for p in profiles], progress=progress)
+    if total != run_config.trials:
+        run_config = run_config.model_copy(update={"trials": total})
+        run_config.write(run_dir)
+
+    from autoprune.study.ray_backend import ray_session
+
+    with ray_session(progress, address=address) as cache:
+        aim = (budget_aim(work, budgets_ms=run_config.budgets_ms, baseline=run_config.baseline, rows=rows,
+                           rule=run_config.budget_confidence)
+               if run_config.formulation == "budget" else None)
+        opts = _run_options(run_config, run_dir, trials=remaining, concurrency=concurrency,
+                            cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, aim=aim)
+        references = run_references(work.model, work.profiles, input_shape=work.input_shape,
+                                    baseline=run_config.baseline,
+                                    calibration=quantization_inputs(work.data, work.profiles))
+        return _execute(work, run_dir, run_config, opts, cache=cache, progress=progress, rows=rows,
+                        references=references)
+
+
+def finish(run_dir: Path, rows: list[dict[str, Any]], *, budgets_ms: dict[str, float], baseline: dict[str, Any],
+           profiles: list[str], progress: SearchProgress) -> SearchResult:
+    """Write trials.csv, the Pareto front(s) and the plot for whatever finished."""
+    table = trials_frame(rows)
+    write_trials(table, run_dir)
+    front = write_pareto(table, run_dir, profiles=profiles)
+    plot = None
+    if (table["status"] == Status.COMPLETED).any():
+        plot = plot_pareto(table, run_dir, budgets_ms=budgets_ms, baseline=baseline, profiles=profiles)
+    channels_png = plot_front_channels(run_dir, front)
+    n_failed = int((table["status"] == Status.FAILED).sum())
+    counts = {k: int(v) for k, v in table["status"].value_counts().items()}
+    cfg.dump({"trials": len(table), "failed": n_failed, "status": counts, "pareto_size": len(front),
+              "pareto_channels": str(channels_png) if channels_png else None,
+              "budgets_ms": budgets_ms, "budget_confidence": progress.budget_rule,
+              "timings_s": {**progress.timings, "total_s": time.perf_counter() - progress.t0}},
+             run_dir / "summary.yaml")
+    progress.summary(front, run_dir=run_dir, plot=plot, counts=counts)
+    return SearchResult(run_dir=run_dir, trials=table, pareto=front, budget_ms=budgets_ms[profiles[0]],
+                        budgets_ms=budgets_ms, baseline=baseline, plot=plot)

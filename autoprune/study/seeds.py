@@ -1,0 +1,91 @@
+"""Seed plans: the cheap answers a user would try first, put on the budget, for the search to beat.
+
+- ``uniform``: one ratio for every group (the level set by the budget).
+- ``global``: Torch-Pruning's global pruning (group L1, one ranking over all channels) at the
+  overall ratio whose plan meets the budget.
+- ``sensitivity``: greedy per-layer selection from a sensitivity table (AIMET's greedy
+  compression-ratio selection): one accuracy-drop threshold; each group takes the largest ratio
+  whose drop alone stayed within it; the threshold is the smallest whose plan meets the budget.
+
+Each is then repaired onto the budget's boundary like every proposal (``repair.BudgetAim``), and
+the search tries them first: it starts from the best cheap answer and can only improve on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+from torch import nn
+
+from autoprune.core.errors import AutopruneError
+from autoprune.study.repair import BudgetAim, shifted
+
+SEED_PLANS = ("uniform", "global", "sensitivity")
+
+
+def parse_seed_plans(spec: str | Sequence[str]) -> tuple[str, ...]:
+    """``uniform,global`` (or a list) → validated names; ``none`` or empty → ()."""
+    names = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+    if names == ["none"]:
+        return ()
+    for n in names:
+        if n not in SEED_PLANS:
+            raise AutopruneError(f"seed plan {n!r} is unknown; choose from {', '.join(SEED_PLANS)} "
+                                 "(comma-separated), or none")
+    return tuple(dict.fromkeys(names))
+
+
+def uniform_seed(aim: BudgetAim) -> dict[str, float]:
+    return aim.repair({name: g.low for name, g in aim.space.groups.items()}).ratios
+
+
+def global_seed(aim: BudgetAim, model: nn.Module, *, input_shape: Sequence[int]) -> dict[str, float]:
+    """Torch-Pruning global pruning at the overall ratio that meets the budget (bisected), on the grid."""
+    from autoprune.prune.engine import global_ratios
+
+    def plan_at(r: float) -> dict[str, float]:
+        ratios = global_ratios(model, input_shape=input_shape, ratio=r, ignored=aim.space.ignored,
+                               round_to=aim.space.round_to)
+        return shifted(ratios, 0.0, aim.space)  # clipped to each group's range, snapped to its grid
+
+    lo, hi = 0.0, 0.9
+    best = plan_at(hi)
+    for _ in range(7):  # each step prunes a copy: a handful keeps it to seconds on a ResNet-50
+        mid = (lo + hi) / 2
+        plan = plan_at(mid)
+        if aim.fits(plan):
+            hi, best = mid, plan
+        else:
+            lo = mid
+    return aim.repair(best).ratios
+
+
+def sensitivity_seed(aim: BudgetAim, table: pd.DataFrame) -> dict[str, float]:
+    """Greedy per-layer selection: the smallest accuracy-drop threshold whose plan meets the budget."""
+    from autoprune.space.sensitivity import threshold_plans
+
+    plans = threshold_plans(aim.space, table)
+    chosen = next((p for p in plans if aim.fits(p)), plans[-1])  # none fits: prune as far as the table goes
+    return aim.repair(chosen).ratios
+
+
+def quick_sensitivity(model: nn.Module, data, *, space, input_shape: Sequence[int],
+                      ratios: Sequence[float] = (0.25, 0.5, 0.75), bn_recalibration: int = 10,
+                      metric: str = "top1") -> pd.DataFrame:
+    """Each group pruned alone at ``ratios``, BN recalibrated, no fine-tune: the accuracy drops the
+    greedy selection needs (no latency: the cost model prices plans). Groups × ratios evaluations."""
+    from autoprune.prune.plan import Plan
+    from autoprune.study.trial import TrialSettings, run_trial
+    from autoprune.train.finetune import FinetuneConfig, evaluate
+
+    settings = TrialSettings(input_shape=tuple(input_shape), profiles=(), finetune=FinetuneConfig(steps=0),
+                             bn_recalibration=bn_recalibration, metric=metric)
+    base = evaluate(model, data.trial_val, metric=metric)
+    rows = []
+    for name in space.groups:
+        for r in ratios:
+            plan = Plan(ratios={name: r}, criterion=space.criterion, round_to=space.round_to, ignored=space.ignored)
+            acc = run_trial(model, data, plan, settings=settings)["accuracy"]
+            rows.append({"group": name, "ratio": r, "accuracy": acc, "accuracy_drop": base - acc})
+    return pd.DataFrame(rows)

@@ -1,0 +1,64 @@
+"""The persistent Optuna study of a run: where it lives, and making it whole again before a resume.
+
+The study is the sampler's memory; ``trials.csv`` is the run's record. A driver killed mid-search
+(Ctrl-C, ``kill -9``) leaves trials RUNNING in the study that will never report: they are marked
+failed and their plans queued again, so a resumed search re-runs them and loses nothing finished.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from autoprune.core.errors import AutopruneError
+from autoprune.core.records import TOLD, Status, status_of
+from autoprune.study.samplers import budget_constraints, trial_name
+
+DEFAULT_STUDY = "autoprune"
+
+
+def storage_url(run_dir: Path, storage: str | None) -> str:
+    """``storage`` as given (any Optuna RDB URL), else a SQLite file in the run directory."""
+    return storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
+
+
+def study_name(run_dir: Path, storage: str | None) -> str:
+    # A shared database holds many runs' studies: name each after its run.
+    return f"{DEFAULT_STUDY}-{run_dir.name}" if storage else DEFAULT_STUDY
+
+
+def load_study(url: str, name: str) -> optuna.Study:
+    try:
+        return optuna.load_study(study_name=name, storage=url, sampler=optuna.samplers.RandomSampler())
+    except KeyError:
+        raise AutopruneError(f"no study {name!r} in storage {url}; resume a run whose search started "
+                             "(see its config.yaml, key study)") from None
+
+
+def reconcile(study: optuna.Study, *, rows: Sequence[Mapping[str, Any]], budgets_ms: Mapping[str, float],
+              budget_rule: str) -> int:
+    """Close the trials a dead driver left RUNNING; returns how many plans were queued again.
+
+    A trial whose row reached trials.csv is told its result (the driver died between the two);
+    any other is failed, and its plan enqueued so the resumed search runs it first.
+    """
+    done = {r["trial"]: r for r in rows if status_of(r) in TOLD}
+    requeued = 0
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        row = done.get(trial_name(t.number))
+        if row is not None:
+            trial = optuna.Trial(study, t._trial_id)
+            for key, value in budget_constraints(row, budgets_ms, rule=budget_rule).items():
+                trial.set_constraint(key, value)
+            accuracy = row["accuracy"] if status_of(row) is not Status.INFEASIBLE else row["accuracy_before_finetune"]
+            values = [float(accuracy), float(row["latency_p50_ms"])]
+            study.tell(t.number, values[:len(study.directions)])  # the budget formulation: accuracy alone
+        else:
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            # The plan it ran (after the budget repair), else its params: the same plan runs again.
+            study.enqueue_trial(dict(t.user_attrs.get("ratios") or t.params), skip_if_exists=False)
+            requeued += 1
+    return requeued

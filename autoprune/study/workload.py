@@ -1,0 +1,78 @@
+"""The workload: model, data, space, profiles, metric and loss, loaded and cross-checked once.
+
+Every user error about the inputs surfaces here, before Ray starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from autoprune.core.errors import AutopruneError
+from autoprune.latency.profiles import HardwareProfile
+from autoprune.load.data import DataSplits, load_data
+from autoprune.load.models import load_model
+from autoprune.space.space import SearchSpace, init_space
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What every trial needs, loaded and checked once in the driver."""
+
+    model: torch.nn.Module
+    data: DataSplits
+    input_shape: tuple[int, ...]
+    space: SearchSpace
+    profiles: tuple[HardwareProfile, ...]  # the primary profile first
+    metric: str = "top1"  # what ranks plans (autoprune.train.task)
+    loss: str = "cross_entropy"  # what fine-tuning minimises
+
+
+def load_workload(*, model: str, data: str, space: str | Path | None, profiles: Sequence[HardwareProfile],
+                  criterion: str | None = None, weights: str | Path | None = None, metric: str = "top1",
+                  loss: str = "cross_entropy", val_samples: int | None = None) -> Workload:
+    """Resolve and cross-check model, data, space, metric and loss: every user error surfaces here."""
+    from autoprune.train.task import resolve_loss, resolve_metric
+
+    resolve_metric(metric)
+    resolve_loss(loss)
+    loaded_space = SearchSpace.load(space) if space is not None else None
+    from autoprune.load.models import model_preprocessing
+
+    splits = load_data(data, preprocessing=model_preprocessing(model)).with_val_samples(val_samples)
+    net = load_model(model, weights=weights)
+    input_shape = splits.input_shape
+    try:
+        with torch.no_grad():
+            net(torch.zeros(2, *input_shape))
+    except Exception as exc:  # noqa: BLE001 - any failure here means model and data do not fit
+        raise AutopruneError(f"model {model!r} does not accept inputs of shape {input_shape} from data {data!r} "
+                             f"({type(exc).__name__}); pass --data that matches the model") from None
+    if loaded_space is None:
+        loaded_space = init_space(net, input_shape=input_shape, model_name=model)
+    else:
+        loaded_space.check_against(net, input_shape=input_shape, source=str(space))
+        loaded_space = _with_channels(loaded_space, net, input_shape)
+    if criterion is not None:
+        from autoprune.prune.criteria import get_criterion
+
+        get_criterion(criterion)
+        loaded_space = loaded_space.model_copy(update={"criterion": criterion})
+    return Workload(model=net, data=splits, input_shape=input_shape, space=loaded_space, profiles=tuple(profiles),
+                    metric=metric, loss=loss)
+
+
+def _with_channels(space: SearchSpace, model: torch.nn.Module, input_shape: tuple[int, ...]) -> SearchSpace:
+    """A hand-written space may leave out each group's channels and members: the run's copy has them."""
+    if all(g.channels for g in space.groups.values()):
+        return space
+    from autoprune.prune.engine import find_groups
+
+    found = {g.name: g for g in find_groups(model, input_shape=input_shape, ignored=space.ignored)}
+    groups = {name: g if g.channels else g.model_copy(update={"channels": found[name].channels,
+                                                               "members": g.members or list(found[name].members)})
+              for name, g in space.groups.items()}
+    return space.model_copy(update={"groups": groups})

@@ -1,0 +1,71 @@
+"""What the model is for: the metric that ranks plans and the loss that trains them.
+
+Both are named by spec strings (so they travel to Ray workers and into config.yaml): built-in
+``top1`` / ``top5`` metrics and the ``cross_entropy`` loss, or ``package.module:function`` for any
+other task. A metric is ``fn(model, loader) -> float``, higher is better, where the loader yields
+``(inputs, targets)`` already on the model's device; a loss is ``fn(outputs, targets) -> tensor``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from autoprune.core.errors import AutopruneError
+
+Metric = Callable[[nn.Module, Any], float]
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _topk(k: int) -> Metric:
+    def metric(model: nn.Module, loader: Any) -> float:
+        correct = total = 0
+        for x, y in loader:
+            out = model(x)
+            top = out.topk(min(k, out.shape[1]), dim=1).indices
+            correct += (top == y.unsqueeze(1)).any(1).sum().item()
+            total += y.numel()
+        return correct / max(1, total)
+    metric.__name__ = f"top{k}"
+    return metric
+
+
+METRICS: dict[str, Metric] = {"top1": _topk(1), "top5": _topk(5)}
+LOSSES: dict[str, Loss] = {"cross_entropy": nn.functional.cross_entropy}
+
+
+def resolve_metric(spec: str) -> Metric:
+    """A built-in metric's name, or ``package.module:function``; the error names what exists."""
+    return _resolve(spec, METRICS, what="metric")
+
+
+def resolve_loss(spec: str) -> Loss:
+    return _resolve(spec, LOSSES, what="loss")
+
+
+def _resolve(spec: str, registry: dict[str, Callable], *, what: str) -> Callable:
+    if spec in registry:
+        return registry[spec]
+    if ":" not in spec:
+        raise AutopruneError(f"{what} {spec!r} is unknown; use {' or '.join(registry)}, or package.module:function")
+    from autoprune.core.imports import import_callable
+
+    return import_callable(spec, what=what)
+
+
+class OnDevice:
+    """A DataLoader whose batches arrive on ``device`` (what a metric function receives)."""
+
+    def __init__(self, loader: DataLoader, device: str | torch.device) -> None:
+        self.loader, self.device = loader, device
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, y in self.loader:
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def __len__(self) -> int:
+        return len(self.loader)
