@@ -1,14 +1,33 @@
-"""The command line: each command parses, calls the Python function of the same name, and prints."""
+"""The command line: each command parses, calls the Python function of the same name, and prints.
+
+Defaults are the Python API's (read off each function's signature), so the two never disagree;
+options shared by several commands are declared once below.
+"""
 
 from __future__ import annotations
 
+import inspect
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from autoprune.commands.apply import apply
+from autoprune.commands.profile import (
+    describe_errors,
+    profile_build_table,
+    profile_calibrate,
+    profile_measure,
+)
+from autoprune.commands.regularize import regularize
+from autoprune.commands.sensitivity import sensitivity
+from autoprune.commands.space import space_init
+from autoprune.commands.sparsify import sparsify
 from autoprune.core.errors import AutopruneError, SearchInterrupted
+from autoprune.latency.profiles import list_profiles, resolve_profile
+from autoprune.study.run import search
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Search per-layer channel-prune ratios under a latency budget, then apply the best plan.")
@@ -18,41 +37,62 @@ app.add_typer(space_app, name="space")
 app.add_typer(profile_app, name="profile")
 
 
+def defaults(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The keyword defaults of an API function: the CLI's defaults."""
+    return {n: p.default for n, p in inspect.signature(fn).parameters.items() if p.default is not inspect.Parameter.empty}
+
+
+SEARCH, APPLY, SENS, REG, SPARSE = defaults(search), defaults(apply), defaults(sensitivity), defaults(regularize), defaults(sparsify)
+SPACE, MEASURE, TABLE = defaults(space_init), defaults(profile_measure), defaults(profile_build_table)
+CALIBRATE = defaults(profile_calibrate)
+
+# Options several commands share.
+Model = Annotated[str, typer.Option(help="builtin:demo, torchvision:NAME[?weights=DEFAULT&num_classes=N], timm:NAME[?pretrained=true&num_classes=N], a checkpoint .pt, or package.module:function.")]
+Weights = Annotated[Path | None, typer.Option(help="A state_dict file (torch.save) loaded into --model: your own trained weights for any architecture spec.")]
+Data = Annotated[str, typer.Option(help="builtin:digits, builtin:fashion-mnist, an ImageFolder directory (DIR?size=N), or package.module:function.")]
+SpaceFile = Annotated[Path | None, typer.Option(help="Search space YAML (default: derived from the model).")]
+Profile = Annotated[str, typer.Option(help="Hardware profile: a name from hw_profiles/ or a YAML path.")]
+Criterion = Annotated[str | None, typer.Option(help="Importance criterion that ranks channels (default: the space's, l1).")]
+Metric = Annotated[str, typer.Option(help="What ranks plans, higher is better: top1, top5, or package.module:fn(model, loader) -> float.")]
+Loss = Annotated[str, typer.Option(help="What fine-tuning minimises: cross_entropy, or package.module:fn(outputs, targets) -> tensor.")]
+ValSamples = Annotated[int | None, typer.Option(help="Evaluate trials on a fixed, seeded subset of this many validation samples (apply reports the full set).")]
+Device = Annotated[str, typer.Option(help="Where training runs: auto (a GPU when torch sees one), cpu, or cuda[:N].")]
+InputShape = Annotated[str | None, typer.Option(help="Input shape of one sample, e.g. 3,224,224 (instead of --data).")]
+
+
 @app.command("search")
 def search_cmd(
-    budget: Annotated[list[str] | None, typer.Option(help="Latency budget per batch: 50ms, 0.05s, 500us, or 0.5x of the unpruned latency; @PROFILE binds it to a profile (default: the first). Repeatable, one per profile.")] = None,
-    model: Annotated[str, typer.Option(help="builtin:demo, torchvision:NAME[?weights=DEFAULT&num_classes=N], timm:NAME[?pretrained=true&num_classes=N], a checkpoint .pt, or package.module:function.")] = "builtin:demo",
-    weights: Annotated[Path | None, typer.Option(help="A state_dict file (torch.save) loaded into --model: your own trained weights for any architecture spec.")] = None,
-    data: Annotated[str, typer.Option(help="builtin:digits, an ImageFolder directory (DIR?size=N), or package.module:function.")] = "builtin:digits",
-    space: Annotated[Path | None, typer.Option(help="Search space YAML (default: derived from the model).")] = None,
-    profile: Annotated[list[str] | None, typer.Option(help="Hardware profile: a name from hw_profiles/ or a YAML path. Repeatable: every trial is measured on each.")] = None,
-    trials: Annotated[int | None, typer.Option(help="Number of trials (default 24; with --resume, the run's own count).")] = None,
-    concurrency: Annotated[int, typer.Option(help="Trials run at once (latency measurements never overlap).")] = 1,
-    seed: Annotated[int, typer.Option(help="Seed of the sampler and of fine-tuning.")] = 0,
-    finetune_steps: Annotated[int, typer.Option(help="Fine-tune steps per trial before evaluation.")] = 30,
-    criterion: Annotated[str | None, typer.Option(help="Importance criterion (default: the space's, l1).")] = None,
-    out: Annotated[Path, typer.Option(help="Directory that receives runs/<run>/.")] = Path("runs"),
-    sampler: Annotated[str, typer.Option(help="Optuna sampler: tpe (constant liar when concurrent), local (moves channels between groups around the best plan; budget formulation), nsga2, random or gp.")] = "tpe",
-    formulation: Annotated[str, typer.Option(help="budget: best accuracy among plans moved onto the budget's boundary; front: accuracy and latency as two objectives.")] = "budget",
-    seed_plans: Annotated[str, typer.Option(help="Cheap plans tried first, each put on the budget: uniform, global (Torch-Pruning global pruning), sensitivity (greedy from a sensitivity table); comma-separated, or none.")] = "uniform,global,sensitivity",
-    precheck: Annotated[bool, typer.Option(help="Measure latency first; a plan over budget is recorded as infeasible, not fine-tuned.")] = True,
-    bn_recalibration: Annotated[int, typer.Option(help="Batches of adaptive BatchNorm recalibration after pruning, before the accuracy that ranks plans not fine-tuned (0: off).")] = 10,
-    early_stop: Annotated[str, typer.Option(help="Early stopping of trials across fine-tune steps: none or asha.")] = "none",
-    storage: Annotated[str | None, typer.Option(help="Optuna storage URL for the study (default: sqlite in the run directory).")] = None,
-    resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory (after Ctrl-C, kill or crash).")] = None,
-    address: Annotated[str | None, typer.Option(help="Join an existing Ray cluster: auto or ray://HOST:PORT (default: RAY_ADDRESS, else a local Ray).")] = None,
-    cpus_per_trial: Annotated[float | None, typer.Option(help="CPUs per trial (default: the CPUs shared by the concurrent trials).")] = None,
-    gpus_per_trial: Annotated[float, typer.Option(help="GPUs per trial: trials fine-tune on a GPU; latency is still measured on the profiles.")] = 0.0,
-    sensitivity: Annotated[Path | None, typer.Option(help="sensitivity.csv (or its directory) from autoprune sensitivity: the first trials prune the least sensitive groups most.")] = None,
-    budget_confidence: Annotated[str, typer.Option(help="A plan meets the budget when its latency's 95 % CI is within it (upper) or its point estimate is (p50).")] = "upper",
-    metric: Annotated[str, typer.Option(help="What ranks plans, higher is better: top1, top5, or package.module:fn(model, loader) -> float.")] = "top1",
-    loss: Annotated[str, typer.Option(help="What fine-tuning minimises: cross_entropy, or package.module:fn(outputs, targets) -> tensor.")] = "cross_entropy",
-    val_samples: Annotated[int | None, typer.Option(help="Evaluate trials on a fixed, seeded subset of this many validation samples (apply reports the full set).")] = None,
+    budget: Annotated[list[str], typer.Option(help="Latency budget per batch: 50ms, 0.05s, 500us, or 0.5x of the unpruned latency; @PROFILE binds it to a profile (default: the first). Repeatable, one per profile.")] = [SEARCH["budget"]],  # noqa: B006 - typer reads it, never mutates it
+    model: Model = SEARCH["model"],
+    weights: Weights = SEARCH["weights"],
+    data: Data = SEARCH["data"],
+    space: SpaceFile = SEARCH["space"],
+    profile: Annotated[list[str], typer.Option(help="Hardware profile: a name from hw_profiles/ or a YAML path. Repeatable: every trial is measured on each.")] = [SEARCH["profile"]],  # noqa: B006
+    trials: Annotated[int | None, typer.Option(help="Number of trials (default 24; with --resume, the run's own count).")] = SEARCH["trials"],
+    concurrency: Annotated[int, typer.Option(help="Trials run at once (latency measurements never overlap).")] = SEARCH["concurrency"],
+    seed: Annotated[int, typer.Option(help="Seed of the sampler and of fine-tuning.")] = SEARCH["seed"],
+    finetune_steps: Annotated[int, typer.Option(help="Fine-tune steps per trial before evaluation.")] = SEARCH["finetune_steps"],
+    criterion: Criterion = SEARCH["criterion"],
+    out: Annotated[Path, typer.Option(help="Directory that receives runs/<run>/.")] = Path(SEARCH["out"]),
+    sampler: Annotated[str, typer.Option(help="Optuna sampler: tpe (constant liar when concurrent), local (moves channels between groups around the best plan; budget formulation), nsga2, random or gp.")] = SEARCH["sampler"],
+    formulation: Annotated[str, typer.Option(help="budget: best accuracy among plans moved onto the budget's boundary; front: accuracy and latency as two objectives.")] = SEARCH["formulation"],
+    seed_plans: Annotated[str, typer.Option(help="Cheap plans tried first, each put on the budget: uniform, global (Torch-Pruning global pruning), sensitivity (greedy from a sensitivity table); comma-separated, or none.")] = SEARCH["seed_plans"],
+    precheck: Annotated[bool, typer.Option(help="Measure latency first; a plan over budget is recorded as infeasible, not fine-tuned.")] = SEARCH["precheck"],
+    bn_recalibration: Annotated[int, typer.Option(help="Batches of adaptive BatchNorm recalibration after pruning, before the accuracy that ranks plans not fine-tuned (0: off).")] = SEARCH["bn_recalibration"],
+    early_stop: Annotated[str, typer.Option(help="Early stopping of trials across fine-tune steps: none or asha.")] = SEARCH["early_stop"],
+    storage: Annotated[str | None, typer.Option(help="Optuna storage URL for the study (default: sqlite in the run directory).")] = SEARCH["storage"],
+    resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory (after Ctrl-C, kill or crash).")] = SEARCH["resume"],
+    address: Annotated[str | None, typer.Option(help="Join an existing Ray cluster: auto or ray://HOST:PORT (default: RAY_ADDRESS, else a local Ray).")] = SEARCH["address"],
+    cpus_per_trial: Annotated[float | None, typer.Option(help="CPUs per trial (default: the CPUs shared by the concurrent trials).")] = SEARCH["cpus_per_trial"],
+    gpus_per_trial: Annotated[float, typer.Option(help="GPUs per trial: trials fine-tune on a GPU; latency is still measured on the profiles.")] = SEARCH["gpus_per_trial"],
+    sensitivity: Annotated[Path | None, typer.Option(help="sensitivity.csv (or its directory) from autoprune sensitivity: the first trials prune the least sensitive groups most.")] = SEARCH["sensitivity"],
+    budget_confidence: Annotated[str, typer.Option(help="A plan meets the budget when its latency's 95 % CI is within it (upper) or its point estimate is (p50).")] = SEARCH["budget_confidence"],
+    metric: Metric = SEARCH["metric"],
+    loss: Loss = SEARCH["loss"],
+    val_samples: ValSamples = SEARCH["val_samples"],
 ) -> None:
     """Search per-group prune ratios; writes trials.csv, pareto.csv, a plot and plans."""
-    from autoprune.study.run import search
-
-    search(budget=budget or ["50ms"], model=model, data=data, space=space, profile=profile or ["cpu-default"],
+    search(budget=budget, model=model, data=data, space=space, profile=profile,
            trials=trials, concurrency=concurrency, seed=seed, finetune_steps=finetune_steps, criterion=criterion,
            out=out, sampler=sampler, precheck=precheck, bn_recalibration=bn_recalibration, early_stop=early_stop,
            storage=storage, resume=resume, address=address, cpus_per_trial=cpus_per_trial,
@@ -64,23 +104,21 @@ def search_cmd(
 @app.command("apply")
 def apply_cmd(
     run: Annotated[Path, typer.Argument(help="A run directory written by autoprune search.")],
-    pick: Annotated[str, typer.Option(help="best (most accurate plan within budget) or a trial, e.g. trial-007.")] = "best",
-    epochs: Annotated[float, typer.Option(help="Recovery fine-tune epochs (warm-up + cosine).")] = 5.0,
-    lr: Annotated[float, typer.Option(help="Peak learning rate of the recovery fine-tune.")] = 0.01,
-    out: Annotated[Path | None, typer.Option(help="Output directory (default: RUN/apply-<trial>).")] = None,
-    distill: Annotated[bool, typer.Option(help="Knowledge distillation from the unpruned model during fine-tuning.")] = False,
-    kd_alpha: Annotated[float, typer.Option(help="Weight of the distillation loss against the label loss.")] = 0.5,
-    kd_temperature: Annotated[float, typer.Option(help="Temperature that softens both models' outputs.")] = 4.0,
-    kd_features: Annotated[str | None, typer.Option(help="With --distill, also match these layers' feature maps by attention transfer: comma-separated names, or auto (each stage).")] = None,
-    kd_beta: Annotated[float, typer.Option(help="Weight of the attention-transfer loss.")] = 1000.0,
-    progressive: Annotated[int, typer.Option(help="Prune in K steps, fine-tuning epochs/K after each (1: one shot).")] = 1,
-    unstructured: Annotated[float, typer.Option(help="Also zero this fraction of the remaining weights by magnitude (shrinks the compressed file, not the dense latency).")] = 0.0,
-    unstructured_scope: Annotated[str, typer.Option(help="Threshold of --unstructured: global or layer.")] = "global",
-    device: Annotated[str, typer.Option(help="Where training runs: auto (a GPU when torch sees one), cpu, or cuda[:N].")] = "auto",
+    pick: Annotated[str, typer.Option(help="best (most accurate plan within budget) or a trial, e.g. trial-007.")] = APPLY["pick"],
+    epochs: Annotated[float, typer.Option(help="Recovery fine-tune epochs (warm-up + cosine).")] = APPLY["epochs"],
+    lr: Annotated[float, typer.Option(help="Peak learning rate of the recovery fine-tune.")] = APPLY["lr"],
+    out: Annotated[Path | None, typer.Option(help="Output directory (default: RUN/apply-<trial>).")] = APPLY["out"],
+    distill: Annotated[bool, typer.Option(help="Knowledge distillation from the unpruned model during fine-tuning.")] = APPLY["distill"],
+    kd_alpha: Annotated[float, typer.Option(help="Weight of the distillation loss against the label loss.")] = APPLY["kd_alpha"],
+    kd_temperature: Annotated[float, typer.Option(help="Temperature that softens both models' outputs.")] = APPLY["kd_temperature"],
+    kd_features: Annotated[str | None, typer.Option(help="With --distill, also match these layers' feature maps by attention transfer: comma-separated names, or auto (each stage).")] = APPLY["kd_features"],
+    kd_beta: Annotated[float, typer.Option(help="Weight of the attention-transfer loss.")] = APPLY["kd_beta"],
+    progressive: Annotated[int, typer.Option(help="Prune in K steps, fine-tuning epochs/K after each (1: one shot).")] = APPLY["progressive"],
+    unstructured: Annotated[float, typer.Option(help="Also zero this fraction of the remaining weights by magnitude (shrinks the compressed file, not the dense latency).")] = APPLY["unstructured"],
+    unstructured_scope: Annotated[str, typer.Option(help="Threshold of --unstructured: global or layer.")] = APPLY["unstructured_scope"],
+    device: Device = APPLY["device"],
 ) -> None:
     """Prune the model with a plan from a run, fine-tune, export .pt and .onnx, and report."""
-    from autoprune.commands.apply import apply
-
     apply(run, pick=pick, epochs=epochs, lr=lr, out=out, distill=distill, kd_alpha=kd_alpha,
           kd_temperature=kd_temperature, kd_features=kd_features, kd_beta=kd_beta, progressive=progressive,
           unstructured=unstructured, unstructured_scope=unstructured_scope, device=device)
@@ -88,24 +126,22 @@ def apply_cmd(
 
 @app.command("sensitivity")
 def sensitivity_cmd(
-    model: Annotated[str, typer.Option(help="The model to analyse (a model spec or checkpoint).")] = "builtin:demo",
-    data: Annotated[str, typer.Option(help="Data for accuracy and calibration.")] = "builtin:digits",
-    space: Annotated[Path | None, typer.Option(help="Search space YAML (default: derived from the model).")] = None,
-    profile: Annotated[str, typer.Option(help="Hardware profile the latency is measured on.")] = "cpu-default",
-    ratios: Annotated[str, typer.Option(help="Ratios to prune each group alone at, comma-separated.")] = "0.25,0.5,0.75",
-    finetune_steps: Annotated[int, typer.Option(help="Fine-tune steps after pruning each (0: BN recalibration only).")] = 0,
-    max_drop: Annotated[float, typer.Option(help="Accuracy drop (fraction) a group alone may cost in the narrowed space.")] = 0.01,
-    out: Annotated[Path, typer.Option(help="Directory for sensitivity.csv, sensitivity.png and space.yaml.")] = Path("sensitivity"),
-    criterion: Annotated[str | None, typer.Option(help="Importance criterion that picks the channels (default: the space's, l1).")] = None,
-    weights: Annotated[Path | None, typer.Option(help="A state_dict file (torch.save) loaded into --model: your own trained weights for any architecture spec.")] = None,
-    metric: Annotated[str, typer.Option(help="What ranks plans, higher is better: top1, top5, or package.module:fn(model, loader) -> float.")] = "top1",
-    loss: Annotated[str, typer.Option(help="What fine-tuning minimises: cross_entropy, or package.module:fn(outputs, targets) -> tensor.")] = "cross_entropy",
-    val_samples: Annotated[int | None, typer.Option(help="Evaluate trials on a fixed, seeded subset of this many validation samples (apply reports the full set).")] = None,
-    device: Annotated[str, typer.Option(help="Where training runs: auto (a GPU when torch sees one), cpu, or cuda[:N].")] = "auto",
+    model: Model = SENS["model"],
+    data: Data = SENS["data"],
+    space: SpaceFile = SENS["space"],
+    profile: Profile = SENS["profile"],
+    ratios: Annotated[str, typer.Option(help="Ratios to prune each group alone at, comma-separated.")] = ",".join(map(str, SENS["ratios"])),
+    finetune_steps: Annotated[int, typer.Option(help="Fine-tune steps after pruning each (0: BN recalibration only).")] = SENS["finetune_steps"],
+    max_drop: Annotated[float, typer.Option(help="Accuracy drop (fraction) a group alone may cost in the narrowed space.")] = SENS["max_drop"],
+    out: Annotated[Path, typer.Option(help="Directory for sensitivity.csv, sensitivity.png and space.yaml.")] = Path(SENS["out"]),
+    criterion: Criterion = SENS["criterion"],
+    weights: Weights = SENS["weights"],
+    metric: Metric = SENS["metric"],
+    loss: Loss = SENS["loss"],
+    val_samples: ValSamples = SENS["val_samples"],
+    device: Device = SENS["device"],
 ) -> None:
     """Prune each group alone at several ratios: accuracy and latency per group, and a narrowed space."""
-    from autoprune.commands.sensitivity import sensitivity
-
     try:
         parsed = [float(r) for r in ratios.split(",")]
     except ValueError:
@@ -117,56 +153,50 @@ def sensitivity_cmd(
 
 @app.command("regularize")
 def regularize_cmd(
-    model: Annotated[str, typer.Option(help="The trained model to regularise (a model spec or checkpoint).")] = "builtin:demo",
-    data: Annotated[str, typer.Option(help="Training and validation data.")] = "builtin:digits",
-    method: Annotated[str, typer.Option(help="bn_l1 (network slimming), bn_group_lasso, or group_norm (DepGraph).")] = "bn_l1",
-    strength: Annotated[float | None, typer.Option(help="Penalty coefficient (default: the method's: 1e-2 for bn_*, 3e-3 for group_norm, for ~2 epochs).")] = None,
-    epochs: Annotated[float, typer.Option(help="Training epochs with the penalty (warm-up + cosine).")] = 2.0,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 0.05,
-    probe_ratio: Annotated[float, typer.Option(help="Uniform prune ratio at which input and regularised model are compared.")] = 0.5,
-    out: Annotated[Path, typer.Option(help="Directory for model.pt, report.yaml and bn_scales.png.")] = Path("regularized"),
-    weights: Annotated[Path | None, typer.Option(help="A state_dict file (torch.save) loaded into --model.")] = None,
-    device: Annotated[str, typer.Option(help="Where training runs: auto (a GPU when torch sees one), cpu, or cuda[:N].")] = "auto",
+    model: Model = REG["model"],
+    data: Data = REG["data"],
+    method: Annotated[str, typer.Option(help="bn_l1 (network slimming), bn_group_lasso, or group_norm (DepGraph).")] = REG["method"],
+    strength: Annotated[float | None, typer.Option(help="Penalty coefficient (default: the method's: 1e-2 for bn_*, 3e-3 for group_norm, for ~2 epochs).")] = REG["strength"],
+    epochs: Annotated[float, typer.Option(help="Training epochs with the penalty (warm-up + cosine).")] = REG["epochs"],
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = REG["lr"],
+    probe_ratio: Annotated[float, typer.Option(help="Uniform prune ratio at which input and regularised model are compared.")] = REG["probe_ratio"],
+    out: Annotated[Path, typer.Option(help="Directory for model.pt, report.yaml and bn_scales.png.")] = Path(REG["out"]),
+    weights: Weights = REG["weights"],
+    device: Device = REG["device"],
 ) -> None:
     """Sparsity regularisation before pruning: train with a channel-sparsity penalty, measure what it buys."""
-    from autoprune.commands.regularize import regularize
-
     regularize(model=model, data=data, method=method, strength=strength, epochs=epochs, lr=lr,
                probe_ratio=probe_ratio, out=out, weights=weights, device=device)
 
 
 @app.command("sparsify")
 def sparsify_cmd(
-    model: Annotated[str, typer.Option(help="The model to sparsify (a model spec or checkpoint).")] = "builtin:demo",
-    data: Annotated[str, typer.Option(help="Data for fine-tuning and accuracy.")] = "builtin:digits",
-    sparsity: Annotated[float, typer.Option(help="Fraction of conv/linear weights zeroed, smallest |w| first.")] = 0.5,
-    scope: Annotated[str, typer.Option(help="global (one threshold over all layers) or layer (same fraction per layer).")] = "global",
-    epochs: Annotated[float, typer.Option(help="Fine-tune epochs with the zeros held (warm-up + cosine).")] = 1.0,
-    lr: Annotated[float, typer.Option(help="Peak learning rate of the fine-tune.")] = 0.01,
-    profile: Annotated[str, typer.Option(help="Hardware profile the dense and sparse latency are measured on.")] = "cpu-default",
-    out: Annotated[Path, typer.Option(help="Directory for model.pt, model.onnx and report.yaml.")] = Path("sparse"),
-    weights: Annotated[Path | None, typer.Option(help="A state_dict file (torch.save) loaded into --model.")] = None,
-    device: Annotated[str, typer.Option(help="Where training runs: auto (a GPU when torch sees one), cpu, or cuda[:N].")] = "auto",
+    model: Model = SPARSE["model"],
+    data: Data = SPARSE["data"],
+    sparsity: Annotated[float, typer.Option(help="Fraction of conv/linear weights zeroed, smallest |w| first.")] = SPARSE["sparsity"],
+    scope: Annotated[str, typer.Option(help="global (one threshold over all layers) or layer (same fraction per layer).")] = SPARSE["scope"],
+    epochs: Annotated[float, typer.Option(help="Fine-tune epochs with the zeros held (warm-up + cosine).")] = SPARSE["epochs"],
+    lr: Annotated[float, typer.Option(help="Peak learning rate of the fine-tune.")] = SPARSE["lr"],
+    profile: Profile = SPARSE["profile"],
+    out: Annotated[Path, typer.Option(help="Directory for model.pt, model.onnx and report.yaml.")] = Path(SPARSE["out"]),
+    weights: Weights = SPARSE["weights"],
+    device: Device = SPARSE["device"],
 ) -> None:
     """Unstructured magnitude pruning: zero small weights, fine-tune, report sparsity, sizes and latency."""
-    from autoprune.commands.sparsify import sparsify
-
     sparsify(model=model, data=data, sparsity=sparsity, scope=scope, epochs=epochs, lr=lr, profile=profile, out=out,
              weights=weights, device=device)
 
 
 @space_app.command("init")
 def space_init_cmd(
-    model: Annotated[str, typer.Option(help="The model to derive the space from.")] = "builtin:demo",
-    data: Annotated[str, typer.Option(help="Data whose samples give the input shape.")] = "builtin:digits",
-    input_shape: Annotated[str | None, typer.Option(help="Input shape of one sample, e.g. 3,224,224 (instead of --data).")] = None,
-    low: Annotated[float, typer.Option(help="Lowest ratio searched per group.")] = 0.0,
-    high: Annotated[float, typer.Option(help="Highest ratio searched per group.")] = 0.7,
-    step: Annotated[float, typer.Option(help="Ratio step.")] = 0.05,
+    model: Model = SPACE["model"],
+    data: Annotated[str, typer.Option(help="Data whose samples give the input shape.")] = SPACE["data"],
+    input_shape: InputShape = SPACE["input_shape"],
+    low: Annotated[float, typer.Option(help="Lowest ratio searched per group.")] = SPACE["low"],
+    high: Annotated[float, typer.Option(help="Highest ratio searched per group.")] = SPACE["high"],
+    step: Annotated[float, typer.Option(help="Ratio step.")] = SPACE["step"],
 ) -> None:
     """Print a search space YAML covering every prunable group of a model."""
-    from autoprune.commands.space import space_init
-
     typer.echo(space_init(model=model, data=data, input_shape=input_shape, low=low, high=high, step=step).to_yaml(),
                nl=False)
 
@@ -174,8 +204,6 @@ def space_init_cmd(
 @profile_app.command("list")
 def profile_list_cmd() -> None:
     """List the shipped hardware profiles."""
-    from autoprune.latency.profiles import list_profiles, resolve_profile
-
     for name in list_profiles():
         typer.echo(f"{name:<20} {resolve_profile(name).description}")
 
@@ -183,14 +211,12 @@ def profile_list_cmd() -> None:
 @profile_app.command("measure")
 def profile_measure_cmd(
     model: Annotated[str, typer.Option(help="A model spec, an applied model.pt, or a .onnx file.")],
-    profile: Annotated[str, typer.Option(help="Hardware profile: a name from hw_profiles/ or a YAML path.")] = "cpu-default",
-    data: Annotated[str, typer.Option(help="Data whose samples give the input shape.")] = "builtin:digits",
-    input_shape: Annotated[str | None, typer.Option(help="Input shape of one sample, e.g. 3,224,224 (instead of --data).")] = None,
-    method: Annotated[str | None, typer.Option(help="pooled (worker processes against the shipped anchor, with a 95 % CI) or single (one process, fast); default: the profile's.")] = None,
+    profile: Profile = MEASURE["profile"],
+    data: Annotated[str, typer.Option(help="Data whose samples give the input shape.")] = MEASURE["data"],
+    input_shape: InputShape = MEASURE["input_shape"],
+    method: Annotated[str | None, typer.Option(help="pooled (worker processes against the shipped anchor, with a 95 % CI) or single (one process, fast); default: the profile's.")] = MEASURE["method"],
 ) -> None:
     """Measure a model's latency on a profile: the estimate, its 95 % CI (pooled) and p90."""
-    from autoprune.commands.profile import profile_measure
-
     stats = profile_measure(model=model, profile=profile, data=data, input_shape=input_shape, method=method)
     ci = f"  95 % CI {stats.ci_low_ms:.3f}–{stats.ci_high_ms:.3f} ms" if stats.has_ci else ""
     typer.echo(f"p50 {stats.p50_ms:.3f} ms{ci}  p90 {stats.p90_ms:.3f} ms  spread {stats.spread:.1%}")
@@ -198,12 +224,8 @@ def profile_measure_cmd(
 
 
 @profile_app.command("calibrate")
-def profile_calibrate_cmd(
-    profile: Annotated[str, typer.Option(help="Hardware profile: a name from hw_profiles/ or a YAML path.")] = "cpu-default",
-) -> None:
+def profile_calibrate_cmd(profile: Profile = CALIBRATE["profile"]) -> None:
     """Time the shipped anchor model again on this machine: the scale of pooled figures without an unpruned model."""
-    from autoprune.commands.profile import profile_calibrate
-
     ref = profile_calibrate(profile=profile)
     typer.echo(f"anchor on {profile}: {ref.ms:.3f} ms [95 % CI {ref.ms_low:.3f}, {ref.ms_high:.3f}]")
 
@@ -211,17 +233,15 @@ def profile_calibrate_cmd(
 @profile_app.command("build-table")
 def profile_build_table_cmd(
     model: Annotated[str, typer.Option(help="The model to tabulate (a model spec or checkpoint).")],
-    profile: Annotated[str, typer.Option(help="The target profile to measure on.")] = "cpu-default",
-    space: Annotated[Path | None, typer.Option(help="Search space YAML (default: derived from the model).")] = None,
-    data: Annotated[str, typer.Option(help="Data whose samples give the input shape.")] = "builtin:digits",
-    input_shape: Annotated[str | None, typer.Option(help="Input shape of one sample, e.g. 3,224,224.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Table file (default: tables/<model>@<profile>.yaml).")] = None,
-    check: Annotated[int, typer.Option(help="Random plans measured to report the table's prediction error.")] = 10,
+    profile: Profile = TABLE["profile"],
+    space: SpaceFile = TABLE["space"],
+    data: Annotated[str, typer.Option(help="Data whose samples give the input shape.")] = TABLE["data"],
+    input_shape: InputShape = TABLE["input_shape"],
+    out: Annotated[Path | None, typer.Option(help="Table file (default: tables/<model>@<profile>.yaml).")] = TABLE["out"],
+    check: Annotated[int, typer.Option(help="Random plans measured to report the table's prediction error.")] = TABLE["check"],
 ) -> None:
     """Measure per-layer latencies on a profile into a table that predicts latency without measuring."""
     from rich.console import Console
-
-    from autoprune.commands.profile import describe_errors, profile_build_table
 
     console = Console(stderr=True)
     with console.status("measuring layers") as status:
@@ -235,19 +255,28 @@ def profile_build_table_cmd(
     typer.echo(f"to use it, add to a profile: latency_table: {report.path.resolve()}")
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI on ``argv`` (default: the process's arguments); returns the exit code. In-process
+    callers (the tests) get the same output and codes as the ``autoprune`` command."""
     try:
-        app()
+        code = app(args=list(sys.argv[1:] if argv is None else argv), prog_name="autoprune", standalone_mode=False)
+    except typer.TyperException as exc:  # a usage error: unknown option, bad type (typer's own click)
+        exc.show()  # type: ignore[attr-defined]
+        return int(getattr(exc, "exit_code", 2))
+    except typer.Abort:
+        typer.echo("interrupted", err=True)
+        return 130
     except AutopruneError as exc:
         typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        return 2
     except SearchInterrupted as exc:
         typer.echo(f"interrupted: {exc}", err=True)
-        sys.exit(130)
+        return 130
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
-        sys.exit(130)
+        return 130
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

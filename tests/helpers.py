@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import signal
 import subprocess
@@ -16,8 +18,24 @@ from autoprune.load.demo import BasicBlock
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def cli(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run ``autoprune ARGS`` in a fresh interpreter, as a user would; output captured, no check."""
+def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """Run ``autoprune ARGS`` in this process, through the console script's own entry point
+    (``autoprune.cli.main``): the same output and exit code, without an interpreter's start-up."""
+    from autoprune.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    before = os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        os.chdir(before)
+    return subprocess.CompletedProcess(["autoprune", *args], code, out.getvalue(), err.getvalue())
+
+
+def cli_process(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``autoprune ARGS`` in a fresh interpreter, as a user would: for the few tests that need one."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "autoprune.cli", *args], capture_output=True, text=True, cwd=cwd,
                           env=env, timeout=timeout, check=False)

@@ -184,7 +184,7 @@ def test_apply_with_feature_distillation_and_unstructured_zeros_from_the_cli(run
     weights = torch.cat([m.weight.detach().flatten() for m in model.modules()
                          if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))])
     assert float((weights == 0).float().mean()) == pytest.approx(0.5, abs=0.01)
-    bad = cli("apply", str(run.run_dir), "--kd-features", "auto", "--out", str(tmp_path / "bad"), timeout=120)
+    bad = cli("apply", str(run.run_dir), "--kd-features", "auto", "--out", str(tmp_path / "bad"))
     assert bad.returncode == 2 and "add --distill" in bad.stderr
 
 

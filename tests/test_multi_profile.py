@@ -13,6 +13,7 @@ from autoprune.latency.table import LatencyTable
 from autoprune.latency.table_build import build_table, prediction_error, random_plans
 from autoprune.load.models import load_model
 from autoprune.prune.engine import prune
+from autoprune.prune.plan import Plan
 from autoprune.space.space import init_space
 from autoprune.study.samplers import CONSTRAINT_PREFIX
 from tests.conftest import ROOT, TINY_PROFILE
@@ -85,9 +86,12 @@ def test_table_covers_every_layer_and_predicts(table):
     plans = random_plans(space, 6, seed=0)
     checks = prediction_error(t, [prune(model, p, input_shape=(1, 8, 8)) for p in plans], profile=profile,
                               input_shape=(1, 8, 8))
-    assert all(p > 0 and m > 0 for p, m in checks)
-    # tiny models run in microseconds, so only a loose bound here; bench/bench_latency.py measures the real error
-    assert sorted(abs(p - m) / m for p, m in checks)[len(checks) // 2] < 0.5
+    assert all(p > 0 and m > 0 for p, m in checks)  # how close they are is a timing: bench/bench_latency.py
+    # the prediction is a sum over layers of tabulated widths: narrower layers never predict slower
+    full = t.predict(model, profile=profile).p50_ms
+    half = t.predict(prune(model, Plan(ratios=dict.fromkeys(space.groups, 0.5), round_to=space.round_to),
+                           input_shape=(1, 8, 8)), profile=profile).p50_ms
+    assert 0 < half < full
 
 
 def test_a_profile_with_a_table_predicts_instead_of_measuring(table, ray_local, tmp_path):
@@ -96,6 +100,8 @@ def test_a_profile_with_a_table_predicts_instead_of_measuring(table, ray_local, 
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(prof))
     result = search(budget="0.9x", model="tests.helpers:tiny_resnet", profile=tmp_path / "p.yaml", trials=2,
                     finetune_steps=1, out=tmp_path, quiet=True)
-    done = result.trials[result.trials["status"] == "completed"]
-    assert set(done["latency_source@tiny-table"]) <= {"table", "cached"}
-    assert (done["measure_s"] < 1.0).all()
+    trials = result.trials
+    assert len(trials) == 2 and set(trials["status"]) <= {"completed", "infeasible"}, trials["error"].tolist()
+    assert set(trials["latency_method@tiny-table"]) == {"table"}  # predicted, never timed
+    assert set(trials["latency_source@tiny-table"]) <= {"table", "cached"}
+    assert "table" in set(trials["latency_source@tiny-table"])

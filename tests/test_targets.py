@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-import time
+import threading
+from pathlib import Path
 
 import pytest
 
@@ -41,43 +42,55 @@ def test_bad_budget_bindings(budgets, pattern):
         resolve_targets(budgets, [TINY, TINY_B4])
 
 
-def _hold_training_step(seconds: float, started, lock_dir: str) -> None:
+def _log(path: str, event: str) -> None:
+    with open(path, "a") as f:  # one short append per event: the file keeps their order across processes
+        f.write(event + "\n")
+
+
+def _hold_training_step(lock_dir: str, log: str, started, release) -> None:
     import os
 
     os.environ["AUTOPRUNE_LOCK_DIR"] = lock_dir
     with node_lock.training_step():
+        _log(log, "step-1 enter")
         started.set()
-        time.sleep(seconds)
+        release.wait(60)  # held until the measurement is waiting for it
+        _log(log, "step-1 exit")
 
 
-def _try_training_step(lock_dir: str, out) -> None:
+def _try_training_step(lock_dir: str, log: str, trying) -> None:
     import os
 
     os.environ["AUTOPRUNE_LOCK_DIR"] = lock_dir
+    trying.set()
     with node_lock.training_step():
-        out.put(time.time())
+        _log(log, "step-2 enter")
 
 
 def test_measurement_waits_for_fine_tune_steps_and_blocks_new_ones(tmp_path, monkeypatch):
+    """The order of lock events, not their timing: the measurement starts after the step in flight
+    ends, and a step that asks while it measures runs after it."""
     monkeypatch.setenv("AUTOPRUNE_LOCK_DIR", str(tmp_path))
+    log = str(tmp_path / "events.log")
     ctx = mp.get_context("spawn")
-    started = ctx.Event()
-    holder = ctx.Process(target=_hold_training_step, args=(1.0, started, str(tmp_path)))
+    started, release, trying = ctx.Event(), ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_training_step, args=(str(tmp_path), log, started, release))
     holder.start()
     assert started.wait(60)
-    t0 = time.time()
+    waiter = threading.Timer(0.5, release.set)  # lets the step end only once the measurement is queued behind it
+    waiter.start()
     with node_lock.measuring():
-        waited = time.time() - t0
-        q = ctx.Queue()
-        stepper = ctx.Process(target=_try_training_step, args=(str(tmp_path), q))
+        _log(log, "measure enter")
+        stepper = ctx.Process(target=_try_training_step, args=(str(tmp_path), log, trying))
         stepper.start()
-        time.sleep(1.5)  # long enough for a spawned process to reach the lock
-        released = time.time()
-    step_ran_at = q.get(timeout=60)
-    holder.join()
-    stepper.join()
-    assert waited >= 0.5  # the measurement waited for the step in flight
-    assert step_ran_at >= released  # and no new step ran while it measured
+        assert trying.wait(60)
+        stepper.join(0.5)  # were the lock broken, the step would run (and log) now
+        _log(log, "measure exit")
+    stepper.join(60)
+    holder.join(60)
+    waiter.join()
+    assert Path(log).read_text().split("\n")[:-1] == ["step-1 enter", "step-1 exit", "measure enter", "measure exit",
+                                                      "step-2 enter"]
 
 
 def test_repeated_architecture_is_not_measured_again():

@@ -13,7 +13,7 @@ from autoprune.core.errors import AutopruneError
 from autoprune.latency.anchor import anchor_reference, forget_stored
 from autoprune.latency.measure import latency_for, measure_on_profile
 from autoprune.latency.onnx import LatencyStats
-from autoprune.latency.profiles import resolve_profile
+from autoprune.latency.profiles import DEFAULT_PROFILE, resolve_profile
 from autoprune.latency.reference import Reference
 from autoprune.latency.table import LatencyTable
 from autoprune.latency.table_build import build_table, prediction_error, random_plans
@@ -23,7 +23,7 @@ from autoprune.prune.engine import prune
 from autoprune.space.space import SearchSpace, init_space
 
 
-def profile_measure(*, model: str, profile: str, data: str = "builtin:digits",
+def profile_measure(*, model: str, profile: str = DEFAULT_PROFILE, data: str = "builtin:digits",
                     input_shape: str | None = None, method: str | None = None) -> LatencyStats:
     """Latency of any model on a profile: a model spec, an applied ``model.pt``, or an ``.onnx`` file.
 
@@ -44,7 +44,7 @@ def profile_measure(*, model: str, profile: str, data: str = "builtin:digits",
                        arch_key=architecture_fingerprint(net))
 
 
-def profile_calibrate(*, profile: str) -> Reference:
+def profile_calibrate(*, profile: str = DEFAULT_PROFILE) -> Reference:
     """Time the anchor model on ``profile`` again, over many processes, and forget the models' stored
     figures on it (a run's unpruned model is measured again in its next search): every pooled figure on
     this machine that has no unpruned model at hand (``profile measure``, a run's baseline) is scaled by it."""
@@ -64,7 +64,7 @@ class TableReport:
         return [abs(p - m) / m for p, m in self.checks]
 
 
-def profile_build_table(*, model: str, profile: str, space: str | Path | None = None, data: str = "builtin:digits",
+def profile_build_table(*, model: str, profile: str = DEFAULT_PROFILE, space: str | Path | None = None, data: str = "builtin:digits",
                         input_shape: str | None = None, out: str | Path | None = None, check: int = 10,
                         seed: int = 0, on_progress: Callable[[str, int, int], None] | None = None) -> TableReport:
     """Measure a latency table for ``model`` on ``profile``; check it against ``check`` random plans."""

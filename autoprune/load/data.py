@@ -72,7 +72,7 @@ def load_data(spec: str, *, seed: int = 0, preprocessing: dict | None = None) ->
 def _split(ds: Dataset, *, seed: int, val_fraction: float = 0.2) -> tuple[Subset, Subset]:
     n = len(ds)  # type: ignore[arg-type]
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    n_val = max(1, int(round(n * val_fraction)))
+    n_val = max(1, round(n * val_fraction))
     return Subset(ds, perm[n_val:]), Subset(ds, perm[:n_val])
 
 

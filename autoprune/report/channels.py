@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -12,9 +11,6 @@ from autoprune.core.errors import AutopruneError
 from autoprune.prune.engine import channels_to_remove
 from autoprune.prune.plan import Plan
 from autoprune.space.space import SearchSpace
-
-if TYPE_CHECKING:
-    from autoprune.space.space import SearchSpace
 
 MAX_PLANS = 6  # more bars per group than this stop being readable
 _ORIGINAL_COLOUR = "#d0d0d0"

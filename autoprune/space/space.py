@@ -32,7 +32,7 @@ class GroupRange(StrictModel):
 
     def choices(self) -> list[float]:
         """Every ratio on the grid from low to high (high included when it lies on the grid)."""
-        n = int(round((self.high - self.low) / self.step + 1e-9))
+        n = round((self.high - self.low) / self.step + 1e-9)
         return [round(self.low + i * self.step, 6) for i in range(n + 1) if self.low + i * self.step <= self.high + 1e-9]
 
 

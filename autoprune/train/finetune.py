@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import ContextManager
 
 import torch
 from torch import nn
@@ -79,7 +79,7 @@ class Distillation:
             loss = loss + self.beta / 2 * at
         return loss
 
-    def student_maps(self, student: nn.Module) -> ContextManager[dict[str, torch.Tensor]]:
+    def student_maps(self, student: nn.Module) -> AbstractContextManager[dict[str, torch.Tensor]]:
         """While open, the student's matched feature maps of its latest forward pass."""
         return _capture(student, self.features)
 
@@ -129,7 +129,7 @@ class NonFiniteLoss(RuntimeError):
 
 def finetune(model: nn.Module, dataset: Dataset, *, config: FinetuneConfig,
              on_step: Callable[[int, int, float], None] | None = None,
-             step_guard: Callable[[], ContextManager[None]] = contextlib.nullcontext,
+             step_guard: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
              device: str | torch.device = "cpu", distill: Distillation | None = None,
              after_backward: Callable[[nn.Module], None] | None = None) -> float:
     """Train ``model`` in place; returns the mean loss of the last steps (or nan for zero steps).
