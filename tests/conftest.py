@@ -23,15 +23,25 @@ def demo_trained():
     demo_model()
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    """A small local Ray per test module (the cluster tests start their own); autoprune reuses it."""
+def start_local_ray() -> None:
     import ray
 
     from autoprune.study.ray_backend import env_for_ray
 
     env_for_ray()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    # address="local": always a new Ray of our own, never one another process on this machine started
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One small local Ray for the whole session (starting one costs seconds, and its warm workers
+    keep torch imported); every search in the tests reuses it. tests/test_cluster.py stops it while
+    its simulated cluster runs, and starts it again after."""
+    import ray
+
+    if not ray.is_initialized():
+        start_local_ray()
     yield ray
     ray.shutdown()
 

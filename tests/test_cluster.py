@@ -10,7 +10,7 @@ from autoprune import search
 from autoprune.latency.measure import measure_on_profile
 from autoprune.latency.onnx import export_onnx
 from autoprune.latency.profiles import HardwareProfile
-from tests.conftest import TINY_PROFILE
+from tests.conftest import TINY_PROFILE, start_local_ray
 from tests.helpers import tiny_resnet
 
 
@@ -22,6 +22,9 @@ def cluster():
     from autoprune.study.ray_backend import env_for_ray
 
     env_for_ray()
+    shared = ray.is_initialized()  # the session's local Ray (conftest): this module needs its own cluster
+    if shared:
+        ray.shutdown()
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
     edge = c.add_node(num_cpus=1, resources={"edge_arm": 1})
     ray.init(address=c.address, log_to_driver=False, logging_level="ERROR")
@@ -29,6 +32,8 @@ def cluster():
     yield c, edge.node_id
     ray.shutdown()
     c.shutdown()
+    if shared:
+        start_local_ray()
 
 
 def test_measurement_runs_on_the_node_with_the_resource(cluster, tmp_path):

@@ -1,65 +1,33 @@
-"""The driver dies mid-search (kill -9) or is interrupted (Ctrl-C); ``--resume`` finishes the run
-with every trial that had finished kept as it was. Real CLI processes, real Ray, real study."""
+"""The driver dies mid-search (kill -9) or is interrupted (Ctrl-C); ``resume`` finishes the run with
+every trial that had finished kept as it was. Real Ray, real study; the stop happens at a known
+point (a trial that presses Ctrl-C; the state a killed driver leaves), never after a wait."""
 
 from __future__ import annotations
-
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import optuna
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT, TINY_PROFILE
+from autoprune import search
+from autoprune.core.errors import SearchInterrupted
+from autoprune.space.space import SearchSpace
+from tests.conftest import TINY_PROFILE
 
-TRIALS = 6
+pytestmark = pytest.mark.usefixtures("ray_local")
 
-
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from autoprune.cli import main; main()", *args]
-
-
-def _start(out: Path) -> subprocess.Popen:
-    # Own session: the test can signal the driver's whole process group, as a terminal's Ctrl-C does.
-    return subprocess.Popen(
-        _cli("search", "--budget", "1000ms", "--model", "tests.helpers:tiny_resnet", "--profile", str(TINY_PROFILE),
-             "--trials", str(TRIALS), "--finetune-steps", "60", "--out", str(out)),
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+TRIALS = 4
+GROUPS = ("stem.0", "block1.conv1", "block2.conv1", "block2.conv2")
+# stem.0 at 0.5 keeps 8 of 16 channels: InterruptingResNet presses Ctrl-C when that plan trains
+PLANS = [{**dict.fromkeys(GROUPS, 0.0), "block2.conv1": 0.25}, {**dict.fromkeys(GROUPS, 0.25), "stem.0": 0.0},
+         {**dict.fromkeys(GROUPS, 0.0), "stem.0": 0.5}]
 
 
-def _wait_for_rows(out: Path, proc: subprocess.Popen, n: int, timeout: float = 240) -> Path:
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        for csv in out.glob("*/trials.csv"):
-            try:
-                if len(pd.read_csv(csv)) >= n:
-                    return csv.parent
-            except (pd.errors.EmptyDataError, pd.errors.ParserError):
-                pass  # caught mid-write
-        if proc.poll() is not None:
-            pytest.fail(f"search ended before {n} trials: {proc.stderr.read()[-2000:]}")
-        time.sleep(0.2)
-    pytest.fail(f"no {n} finished trials within {timeout} s")
+def _search(out, **kwargs):
+    return search(budget="1000ms", profile=TINY_PROFILE, finetune_steps=5, quiet=True, seed_plans="none",
+                  out=out, **kwargs)
 
 
-def _resume(run_dir: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(_cli("search", "--resume", str(run_dir)), cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # Ray processes the dead driver left behind
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=60)
-
-
-def _check_complete(run_dir: Path, before: pd.DataFrame) -> pd.DataFrame:
+def _check_complete(run_dir, before: pd.DataFrame) -> pd.DataFrame:
     after = pd.read_csv(run_dir / "trials.csv")
     assert len(after) == TRIALS and after["trial"].is_unique
     assert set(after["status"]) <= {"completed", "infeasible"}
@@ -76,36 +44,39 @@ def _check_complete(run_dir: Path, before: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_resume_after_kill_9_loses_no_finished_trial(tmp_path):
-    proc = _start(tmp_path)
-    try:
-        run_dir = _wait_for_rows(tmp_path, proc, 2)
-        os.kill(proc.pid, signal.SIGKILL)  # the driver only, mid-trial
-        proc.wait(timeout=60)
-    finally:
-        _kill_group(proc)
+    """What ``kill -9`` of the driver leaves: finished rows in trials.csv, a trial RUNNING in the
+    study, no pareto.csv. Resume fails that trial, runs its plan again and finishes the run."""
+    run_dir = _search(tmp_path, model="tests.helpers:tiny_resnet", trials=2, initial_plans=PLANS[:2]).run_dir
+    for name in ("pareto.csv", "pareto.png", "summary.yaml"):
+        (run_dir / name).unlink()
+    study = optuna.load_study(study_name="autoprune", storage=f"sqlite:///{run_dir / 'study.db'}")
+    space = SearchSpace.load(run_dir / "space.yaml")
+    in_flight = study.ask({n: optuna.distributions.FloatDistribution(g.low, g.high, step=g.step)
+                           for n, g in space.groups.items()})
+    in_flight.set_user_attr("ratios", PLANS[2])  # the plan it ran, as the search records it
     before = pd.read_csv(run_dir / "trials.csv")
-    assert 2 <= len(before) < TRIALS
-    assert not (run_dir / "pareto.csv").exists()  # kill -9 gave the driver no chance to write it
-    done = _resume(run_dir)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert f"{len(before)} of {TRIALS} trials already finished" in done.stdout
-    _check_complete(run_dir, before)
+    assert len(before) == 2
+
+    done = _search(tmp_path, resume=run_dir, trials=TRIALS)
+    after = _check_complete(run_dir, before)
+    assert done.run_dir == run_dir
+    # the plan in flight ran again, as the first trial of the resumed run
+    rerun = after.iloc[2]
+    assert {c.removeprefix("ratio."): rerun[c] for c in after if c.startswith("ratio.")} == PLANS[2]
+    assert optuna.trial.TrialState.FAIL in {t.state for t in study.get_trials()}
 
 
-def test_ctrl_c_writes_what_finished_exits_non_zero_and_resumes(tmp_path):
-    proc = _start(tmp_path)
-    try:
-        run_dir = _wait_for_rows(tmp_path, proc, 2)
-        os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole foreground group
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        _kill_group(proc)
-    assert proc.returncode == 130, stderr[-3000:]
-    assert f"--resume {run_dir}" in stderr
+def test_ctrl_c_writes_what_finished_and_resumes(tmp_path, monkeypatch):
+    (tmp_path / "marker").mkdir()
+    monkeypatch.setenv("AUTOPRUNE_TEST_INTERRUPT", str(tmp_path / "marker"))
+    with pytest.raises(SearchInterrupted) as info:
+        _search(tmp_path / "runs", model="tests.helpers:interrupting_resnet", trials=TRIALS, initial_plans=PLANS)
+    assert (tmp_path / "marker" / "pressed").is_file()  # the third plan did press Ctrl-C
+    run_dir = info.value.run_dir
+    assert f"--resume {run_dir}" in str(info.value)
     before = pd.read_csv(run_dir / "trials.csv")
-    assert 2 <= len(before) < TRIALS
+    assert list(before["trial"]) == ["trial-000", "trial-001"]  # the two plans before it, nothing else
     assert (run_dir / "pareto.csv").is_file() and (run_dir / "pareto.png").is_file()
     assert set(pd.read_csv(run_dir / "pareto.csv")["trial"]) <= set(before["trial"])
-    done = _resume(run_dir)
-    assert done.returncode == 0, done.stderr[-3000:]
+    _search(tmp_path / "runs", resume=run_dir)
     _check_complete(run_dir, before)
