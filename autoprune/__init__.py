@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+# name → module that defines it (keep in step with __all__; tests/test_architecture.py checks)
 _EXPORTS = {
     "apply": "autoprune.commands.apply", "ApplyResult": "autoprune.commands.apply",
     "profile_build_table": "autoprune.commands.profile", "profile_measure": "autoprune.commands.profile",
@@ -30,7 +31,32 @@ _EXPORTS = {
     "SearchSpace": "autoprune.space.space", "init_space": "autoprune.space.space",
     "search": "autoprune.study.run", "SearchResult": "autoprune.study.run",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ApplyResult",
+    "AutopruneError",
+    "Budget",
+    "ConfigError",
+    "HardwareProfile",
+    "Plan",
+    "RegularizeResult",
+    "SearchInterrupted",
+    "SearchResult",
+    "SearchSpace",
+    "SensitivityResult",
+    "SparsifyResult",
+    "apply",
+    "init_space",
+    "load_model",
+    "profile_build_table",
+    "profile_measure",
+    "regularize",
+    "resolve_profile",
+    "save_checkpoint",
+    "search",
+    "sensitivity",
+    "space_init",
+    "sparsify",
+]
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:

@@ -2,16 +2,18 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT, TINY_GROUPS  # noqa: F401 - shared with the test modules from here
+
 # Ray workers import tests.helpers (pickled model classes) through PYTHONPATH, set before Ray starts.
 os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 sys.path.insert(0, str(ROOT))
 
-TINY_PROFILE = ROOT / "tests" / "profiles" / "tiny.yaml"
+TINY_PROFILE = ROOT / "tests" / "profiles" / "tiny.yaml"  # pooled: a CI from 2-3 worker processes
+# the same target timed in one process: for tests that search but do not test the measurement
+TINY_SINGLE = ROOT / "tests" / "profiles" / "tiny-single.yaml"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -16,6 +16,14 @@ from torch import nn
 from autoprune.load.demo import BasicBlock
 
 ROOT = Path(__file__).resolve().parent.parent
+TINY_GROUPS = ("stem.0", "block1.conv1", "block2.conv1", "block2.conv2")  # TinyResNet's prunable groups
+
+
+def tiny_space(path: Path, *, high: float, step: float) -> Path:
+    """A search space file over TinyResNet's groups, channels rounded to 8."""
+    path.write_text("round_to: 8\ngroups:\n" + "".join(f"  {g}: {{low: 0.0, high: {high}, step: {step}}}\n"
+                                                      for g in TINY_GROUPS))
+    return path
 
 
 def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:

@@ -24,3 +24,16 @@ def test_public_api_is_exported() -> None:
                  "profile_build_table", "Plan", "SearchSpace", "HardwareProfile", "Budget", "load_model"):
         assert name in autoprune.__all__ and hasattr(autoprune, name)
     assert callable(autoprune.search) and callable(autoprune.apply)
+    assert sorted(autoprune.__all__) == sorted(autoprune._EXPORTS)
+    for name in autoprune.__all__:
+        assert getattr(autoprune, name).__name__ == name
+
+
+def test_importing_one_module_does_not_import_the_world() -> None:
+    """A Ray actor that unpickles the latency cache imports one stdlib-only module, not torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, autoprune.latency.cache; print('torch' in sys.modules, 'ray' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]

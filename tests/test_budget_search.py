@@ -25,8 +25,8 @@ from autoprune.study.seeds import (
     sensitivity_seed,
     uniform_seed,
 )
-from tests.conftest import TINY_PROFILE
-from tests.helpers import tiny_mobile, tiny_resnet
+from tests.conftest import TINY_SINGLE
+from tests.helpers import tiny_mobile, tiny_resnet, tiny_space
 
 SHAPE = (1, 8, 8)
 
@@ -139,15 +139,11 @@ def test_local_sampler_moves_channels_between_groups_of_the_incumbent():
 
 @pytest.fixture
 def space_file(tmp_path):
-    path = tmp_path / "space.yaml"
-    groups = ("stem.0", "block1.conv1", "block2.conv1", "block2.conv2")
-    path.write_text("round_to: 8\ngroups:\n" + "".join(f"  {g}: {{low: 0.0, high: 0.75, step: 0.125}}\n"
-                                                      for g in groups))
-    return path
+    return tiny_space(tmp_path / "space.yaml", high=0.75, step=0.125)
 
 
 def test_budget_search_aims_every_trial_at_the_budget(ray_local, space_file, tmp_path):
-    result = search(budget="0.8x", model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_PROFILE,
+    result = search(budget="0.8x", model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_SINGLE,
                     trials=5, finetune_steps=2, seed_plans="uniform,global", out=tmp_path, quiet=True)
     config = yaml.safe_load((result.run_dir / "config.yaml").read_text())
     assert config["formulation"] == "budget" and config["seed_plans"] == ["uniform", "global"]
@@ -172,10 +168,10 @@ def test_budget_search_aims_every_trial_at_the_budget(ray_local, space_file, tmp
 
 def test_bad_formulation_and_sampler_pairs_are_refused_before_any_work(tmp_path):
     with pytest.raises(AutopruneError, match="formulation 'both' is unknown; choose one of budget, front"):
-        search(budget="1000ms", model="tests.helpers:tiny_resnet", profile=TINY_PROFILE, formulation="both",
+        search(budget="1000ms", model="tests.helpers:tiny_resnet", profile=TINY_SINGLE, formulation="both",
                out=tmp_path, quiet=True)
     with pytest.raises(AutopruneError, match="sampler 'local'.*needs --formulation budget"):
-        search(budget="1000ms", model="tests.helpers:tiny_resnet", profile=TINY_PROFILE, sampler="local",
+        search(budget="1000ms", model="tests.helpers:tiny_resnet", profile=TINY_SINGLE, sampler="local",
                formulation="front", out=tmp_path, quiet=True)
     assert not any(tmp_path.iterdir())
 

@@ -10,7 +10,7 @@ from autoprune import search
 from autoprune.latency.measure import measure_on_profile
 from autoprune.latency.onnx import export_onnx
 from autoprune.latency.profiles import HardwareProfile
-from tests.conftest import TINY_PROFILE, start_local_ray
+from tests.conftest import TINY_PROFILE, TINY_SINGLE, start_local_ray
 from tests.helpers import tiny_resnet
 
 
@@ -77,10 +77,10 @@ def test_trials_run_on_both_nodes_and_all_complete(cluster, tmp_path):
     import ray
 
     # 3 CPUs in the cluster (2 + 1), 3 trials at a time of 1 CPU each: one of them must use the second node.
-    result = search(budget="1000ms", model="tests.helpers:tiny_resnet", profile=TINY_PROFILE, trials=6,
-                    concurrency=3, cpus_per_trial=1, finetune_steps=60, out=tmp_path, quiet=True)
+    result = search(budget="1000ms", model="tests.helpers:tiny_resnet", profile=TINY_SINGLE, trials=3,
+                    concurrency=3, cpus_per_trial=1, finetune_steps=30, out=tmp_path, quiet=True)
     trials = pd.read_csv(result.run_dir / "trials.csv")
-    assert len(trials) == 6 and (trials["status"] == "completed").all()
+    assert len(trials) == 3 and (trials["status"] == "completed").all()
     node_ids = {n.rsplit("ray-node:", 1)[1] for n in trials["node"]}
     assert node_ids == {n["NodeID"] for n in ray.nodes() if n["Alive"]}
 

@@ -8,21 +8,18 @@ import pandas as pd
 import pytest
 
 from autoprune import search
-from tests.conftest import TINY_PROFILE
-from tests.helpers import expected_fault
-
-GROUPS = ("stem.0", "block1.conv1", "block2.conv1", "block2.conv2")
-SPACE = "round_to: 8\ngroups:\n" + "".join(f"  {g}: {{low: 0.0, high: 0.5, step: 0.5}}\n" for g in GROUPS)
+from tests.conftest import TINY_SINGLE
+from tests.helpers import TINY_GROUPS, expected_fault, tiny_space
 
 
 @pytest.fixture(scope="module")
 def run(ray_local, tmp_path_factory):
     out = tmp_path_factory.mktemp("faults")
-    (out / "space.yaml").write_text(SPACE)
+    tiny_space(out / "space.yaml", high=0.5, step=0.5)
     # The healthy plan first, then one plan per fault, then two the sampler picks.
-    plans = [dict.fromkeys(GROUPS, 0.0)] + [{**dict.fromkeys(GROUPS, 0.0), g: 0.5} for g in GROUPS]
+    plans = [dict.fromkeys(TINY_GROUPS, 0.0)] + [{**dict.fromkeys(TINY_GROUPS, 0.0), g: 0.5} for g in TINY_GROUPS]
     return search(budget="1000ms", model="tests.helpers:faulty_resnet", space=out / "space.yaml",
-                  profile=TINY_PROFILE, trials=7, concurrency=2, finetune_steps=4, initial_plans=plans, out=out,
+                  profile=TINY_SINGLE, trials=7, concurrency=2, finetune_steps=4, initial_plans=plans, out=out,
                   quiet=True)
 
 
@@ -31,7 +28,7 @@ def test_every_fault_is_recorded_with_its_reason(run):
     assert len(trials) == 7 and trials["trial"].is_unique
     seen = set()
     for row in trials.itertuples():
-        ratios = {g: trials.loc[row.Index, f"ratio.{g}"] for g in GROUPS}
+        ratios = {g: trials.loc[row.Index, f"ratio.{g}"] for g in TINY_GROUPS}
         fault = expected_fault(ratios)
         if fault is None:
             assert row.status == "completed", (row.trial, row.error)

@@ -11,19 +11,19 @@ import pytest
 from autoprune import search
 from autoprune.core.errors import SearchInterrupted
 from autoprune.space.space import SearchSpace
-from tests.conftest import TINY_PROFILE
+from tests.conftest import TINY_SINGLE
+from tests.helpers import TINY_GROUPS
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
 TRIALS = 4
-GROUPS = ("stem.0", "block1.conv1", "block2.conv1", "block2.conv2")
 # stem.0 at 0.5 keeps 8 of 16 channels: InterruptingResNet presses Ctrl-C when that plan trains
-PLANS = [{**dict.fromkeys(GROUPS, 0.0), "block2.conv1": 0.25}, {**dict.fromkeys(GROUPS, 0.25), "stem.0": 0.0},
-         {**dict.fromkeys(GROUPS, 0.0), "stem.0": 0.5}]
+PLANS = [{**dict.fromkeys(TINY_GROUPS, 0.0), "block2.conv1": 0.25}, {**dict.fromkeys(TINY_GROUPS, 0.25), "stem.0": 0.0},
+         {**dict.fromkeys(TINY_GROUPS, 0.0), "stem.0": 0.5}]
 
 
 def _search(out, **kwargs):
-    return search(budget="1000ms", profile=TINY_PROFILE, finetune_steps=5, quiet=True, seed_plans="none",
+    return search(budget="1000ms", profile=TINY_SINGLE, finetune_steps=5, quiet=True, seed_plans="none",
                   out=out, **kwargs)
 
 

@@ -20,10 +20,8 @@ from autoprune.study.samplers import (
     uniform_seeds,
 )
 from autoprune.train.finetune import recalibrate_bn
-from tests.conftest import TINY_PROFILE
-
-GROUPS = ("stem.0", "block1.conv1", "block2.conv1", "block2.conv2")
-SPACE = "round_to: 8\ngroups:\n" + "".join(f"  {g}: {{low: 0.0, high: 0.5, step: 0.25}}\n" for g in GROUPS)
+from tests.conftest import TINY_PROFILE, TINY_SINGLE
+from tests.helpers import TINY_GROUPS, tiny_space
 
 
 @pytest.mark.parametrize("name", list_samplers())
@@ -92,15 +90,14 @@ def test_bn_recalibration_replaces_running_statistics_with_the_data():
 @pytest.fixture(scope="module")
 def space_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("space") / "space.yaml"
-    path.write_text(SPACE)
-    return path
+    return tiny_space(path, high=0.5, step=0.25)
 
 
 def test_precheck_skips_the_fine_tune_of_plans_over_budget(ray_local, space_file, tmp_path):
-    unpruned, halved = dict.fromkeys(GROUPS, 0.0), dict.fromkeys(GROUPS, 0.5)
+    unpruned, halved = dict.fromkeys(TINY_GROUPS, 0.0), dict.fromkeys(TINY_GROUPS, 0.5)
     runs = {}
     for precheck in (True, False):
-        result = search(budget="0.6x", model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_PROFILE,
+        result = search(budget="0.6x", model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_SINGLE,
                         trials=2, finetune_steps=5, initial_plans=[unpruned, halved], precheck=precheck,
                         out=tmp_path / str(precheck), quiet=True)
         runs[precheck] = pd.read_csv(result.run_dir / "trials.csv").set_index("trial")
@@ -118,16 +115,21 @@ def test_precheck_skips_the_fine_tune_of_plans_over_budget(ray_local, space_file
     assert first.values[0] == 0.0
 
 
-def test_budget_confidence_p50_judges_the_point_estimate(ray_local, space_file, tmp_path):
-    halved = dict.fromkeys(GROUPS, 0.5)
+def test_budget_confidence_p50_and_a_given_storage(ray_local, space_file, tmp_path):
+    """One search, two options: budgets judged on the point estimate, and the study in the storage given."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    halved = dict.fromkeys(TINY_GROUPS, 0.5)
     result = search(budget="0.8x", model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_PROFILE,
-                    trials=2, finetune_steps=2, initial_plans=[halved, dict.fromkeys(GROUPS, 0.0)],
-                    budget_confidence="p50", out=tmp_path, quiet=True)
+                    trials=2, finetune_steps=2, initial_plans=[halved, dict.fromkeys(TINY_GROUPS, 0.0)],
+                    budget_confidence="p50", storage=url, out=tmp_path, quiet=True)
     trials = pd.read_csv(result.run_dir / "trials.csv")
     assert ((trials["latency_p50_ms"] <= result.budget_ms) == trials["meets_budget"]).all()
     assert trials["latency_ci_high_ms"].notna().all()  # the CI is still reported, just not the rule
     for name in ("config.yaml", "summary.yaml"):
         assert "budget_confidence: p50" in (result.run_dir / name).read_text()
+    study = optuna.load_study(study_name=f"autoprune-{result.run_dir.name}", storage=url)
+    assert len(study.trials) == 2 and all(t.state.is_finished() for t in study.trials)
+    assert not (result.run_dir / "study.db").exists()
 
 
 def test_unknown_budget_confidence_is_refused_before_any_work(tmp_path):
@@ -138,7 +140,7 @@ def test_unknown_budget_confidence_is_refused_before_any_work(tmp_path):
 
 
 def test_early_stopping_stops_trials_that_trail(ray_local, space_file, tmp_path):
-    result = search(budget="1000ms", model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_PROFILE,
+    result = search(budget="1000ms", model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_SINGLE,
                     trials=8, finetune_steps=8, early_stop="asha", sampler="random", out=tmp_path, quiet=True)
     trials = pd.read_csv(result.run_dir / "trials.csv")
     assert len(trials) == 8 and set(trials["status"]) <= {"completed", "stopped"}
@@ -146,16 +148,6 @@ def test_early_stopping_stops_trials_that_trail(ray_local, space_file, tmp_path)
     assert len(stopped) >= 1
     assert (stopped["finetune_step"] < 8).all() and (trials.loc[trials["status"] == "completed", "finetune_step"] == 8).all()
     assert set(pd.read_csv(result.run_dir / "pareto.csv")["trial"]) <= set(trials.loc[trials["status"] == "completed", "trial"])
-
-
-def test_study_lives_in_the_storage_given(ray_local, space_file, tmp_path):
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
-    result = search(budget="1000ms", model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_PROFILE,
-                    trials=2, finetune_steps=2, storage=url, out=tmp_path, quiet=True)
-    name = f"autoprune-{result.run_dir.name}"
-    study = optuna.load_study(study_name=name, storage=url)
-    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 2
-    assert not (result.run_dir / "study.db").exists()
 
 
 def _table(rows: list[tuple[str, float, float, float]]) -> pd.DataFrame:
@@ -188,9 +180,9 @@ def test_search_seeds_its_first_trials_from_a_sensitivity_table(ray_local, space
     from autoprune.commands.sensitivity import sensitivity
     from autoprune.space.sensitivity import load_sensitivity, sensitivity_seeds
 
-    sens = sensitivity(model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_PROFILE, ratios=[0.25, 0.5],
+    sens = sensitivity(model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_SINGLE, ratios=[0.25, 0.5],
                        out=tmp_path / "sens", quiet=True)
-    result = search(budget="0.7x", model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_PROFILE,
+    result = search(budget="0.7x", model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_SINGLE,
                     trials=4, finetune_steps=2, sensitivity=tmp_path / "sens", out=tmp_path / "runs", quiet=True,
                     formulation="front")  # the budget formulation seeds differently (tests/test_budget_search.py)
     config = yaml.safe_load((result.run_dir / "config.yaml").read_text())
@@ -204,6 +196,6 @@ def test_search_seeds_its_first_trials_from_a_sensitivity_table(ray_local, space
     bad = tmp_path / "other.csv"
     bad.write_text("group,ratio,accuracy_drop,latency_saving\nlayer9,0.5,0.0,0.1\n")
     with pytest.raises(ConfigError, match="layer9.*groups of the searched model"):
-        search(budget="0.7x", model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_PROFILE,
+        search(budget="0.7x", model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_SINGLE,
                sensitivity=bad, out=tmp_path / "bad", quiet=True)
     assert not (tmp_path / "bad").exists()

@@ -8,13 +8,13 @@ import yaml
 
 from autoprune import apply, search
 from autoprune.load.models import load_model
-from tests.conftest import TINY_PROFILE
+from tests.conftest import TINY_SINGLE
 from tests.helpers import miou, segmentation_data, tiny_fcn
 
 
 def test_segmentation_search_and_apply_use_the_given_metric_and_loss(ray_local, tmp_path):
     result = search(budget="1000ms", model="tests.helpers:tiny_fcn", data="tests.helpers:segmentation_data",
-                    profile=TINY_PROFILE, trials=3, finetune_steps=10, out=tmp_path, quiet=True, seed_plans="uniform",
+                    profile=TINY_SINGLE, trials=3, finetune_steps=10, out=tmp_path, quiet=True, seed_plans="uniform",
                     metric="tests.helpers:miou", loss="tests.helpers:pixel_cross_entropy", val_samples=32)
     conf = yaml.safe_load((result.run_dir / "config.yaml").read_text())
     assert (conf["metric"], conf["loss"], conf["val_samples"]) == ("tests.helpers:miou",

@@ -15,6 +15,7 @@ from autoprune.latency.cache import LocalLatencyCache
 from autoprune.latency.measure import latency_for
 from autoprune.latency.profiles import HardwareProfile
 from autoprune.study.run import resolve_targets
+from tests import lock_workers
 from tests.conftest import ROOT
 from tests.helpers import tiny_resnet
 
@@ -42,31 +43,6 @@ def test_bad_budget_bindings(budgets, pattern):
         resolve_targets(budgets, [TINY, TINY_B4])
 
 
-def _log(path: str, event: str) -> None:
-    with open(path, "a") as f:  # one short append per event: the file keeps their order across processes
-        f.write(event + "\n")
-
-
-def _hold_training_step(lock_dir: str, log: str, started, release) -> None:
-    import os
-
-    os.environ["AUTOPRUNE_LOCK_DIR"] = lock_dir
-    with node_lock.training_step():
-        _log(log, "step-1 enter")
-        started.set()
-        release.wait(60)  # held until the measurement is waiting for it
-        _log(log, "step-1 exit")
-
-
-def _try_training_step(lock_dir: str, log: str, trying) -> None:
-    import os
-
-    os.environ["AUTOPRUNE_LOCK_DIR"] = lock_dir
-    trying.set()
-    with node_lock.training_step():
-        _log(log, "step-2 enter")
-
-
 def test_measurement_waits_for_fine_tune_steps_and_blocks_new_ones(tmp_path, monkeypatch):
     """The order of lock events, not their timing: the measurement starts after the step in flight
     ends, and a step that asks while it measures runs after it."""
@@ -74,18 +50,18 @@ def test_measurement_waits_for_fine_tune_steps_and_blocks_new_ones(tmp_path, mon
     log = str(tmp_path / "events.log")
     ctx = mp.get_context("spawn")
     started, release, trying = ctx.Event(), ctx.Event(), ctx.Event()
-    holder = ctx.Process(target=_hold_training_step, args=(str(tmp_path), log, started, release))
+    holder = ctx.Process(target=lock_workers.hold_training_step, args=(str(tmp_path), log, started, release))
     holder.start()
     assert started.wait(60)
     waiter = threading.Timer(0.5, release.set)  # lets the step end only once the measurement is queued behind it
     waiter.start()
     with node_lock.measuring():
-        _log(log, "measure enter")
-        stepper = ctx.Process(target=_try_training_step, args=(str(tmp_path), log, trying))
+        lock_workers.record(log, "measure enter")
+        stepper = ctx.Process(target=lock_workers.try_training_step, args=(str(tmp_path), log, trying))
         stepper.start()
         assert trying.wait(60)
         stepper.join(0.5)  # were the lock broken, the step would run (and log) now
-        _log(log, "measure exit")
+        lock_workers.record(log, "measure exit")
     stepper.join(60)
     holder.join(60)
     waiter.join()
