@@ -11,7 +11,7 @@ from autoprune.latency.measure import measure_on_profile
 from autoprune.latency.onnx import export_onnx
 from autoprune.latency.profiles import HardwareProfile
 from tests.conftest import TINY_PROFILE, TINY_SINGLE, start_local_ray
-from tests.helpers import tiny_resnet
+from tests.helpers import cli, tiny_resnet
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,8 @@ def cluster():
 
 def test_measurement_runs_on_the_node_with_the_resource(cluster, tmp_path):
     _, edge_id = cluster
-    profile = HardwareProfile(name="edge", batch_size=2, warmup=1, repeats=3, ray_resources={"edge_arm": 1})
+    profile = HardwareProfile(name="edge", batch_size=2, warmup=1, repeats=3, method="single",
+                              ray_resources={"edge_arm": 1})
     path = export_onnx(tiny_resnet(), tmp_path / "m.onnx", input_shape=(1, 8, 8), batch_size=2)
     stats = measure_on_profile(path, profile)
     assert stats.node.endswith(f"ray-node:{edge_id}")
@@ -58,10 +59,10 @@ def test_search_measures_the_remote_profile_on_its_node(cluster, tmp_path):
     import ray
 
     _, edge_id = cluster
-    edge = yaml.safe_load(TINY_PROFILE.read_text()) | {"name": "edge", "ray_resources": {"edge_arm": 1}}
+    edge = yaml.safe_load(TINY_SINGLE.read_text()) | {"name": "edge", "ray_resources": {"edge_arm": 1}}
     (tmp_path / "edge.yaml").write_text(yaml.safe_dump(edge))
     result = search(budget=["1000ms@tiny", "10s@edge"], model="tests.helpers:tiny_resnet",
-                    profile=[TINY_PROFILE, tmp_path / "edge.yaml"], trials=3, finetune_steps=2, out=tmp_path,
+                    profile=[TINY_SINGLE, tmp_path / "edge.yaml"], trials=3, finetune_steps=2, out=tmp_path,
                     quiet=True)
     trials = pd.read_csv(result.run_dir / "trials.csv")
     done = trials[trials["status"] == "completed"]
@@ -93,23 +94,24 @@ def test_cpus_per_trial_beyond_any_node_is_refused(cluster, tmp_path):
                cpus_per_trial=3, out=tmp_path, quiet=True)
 
 
-def test_a_separate_driver_joins_the_cluster_with_address(cluster, tmp_path):
-    import subprocess
-    import sys
-
+def test_a_driver_joins_the_cluster_with_address(cluster, tmp_path, capsys):
+    """``--address``: a driver not yet connected joins the running cluster (as a second terminal
+    would), runs its trials there, and leaves the cluster running when it is done."""
     import ray
 
-    from tests.conftest import ROOT
-
     c, _ = cluster
-    proc = subprocess.run(
-        [sys.executable, "-c", "from autoprune.cli import main; main()", "search", "--address", c.address,
-         "--budget", "1000ms", "--model", "tests.helpers:tiny_resnet", "--profile", str(TINY_PROFILE),
-         "--trials", "2", "--finetune-steps", "2", "--out", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"joining the Ray cluster at {c.address}" in proc.stdout
+    nodes = {n["NodeID"] for n in ray.nodes()}
+    ray.shutdown()  # this process becomes a fresh driver
+    try:
+        proc = cli("search", "--address", c.address, "--budget", "1000ms", "--model", "tests.helpers:tiny_resnet",
+                   "--profile", str(TINY_SINGLE), "--trials", "2", "--finetune-steps", "2", "--out", str(tmp_path))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert f"joining the Ray cluster at {c.address}" in proc.stdout
+        assert not ray.is_initialized()  # it let go of the cluster it joined
+    finally:
+        if not ray.is_initialized():
+            ray.init(address=c.address, log_to_driver=False, logging_level="ERROR")
     trials = pd.read_csv(next(tmp_path.glob("*/trials.csv")))
     assert len(trials) == 2
-    cluster_nodes = {n["NodeID"] for n in ray.nodes()}
-    assert {n.rsplit("ray-node:", 1)[1] for n in trials["node"]} <= cluster_nodes
+    assert {n.rsplit("ray-node:", 1)[1] for n in trials["node"]} <= nodes
+    assert {n["NodeID"] for n in ray.nodes() if n["Alive"]} == nodes  # the cluster is still up

@@ -13,13 +13,13 @@ import yaml
 from autoprune import apply, search
 from autoprune.core.errors import ConfigError
 from autoprune.latency.profiles import HardwareProfile
-from tests.conftest import TINY_PROFILE
+from tests.conftest import TINY_SINGLE
 
 INT8_PROFILE = str(Path(__file__).parent / "profiles" / "tiny-int8.yaml")
 
 
 def test_a_search_on_an_int8_profile_writes_an_int8_front_and_apply_an_int8_model(ray_local, tmp_path):
-    result = search(budget="0.8x@tiny-int8", model="builtin:demo", profile=[INT8_PROFILE, TINY_PROFILE], trials=3,
+    result = search(budget="0.8x@tiny-int8", model="builtin:demo", profile=[INT8_PROFILE, TINY_SINGLE], trials=2,
                     finetune_steps=5, seed_plans="uniform", out=tmp_path, quiet=True)
     base = result.baseline
     assert base["profiles"]["tiny-int8"]["quantization"] == "static"

@@ -43,30 +43,10 @@ def _check_complete(run_dir, before: pd.DataFrame) -> pd.DataFrame:
     return after
 
 
-def test_resume_after_kill_9_loses_no_finished_trial(tmp_path):
-    """What ``kill -9`` of the driver leaves: finished rows in trials.csv, a trial RUNNING in the
-    study, no pareto.csv. Resume fails that trial, runs its plan again and finishes the run."""
-    run_dir = _search(tmp_path, model="tests.helpers:tiny_resnet", trials=2, initial_plans=PLANS[:2]).run_dir
-    for name in ("pareto.csv", "pareto.png", "summary.yaml"):
-        (run_dir / name).unlink()
-    study = optuna.load_study(study_name="autoprune", storage=f"sqlite:///{run_dir / 'study.db'}")
-    space = SearchSpace.load(run_dir / "space.yaml")
-    in_flight = study.ask({n: optuna.distributions.FloatDistribution(g.low, g.high, step=g.step)
-                           for n, g in space.groups.items()})
-    in_flight.set_user_attr("ratios", PLANS[2])  # the plan it ran, as the search records it
-    before = pd.read_csv(run_dir / "trials.csv")
-    assert len(before) == 2
-
-    done = _search(tmp_path, resume=run_dir, trials=TRIALS)
-    after = _check_complete(run_dir, before)
-    assert done.run_dir == run_dir
-    # the plan in flight ran again, as the first trial of the resumed run
-    rerun = after.iloc[2]
-    assert {c.removeprefix("ratio."): rerun[c] for c in after if c.startswith("ratio.")} == PLANS[2]
-    assert optuna.trial.TrialState.FAIL in {t.state for t in study.get_trials()}
-
-
-def test_ctrl_c_writes_what_finished_and_resumes(tmp_path, monkeypatch):
+def test_ctrl_c_then_a_dead_driver_and_resume_lose_no_finished_trial(tmp_path, monkeypatch):
+    """Ctrl-C (a trial presses it): what finished is written and the search stops. Then the state a
+    ``kill -9`` of the driver leaves on top (no pareto.csv, a trial RUNNING in the study): resume
+    fails that trial, runs its plan again first, and finishes the run."""
     (tmp_path / "marker").mkdir()
     monkeypatch.setenv("AUTOPRUNE_TEST_INTERRUPT", str(tmp_path / "marker"))
     with pytest.raises(SearchInterrupted) as info:
@@ -78,5 +58,19 @@ def test_ctrl_c_writes_what_finished_and_resumes(tmp_path, monkeypatch):
     assert list(before["trial"]) == ["trial-000", "trial-001"]  # the two plans before it, nothing else
     assert (run_dir / "pareto.csv").is_file() and (run_dir / "pareto.png").is_file()
     assert set(pd.read_csv(run_dir / "pareto.csv")["trial"]) <= set(before["trial"])
+
+    # kill -9 gives the driver no chance to write the outputs or to close the trial in flight
+    for name in ("pareto.csv", "pareto.png", "summary.yaml"):
+        (run_dir / name).unlink()
+    study = optuna.load_study(study_name="autoprune", storage=f"sqlite:///{run_dir / 'study.db'}")
+    space = SearchSpace.load(run_dir / "space.yaml")
+    in_flight = study.ask({n: optuna.distributions.FloatDistribution(g.low, g.high, step=g.step)
+                           for n, g in space.groups.items()})
+    killed_plan = {**dict.fromkeys(TINY_GROUPS, 0.25), "block2.conv2": 0.5}
+    in_flight.set_user_attr("ratios", killed_plan)  # the plan it ran, as the search records it
+
     _search(tmp_path / "runs", resume=run_dir)
-    _check_complete(run_dir, before)
+    after = _check_complete(run_dir, before)
+    ran = [{c.removeprefix("ratio."): r[c] for c in after if c.startswith("ratio.")} for _, r in after.iterrows()]
+    assert killed_plan in ran[2:]  # the plan in flight ran again
+    assert optuna.trial.TrialState.FAIL in {t.state for t in study.get_trials()}

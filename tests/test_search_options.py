@@ -12,6 +12,7 @@ import torch
 
 from autoprune import search
 from autoprune.core.errors import AutopruneError, ConfigError
+from autoprune.latency.profiles import HardwareProfile
 from autoprune.space.space import SearchSpace
 from autoprune.study.samplers import (
     CONSTRAINT_PREFIX,
@@ -93,43 +94,48 @@ def space_file(tmp_path_factory):
     return tiny_space(path, high=0.5, step=0.25)
 
 
-def test_precheck_skips_the_fine_tune_of_plans_over_budget(ray_local, space_file, tmp_path):
+def test_precheck_p50_rule_and_a_given_storage_in_one_search(ray_local, space_file, tmp_path):
+    """One search, three options: the latency pre-check, budgets judged on the point estimate, and
+    the study in the storage given."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
     unpruned, halved = dict.fromkeys(TINY_GROUPS, 0.0), dict.fromkeys(TINY_GROUPS, 0.5)
-    runs = {}
-    for precheck in (True, False):
-        result = search(budget="0.6x", model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_SINGLE,
-                        trials=2, finetune_steps=5, initial_plans=[unpruned, halved], precheck=precheck,
-                        out=tmp_path / str(precheck), quiet=True)
-        runs[precheck] = pd.read_csv(result.run_dir / "trials.csv").set_index("trial")
+    result = search(budget="0.6x", model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_SINGLE,
+                    trials=2, finetune_steps=5, initial_plans=[unpruned, halved], budget_confidence="p50",
+                    storage=url, out=tmp_path, quiet=True)
+    trials = pd.read_csv(result.run_dir / "trials.csv").set_index("trial")
     # the unpruned plan is ~1.0x of the unpruned latency: over a 0.6x budget whatever the noise
-    on, off = runs[True].loc["trial-000"], runs[False].loc["trial-000"]
+    on = trials.loc["trial-000"]
     assert on["status"] == "infeasible" and not on["finetuned"] and on["finetune_s"] == 0
     # nor BN-recalibrated, nor evaluated: TPE ranks infeasible trials by their violation alone
     assert math.isnan(on["accuracy"]) and math.isnan(on["accuracy_before_finetune"])
     assert on["recalibrate_s"] == 0 and on["evaluate_s"] == 0
-    assert off["status"] == "completed" and off["finetuned"] and off["finetune_s"] > 0
-    assert not off["meets_budget"]
-    study = optuna.load_study(study_name="autoprune", storage=f"sqlite:///{next((tmp_path / 'True').glob('*'))}/study.db")
-    first = study.trials[0]  # the sampler learns the plan was infeasible (its value is never read)
-    assert first.constraints[f"{CONSTRAINT_PREFIX}tiny"] > 0
-    assert first.values[0] == 0.0
-
-
-def test_budget_confidence_p50_and_a_given_storage(ray_local, space_file, tmp_path):
-    """One search, two options: budgets judged on the point estimate, and the study in the storage given."""
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
-    halved = dict.fromkeys(TINY_GROUPS, 0.5)
-    result = search(budget="0.8x", model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_PROFILE,
-                    trials=2, finetune_steps=2, initial_plans=[halved, dict.fromkeys(TINY_GROUPS, 0.0)],
-                    budget_confidence="p50", storage=url, out=tmp_path, quiet=True)
-    trials = pd.read_csv(result.run_dir / "trials.csv")
+    # p50: a budget is met when the point estimate is within it
     assert ((trials["latency_p50_ms"] <= result.budget_ms) == trials["meets_budget"]).all()
-    assert trials["latency_ci_high_ms"].notna().all()  # the CI is still reported, just not the rule
     for name in ("config.yaml", "summary.yaml"):
         assert "budget_confidence: p50" in (result.run_dir / name).read_text()
     study = optuna.load_study(study_name=f"autoprune-{result.run_dir.name}", storage=url)
-    assert len(study.trials) == 2 and all(t.state.is_finished() for t in study.trials)
     assert not (result.run_dir / "study.db").exists()
+    first = study.trials[0]  # the sampler learns the plan was infeasible (its value is never read)
+    assert first.constraints[f"{CONSTRAINT_PREFIX}tiny"] > 0
+    assert first.values[0] == 0.0
+    assert len(study.trials) == 2 and all(t.state.is_finished() for t in study.trials)
+
+
+def test_without_the_precheck_a_plan_over_budget_is_fine_tuned(digits):
+    from autoprune.prune.plan import Plan
+    from autoprune.study.trial import TrialSettings, run_trial
+    from autoprune.train.finetune import FinetuneConfig
+    from tests.helpers import tiny_resnet
+
+    profile = HardwareProfile.load(TINY_SINGLE)
+    plan = Plan(ratios=dict.fromkeys(TINY_GROUPS, 0.0))
+    for precheck in (True, False):
+        settings = TrialSettings(input_shape=(1, 8, 8), profiles=(profile,), budgets_ms={"tiny": 1e-6},
+                                 precheck=precheck, finetune=FinetuneConfig(steps=3))
+        metrics = run_trial(tiny_resnet(), digits, plan, settings=settings)
+        assert metrics["finetuned"] is not precheck
+        assert (metrics["finetune_s"] > 0) is not precheck
+        assert math.isnan(metrics["accuracy_before_finetune"]) is precheck
 
 
 def test_unknown_budget_confidence_is_refused_before_any_work(tmp_path):

@@ -71,7 +71,7 @@ def test_measurement_waits_for_fine_tune_steps_and_blocks_new_ones(tmp_path, mon
 
 def test_repeated_architecture_is_not_measured_again():
     cache = LocalLatencyCache()
-    profile = HardwareProfile(name="t", batch_size=4, warmup=1, repeats=5)
+    profile = HardwareProfile(name="t", batch_size=4, warmup=1, repeats=5, method="single")
     model = tiny_resnet()
     first = latency_for(model, profile, input_shape=(1, 8, 8), arch_key="a", cache=cache)
     again = latency_for(tiny_resnet(), profile, input_shape=(1, 8, 8), arch_key="a", cache=cache)

@@ -15,7 +15,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from autoprune.core import config
 from autoprune.core.config import StrictModel
@@ -173,6 +173,11 @@ def status_of(row: Mapping[str, Any]) -> Status | None:
 
 RUN_FORMAT = 2  # 2: pooled latency with CIs, budget_confidence, the unpruned model as reference
 
+# The choices of a run's options (search() checks them; RunConfig validates them read back).
+BUDGET_RULES = ("upper", "p50")  # judge a budget on the CI's upper end (default) or on the point estimate
+FORMULATIONS = ("budget", "front")
+EARLY_STOP = ("none", "asha")
+
 
 class BudgetEntry(StrictModel):
     budget: str  # as given, e.g. 50ms@cpu-default
@@ -210,8 +215,8 @@ class RunConfig(StrictModel):
     concurrency: int = Field(ge=1)
     seed: int
     sampler: str
-    budget_confidence: Literal["upper", "p50"]
-    formulation: Literal["budget", "front"]
+    budget_confidence: str
+    formulation: str
     seed_plans: list[str]
     precheck: bool
     bn_recalibration: int = Field(ge=0)
@@ -225,6 +230,14 @@ class RunConfig(StrictModel):
     space: dict[str, Any]  # a SearchSpace
     plan: dict[str, Any]  # the fields every trial's Plan shares
     baseline: dict[str, Any]  # the unpruned model's accuracy, size and latency per profile
+
+    @field_validator("budget_confidence", "formulation", "early_stop")
+    @classmethod
+    def _one_of(cls, v: str, info: ValidationInfo) -> str:
+        choices = {"budget_confidence": BUDGET_RULES, "formulation": FORMULATIONS, "early_stop": EARLY_STOP}[info.field_name]
+        if v not in choices:
+            raise ValueError(f"one of {', '.join(choices)}")
+        return v
 
     @property
     def budgets_ms(self) -> dict[str, float]:

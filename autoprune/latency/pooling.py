@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from autoprune.core.records import BUDGET_RULES
+
 Verdict = Literal["met", "missed", "inconclusive"]
-BUDGET_RULES = ("upper", "p50")  # judge a budget on the CI's upper end (default) or on the point estimate
 
 # Two-sided 95 % quantiles of Student's t, by degrees of freedom (1..30); 1.96 beyond.
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,

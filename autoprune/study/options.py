@@ -6,13 +6,6 @@ from dataclasses import dataclass
 
 from autoprune.study.repair import BudgetAim
 
-EARLY_STOP = ("none", "asha")
-
-
-FORMULATIONS = ("budget", "front")
-
-
-
 
 @dataclass(frozen=True, kw_only=True)
 class RunOptions:

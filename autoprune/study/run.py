@@ -16,7 +16,10 @@ import pandas as pd
 from autoprune.core import config as cfg
 from autoprune.core.errors import AutopruneError, SearchInterrupted
 from autoprune.core.records import (
+    BUDGET_RULES,
+    EARLY_STOP,
     FINISHED,
+    FORMULATIONS,
     RUN_FORMAT,
     RunConfig,
     Status,
@@ -28,7 +31,6 @@ from autoprune.latency.budget import Budget, judged_ms
 from autoprune.latency.cache import LatencyCache
 from autoprune.latency.cost import CostModel, channel_block
 from autoprune.latency.measure import baseline_latency, latency_for, run_references
-from autoprune.latency.pooling import BUDGET_RULES
 from autoprune.latency.profiles import DEFAULT_PROFILE, HardwareProfile, resolve_profile
 from autoprune.latency.reference import Reference
 from autoprune.load.models import architecture_fingerprint, fingerprint
@@ -39,7 +41,7 @@ from autoprune.report.frames import trials_frame, write_pareto, write_trials
 from autoprune.report.plots import plot_pareto
 from autoprune.report.progress import SearchProgress
 from autoprune.space.sensitivity import load_sensitivity, sensitivity_seeds
-from autoprune.study.options import EARLY_STOP, FORMULATIONS, RunOptions
+from autoprune.study.options import RunOptions
 from autoprune.study.repair import BudgetAim, shifted
 from autoprune.study.samplers import list_samplers, uniform_seeds
 from autoprune.study.seeds import parse_seed_plans
