@@ -45,7 +45,8 @@ from autoprune.latency import node_lock
 from autoprune.latency.onnx import export_onnx, measure_onnx
 from autoprune.latency.profiles import resolve_profile
 from autoprune.load.models import load_model
-from autoprune.prune.engine import count_macs_params, find_groups, prune
+from autoprune.prune.engine import count_macs_params, prune
+from autoprune.prune.groups import find_groups
 from autoprune.prune.plan import Plan
 
 

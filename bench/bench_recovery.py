@@ -45,7 +45,8 @@ def main() -> None:
     from autoprune.load.data import load_data
     from autoprune.load.models import load_model
     from autoprune.prune.criteria import list_criteria
-    from autoprune.prune.engine import count_macs_params, find_groups, prune
+    from autoprune.prune.engine import count_macs_params, prune
+    from autoprune.prune.groups import find_groups
     from autoprune.prune.plan import Plan
     from autoprune.study.trial import calibration_batch
     from autoprune.train.finetune import (

@@ -33,7 +33,8 @@ def main() -> None:
 
     from autoprune.load.data import load_data
     from autoprune.load.models import load_model
-    from autoprune.prune.engine import find_groups, prune
+    from autoprune.prune.engine import prune
+    from autoprune.prune.groups import find_groups
     from autoprune.prune.penalties import (
         bn_scales,
         get_regularizer,

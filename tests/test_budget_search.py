@@ -14,7 +14,8 @@ import yaml
 from autoprune import search
 from autoprune.core.errors import AutopruneError
 from autoprune.latency.cost import CostModel, LatencyModel
-from autoprune.prune.engine import layer_shapes, prune
+from autoprune.prune.engine import prune
+from autoprune.prune.groups import layer_shapes
 from autoprune.prune.plan import Plan
 from autoprune.space.space import init_space
 from autoprune.study.local_sampler import RATIOS_ATTR, LocalMovesSampler

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from autoprune.core.errors import AutopruneError
-from autoprune.prune.engine import channels_to_remove
+from autoprune.prune.groups import channels_to_remove
 from autoprune.report.channels import (
     MAX_PLANS,
     channels_of,

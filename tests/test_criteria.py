@@ -5,7 +5,8 @@ import torch
 
 from autoprune.core.errors import AutopruneError
 from autoprune.prune.criteria import get_criterion, list_criteria
-from autoprune.prune.engine import find_groups, prune
+from autoprune.prune.engine import prune
+from autoprune.prune.groups import find_groups
 from autoprune.prune.plan import Plan
 
 SHAPE = (1, 8, 8)

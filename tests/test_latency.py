@@ -5,7 +5,8 @@ import torch
 
 from autoprune.latency.onnx import export_onnx, measure_onnx, onnx_outputs
 from autoprune.latency.profiles import HardwareProfile
-from autoprune.prune.engine import count_macs_params, find_groups, prune
+from autoprune.prune.engine import count_macs_params, prune
+from autoprune.prune.groups import find_groups
 from autoprune.prune.plan import Plan
 from tests.helpers import tiny_resnet
 

@@ -4,7 +4,8 @@ import torch
 from autoprune.core.errors import AutopruneError
 from autoprune.load.data import load_data
 from autoprune.load.models import fingerprint, load_model, save_checkpoint
-from autoprune.prune.engine import find_groups, prune
+from autoprune.prune.engine import prune
+from autoprune.prune.groups import find_groups
 from autoprune.prune.plan import Plan
 
 

@@ -4,12 +4,8 @@ from torch import nn
 
 from autoprune.core.errors import AutopruneError
 from autoprune.load.models import architecture_fingerprint
-from autoprune.prune.engine import (
-    channels_to_remove,
-    count_macs_params,
-    find_groups,
-    prune,
-)
+from autoprune.prune.engine import count_macs_params, prune
+from autoprune.prune.groups import channels_to_remove, find_groups
 from autoprune.prune.plan import Plan
 
 SHAPE = (1, 8, 8)

@@ -25,12 +25,8 @@ from autoprune.latency.pooling import describe_rule
 from autoprune.latency.profiles import HardwareProfile
 from autoprune.latency.sparse import latency_side_by_side, sparsity_report
 from autoprune.load.models import architecture_fingerprint, fingerprint, save_checkpoint
-from autoprune.prune.engine import (
-    channels_to_remove,
-    count_macs_params,
-    find_groups,
-    prune,
-)
+from autoprune.prune.engine import count_macs_params, prune
+from autoprune.prune.groups import channels_to_remove, find_groups
 from autoprune.prune.masks import check_sparsity, magnitude_masks, make_permanent
 from autoprune.prune.plan import Plan
 from autoprune.study.trial import calibration_batch, quantization_inputs

@@ -42,7 +42,8 @@ class RegularizeResult:
 def probe_accuracy(model: nn.Module, data, *, input_shape: tuple[int, ...], ratio: float, criterion: str,
                    bn_batches: int = 10) -> float:
     """Accuracy after pruning every group at ``ratio`` with ``criterion`` and recalibrating BN."""
-    from autoprune.prune.engine import find_groups, prune
+    from autoprune.prune.engine import prune
+    from autoprune.prune.groups import find_groups
     from autoprune.prune.plan import Plan
     from autoprune.study.trial import calibration_batch
 

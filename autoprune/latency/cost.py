@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import nn
 
-from autoprune.prune.engine import (
+from autoprune.prune.groups import (
     LayerShape,
     PrunableGroup,
     channels_to_remove,

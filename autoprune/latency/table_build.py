@@ -20,7 +20,8 @@ from autoprune.latency.measure import latency_for
 from autoprune.latency.profiles import HardwareProfile
 from autoprune.latency.table import TABLE_LAYERS, LatencyTable, LayerTable
 from autoprune.load.models import architecture_fingerprint
-from autoprune.prune.engine import channels_to_remove, prune
+from autoprune.prune.engine import prune
+from autoprune.prune.groups import channels_to_remove
 from autoprune.prune.plan import Plan
 from autoprune.space.space import SearchSpace
 

@@ -70,7 +70,7 @@ def penalty_hook(model: nn.Module, method: str, *, input_shape: Sequence[int], s
                  ignored: Sequence[str] | None = None) -> Callable[[nn.Module], None]:
     """The per-step hook (call after ``loss.backward()``) that adds ``method``'s penalty gradient.
     ``ignored``: layer names left alone (default: the output layer, whose channels are the classes)."""
-    from autoprune.prune.engine import output_layers
+    from autoprune.prune.groups import output_layers
 
     reg = get_regularizer(method)
     strength = reg.default_strength if strength is None else strength

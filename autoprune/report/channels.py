@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from autoprune.core.errors import AutopruneError
-from autoprune.prune.engine import channels_to_remove
+from autoprune.prune.groups import channels_to_remove
 from autoprune.prune.plan import Plan
 from autoprune.space.space import SearchSpace
 

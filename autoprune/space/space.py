@@ -65,7 +65,7 @@ class SearchSpace(StrictModel):
 
     def check_against(self, model: nn.Module, *, input_shape: Sequence[int], source: str = "<space>") -> None:
         """Fail with file, key and value when a group is not a prunable group of ``model``."""
-        from autoprune.prune.engine import find_groups
+        from autoprune.prune.groups import find_groups
 
         modules = dict(model.named_modules())
         for name in self.ignored or []:
@@ -118,7 +118,8 @@ def init_space(model: nn.Module, *, input_shape: Sequence[int], model_name: str 
     ``round_to=8``: ONNX Runtime's CPU convolutions work on blocks of 8 or 16 channels; an odd
     width can run slower than the unpruned layer (measured: bench/bench_rounding.py).
     """
-    from autoprune.prune.engine import find_groups, unprunable_groups
+    from autoprune.prune.engine import unprunable_groups
+    from autoprune.prune.groups import find_groups
 
     skipped: dict[str, str] = {}
     found = find_groups(model, input_shape=input_shape, skipped=skipped)

@@ -69,7 +69,7 @@ def _with_channels(space: SearchSpace, model: torch.nn.Module, input_shape: tupl
     """A hand-written space may leave out each group's channels and members: the run's copy has them."""
     if all(g.channels for g in space.groups.values()):
         return space
-    from autoprune.prune.engine import find_groups
+    from autoprune.prune.groups import find_groups
 
     found = {g.name: g for g in find_groups(model, input_shape=input_shape, ignored=space.ignored)}
     groups = {name: g if g.channels else g.model_copy(update={"channels": found[name].channels,

@@ -1,0 +1,149 @@
+"""Torch-Pruning's dependency graph of a model, with autoprune's fixes to its index mappings.
+
+Reshapes that only look like flattens (channels-last windows, channel shuffles) and concats it
+cannot infer become *barriers* no group prunes through, instead of wrong indices or a failed trace.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+import weakref
+from collections.abc import Sequence
+
+import torch
+import torch_pruning as tp
+from torch import nn
+from torch_pruning.dependency import index_mapping as _tp_index_mapping
+
+from autoprune.core.errors import AutopruneError
+
+
+def example_input(input_shape: Sequence[int], *, batch: int = 1) -> torch.Tensor:
+    return torch.zeros(batch, *input_shape)
+
+
+def dependency_graph(model: nn.Module, input_shape: Sequence[int]) -> tp.DependencyGraph:
+    x = example_input(input_shape)
+    _CHANNEL_SPLITS.clear()
+    try:
+        with torch.no_grad(), _ChannelSplits():
+            model.eval()(x)
+    except Exception as exc:  # noqa: BLE001 - a forward pass that fails is the user's model/input mismatch
+        raise AutopruneError(f"the model does not run on an input of shape {tuple(input_shape)} "
+                             f"({type(exc).__name__}: {first_line(exc)}); check that the data matches the model") from None
+    # Position tables (Swin's, MaxViT's relative position bias: heads x offsets) are not channels.
+    fixed = [p for n, p in model.named_parameters() if "relative_position" in n]
+    try:
+        # The trace needs the autograd graph's structure and its saved sizes, never its saved tensors
+        # (nothing runs backward): dropping them keeps a big model's trace to its weights' memory.
+        with warnings.catch_warnings(), torch.autograd.graph.saved_tensors_hooks(_drop, _dropped):
+            warnings.simplefilter("ignore")  # Torch-Pruning's notes on unwrapped parameters, every build
+            return tp.DependencyGraph().build_dependency(model, example_inputs=x, verbose=False, ignored_params=fixed)
+    except Exception as exc:  # noqa: BLE001 - the model runs, so this is the engine's limit, not the data
+        raise AutopruneError(f"the pruning engine cannot trace {type(model).__name__} "
+                             f"({type(exc).__name__}: {first_line(exc)}); report it with the model's name") from None
+
+
+def _drop(_tensor: torch.Tensor) -> None:
+    return None
+
+
+def _dropped(_packed: None) -> torch.Tensor:
+    raise RuntimeError("the dependency trace keeps no activations; nothing may run backward through it")
+
+
+def first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else ""
+
+
+def _reshape_mapping(graph: tp.DependencyGraph, node) -> None:
+    """Torch-Pruning's reshape index mapping, limited to reshapes that really flatten channels.
+
+    Its rule (channels in versus channels out, as a stride) is right for ``flatten`` before a
+    linear layer, and wrong for reshapes that keep channels last (Swin's window partition: the
+    mapping multiplies indices until the graph never closes) or split them (ShuffleNet's channel
+    shuffle: a division by zero). The latter is marked: no channel passes through it.
+    """
+    from torch_pruning.dependency import shape_infer
+
+    # torch 2 names the saved input shape ``_saved_self_sym_sizes``; Torch-Pruning looks for the old name,
+    # misses it and maps every reshape.
+    size = getattr(node.grad_fn, "_saved_self_sizes", None) or getattr(node.grad_fn, "_saved_self_sym_sizes", None)
+    if size is None and not getattr(graph, "_2d_4d", False) or size is not None and len(size) not in (1, 4):
+        return
+    c_out = c_in = None
+    for n in node.outputs:
+        c_out = shape_infer.infer_in_channels_recursively(graph, n, [0])
+        if c_out is not None:
+            break
+    for n in node.inputs:
+        c_in = shape_infer.infer_out_channels_recursively(graph, n, [0])
+        if c_in is not None:
+            break
+    if size is not None and tuple(size) in _CHANNEL_SPLITS:
+        _BARRIERS.add(node)  # a channel shuffle: no group may prune through it
+        return
+    if not c_out or not c_in or c_out == c_in:
+        return  # unknown (0: fed by an input or a parameter) or unchanged: channels pass through
+    if size is not None and len(size) == 4 and size[1] != c_in:
+        return  # channels-last (N, H, W, C): the reshape moves spatial positions, not channels
+    if max(c_out, c_in) % min(c_out, c_in):
+        _BARRIERS.add(node)
+        return
+    if c_out > c_in and size is not None and len(size) == 4 and math.prod(size[1:]) != c_out:
+        return  # not a flatten of (C, H, W) into features
+    # From here on as Torch-Pruning: flatten (C -> C*H*W features) or its reverse.
+    mapping = _tp_index_mapping._FlattenIndexMapping
+    # Flatten: the reshape's inputs hold the channels; its reverse: its outputs do.
+    ends, stride = (node.inputs, c_out // c_in) if c_out > c_in else (node.outputs, c_in // c_out)
+    for end in ends:
+        for dep in node.dependencies:
+            if dep.target == end:
+                dep.index_mapping[0] = mapping(stride=stride, reverse=True)
+        for dep in end.dependencies:
+            if dep.target == node:
+                dep.index_mapping[0] = mapping(stride=stride, reverse=False)
+
+
+_BARRIERS: weakref.WeakSet = weakref.WeakSet()
+
+
+_CHANNEL_SPLITS: set[tuple[int, ...]] = set()  # input shapes of reshapes that split channels (see dependency_graph)
+
+
+class _ChannelSplits(torch.overrides.TorchFunctionMode):
+    """Records reshapes of (N, C, H, W) into (N, g, C/g, H, W): the first half of a channel shuffle,
+    which the dependency graph would otherwise pass channels straight through."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func in (torch.Tensor.view, torch.Tensor.reshape, torch.reshape) and isinstance(out, torch.Tensor):
+            src = tuple(args[0].shape)
+            if (len(src) == 4 and out.dim() == 5 and tuple(out.shape[-2:]) == src[-2:]
+                    and out.shape[1] * out.shape[2] == src[1] and out.shape[1] > 1):
+                _CHANNEL_SPLITS.add(src)
+        return out
+
+
+_tp_index_mapping.update_reshape_index_mapping = _reshape_mapping
+
+
+_tp_concat_mapping = _tp_index_mapping.update_concat_index_mapping
+
+
+def _concat_mapping(graph: tp.DependencyGraph, node) -> None:
+    """Torch-Pruning's concat mapping; where it cannot infer an input's channels (deep channels-last
+    stacks: Swin-S/B's patch merging) no channel may pass, instead of the whole trace failing."""
+    try:
+        _tp_concat_mapping(graph, node)
+    except TypeError:
+        _BARRIERS.add(node)
+
+
+_tp_index_mapping.update_concat_index_mapping = _concat_mapping
+
+
+def crosses_barrier(group) -> bool:
+    """Whether a Torch-Pruning group passes through a reshape or concat no channel may cross."""
+    return any(dep.source in _BARRIERS or dep.target in _BARRIERS for dep, _ in group)
