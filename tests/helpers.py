@@ -284,3 +284,30 @@ class InterruptingResNet(TinyResNet):
 def interrupting_resnet() -> nn.Module:
     torch.manual_seed(0)
     return InterruptingResNet().eval()
+
+
+class GatheringResNet(TinyResNet):
+    """Holds its first training step until ``gather`` trials are training at once (one marker file per
+    trial process): trials that must overlap do, however fast they are. Never waits past a minute."""
+
+    gather = 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.marker = Path(os.environ.get("AUTOPRUNE_TEST_GATHER", "/nonexistent"))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _training_step(self) and self.marker.is_dir() and not getattr(self, "_gathered", False):
+            import time
+
+            (self.marker / str(os.getpid())).touch()
+            deadline = time.monotonic() + 60
+            while len(list(self.marker.iterdir())) < self.gather and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self._gathered = True
+        return super().forward(x)
+
+
+def gathering_resnet() -> nn.Module:
+    torch.manual_seed(0)
+    return GatheringResNet().eval()

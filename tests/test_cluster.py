@@ -74,15 +74,18 @@ def test_search_measures_the_remote_profile_on_its_node(cluster, tmp_path):
     assert head_id != edge_id
 
 
-def test_trials_run_on_both_nodes_and_all_complete(cluster, tmp_path):
+def test_trials_run_on_both_nodes_and_all_complete(cluster, tmp_path, monkeypatch):
     import ray
 
-    # 3 CPUs in the cluster (2 + 1), 3 trials at a time of 1 CPU each: one of them must use the second node
-    # (each trial fine-tunes long enough to still hold its CPU when the third is placed).
-    result = search(budget="1000ms", model="tests.helpers:tiny_resnet", profile=TINY_SINGLE, trials=3,
-                    concurrency=3, cpus_per_trial=1, finetune_steps=60, out=tmp_path, quiet=True)
+    # 3 CPUs in the cluster (2 + 1), 3 trials of 1 CPU each that wait for one another before training
+    # (GatheringResNet): all three run at once, so one of them must be on the second node.
+    (tmp_path / "gather").mkdir()
+    monkeypatch.setenv("AUTOPRUNE_TEST_GATHER", str(tmp_path / "gather"))
+    result = search(budget="1000ms", model="tests.helpers:gathering_resnet", profile=TINY_SINGLE, trials=3,
+                    concurrency=3, cpus_per_trial=1, finetune_steps=5, out=tmp_path, quiet=True)
     trials = pd.read_csv(result.run_dir / "trials.csv")
     assert len(trials) == 3 and (trials["status"] == "completed").all()
+    assert len(list((tmp_path / "gather").iterdir())) == 3  # three trial processes trained at once
     node_ids = {n.rsplit("ray-node:", 1)[1] for n in trials["node"]}
     assert node_ids == {n["NodeID"] for n in ray.nodes() if n["Alive"]}
 
