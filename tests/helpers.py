@@ -287,24 +287,26 @@ def interrupting_resnet() -> nn.Module:
 
 
 class GatheringResNet(TinyResNet):
-    """Holds its first training step until ``gather`` trials are training at once (one marker file per
-    trial process): trials that must overlap do, however fast they are. Never waits past a minute."""
+    """In a trial, holds its first forward pass until ``gather`` trials have reached theirs (one marker
+    file per trial process): trials that must overlap do, however fast they are. The wait is before
+    the latency measurement and the fine-tune, so it holds no node lock; never longer than a minute."""
 
     gather = 3
 
     def __init__(self) -> None:
         super().__init__()
+        self.driver = os.getpid()  # load_model runs in the driver; trials get pickled copies
         self.marker = Path(os.environ.get("AUTOPRUNE_TEST_GATHER", "/nonexistent"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _training_step(self) and self.marker.is_dir() and not getattr(self, "_gathered", False):
+        if os.getpid() != self.driver and self.marker.is_dir() and not getattr(self, "_gathered", False):
             import time
 
+            self._gathered = True
             (self.marker / str(os.getpid())).touch()
             deadline = time.monotonic() + 60
             while len(list(self.marker.iterdir())) < self.gather and time.monotonic() < deadline:
                 time.sleep(0.05)
-            self._gathered = True
         return super().forward(x)
 
 

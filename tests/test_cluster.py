@@ -77,7 +77,7 @@ def test_search_measures_the_remote_profile_on_its_node(cluster, tmp_path):
 def test_trials_run_on_both_nodes_and_all_complete(cluster, tmp_path, monkeypatch):
     import ray
 
-    # 3 CPUs in the cluster (2 + 1), 3 trials of 1 CPU each that wait for one another before training
+    # 3 CPUs in the cluster (2 + 1), 3 trials of 1 CPU each that wait for one another in their first forward pass
     # (GatheringResNet): all three run at once, so one of them must be on the second node.
     (tmp_path / "gather").mkdir()
     monkeypatch.setenv("AUTOPRUNE_TEST_GATHER", str(tmp_path / "gather"))
