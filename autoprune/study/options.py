@@ -1,4 +1,4 @@
-"""How a run's trials are run (sampler, storage, resources, early stopping) and the choices allowed."""
+"""How a run's trials are run: the sampler, the study's storage, resources, early stopping (choices: core.records)."""
 
 from __future__ import annotations
 
