@@ -20,6 +20,7 @@ _EXPORTS = {
     "profile_build_table": "autoprune.commands.profile", "profile_measure": "autoprune.commands.profile",
     "regularize": "autoprune.commands.regularize", "RegularizeResult": "autoprune.commands.regularize",
     "sensitivity": "autoprune.commands.sensitivity", "SensitivityResult": "autoprune.commands.sensitivity",
+    "runs": "autoprune.commands.runs", "compare_runs": "autoprune.commands.runs",
     "space_init": "autoprune.commands.space",
     "sparsify": "autoprune.commands.sparsify", "SparsifyResult": "autoprune.commands.sparsify",
     "AutopruneError": "autoprune.core.errors", "ConfigError": "autoprune.core.errors",
@@ -45,12 +46,14 @@ __all__ = [
     "SensitivityResult",
     "SparsifyResult",
     "apply",
+    "compare_runs",
     "init_space",
     "load_model",
     "profile_build_table",
     "profile_measure",
     "regularize",
     "resolve_profile",
+    "runs",
     "save_checkpoint",
     "search",
     "sensitivity",
@@ -74,6 +77,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from autoprune.commands.apply import ApplyResult, apply
     from autoprune.commands.profile import profile_build_table, profile_measure
     from autoprune.commands.regularize import RegularizeResult, regularize
+    from autoprune.commands.runs import compare_runs, runs
     from autoprune.commands.sensitivity import SensitivityResult, sensitivity
     from autoprune.commands.space import space_init
     from autoprune.commands.sparsify import SparsifyResult, sparsify

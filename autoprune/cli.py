@@ -22,6 +22,7 @@ from autoprune.commands.profile import (
     profile_measure,
 )
 from autoprune.commands.regularize import regularize
+from autoprune.commands.runs import compare_runs, runs
 from autoprune.commands.sensitivity import sensitivity
 from autoprune.commands.space import space_init
 from autoprune.commands.sparsify import sparsify
@@ -44,6 +45,7 @@ def defaults(fn: Callable[..., Any]) -> dict[str, Any]:
 
 SEARCH, APPLY, SENS, REG, SPARSE = defaults(search), defaults(apply), defaults(sensitivity), defaults(regularize), defaults(sparsify)
 SPACE, MEASURE, TABLE = defaults(space_init), defaults(profile_measure), defaults(profile_build_table)
+RUNS = defaults(runs)
 CALIBRATE = defaults(profile_calibrate)
 
 # Options several commands share.
@@ -185,6 +187,22 @@ def sparsify_cmd(
     """Unstructured magnitude pruning: zero small weights, fine-tune, report sparsity, sizes and latency."""
     sparsify(model=model, data=data, sparsity=sparsity, scope=scope, epochs=epochs, lr=lr, profile=profile, out=out,
              weights=weights, device=device)
+
+
+@app.command("runs")
+def runs_cmd(
+    run: Annotated[list[Path] | None, typer.Argument(help="With --compare: the run directories to compare.")] = None,
+    out: Annotated[Path, typer.Option(help="The directory searches wrote their runs into (their --out).")] = Path(RUNS["out"]),
+    compare: Annotated[bool, typer.Option(help="Plot the Pareto fronts of the RUNs given together.")] = False,
+    plot: Annotated[Path | None, typer.Option(help="With --compare: the plot file (default: fronts.png beside the first run).")] = None,
+) -> None:
+    """List past runs (model, budgets, trials done, status, best plan within budget), or compare their fronts."""
+    if compare:
+        compare_runs(run or [], plot=plot)
+    elif run:
+        raise AutopruneError("run directories are given only with --compare; to list runs, pass --out DIR")
+    else:
+        runs(out=out)
 
 
 @space_app.command("init")

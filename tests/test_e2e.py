@@ -201,3 +201,53 @@ def test_progressive_plans_remove_the_plan_s_channels_in_equal_steps():
         model = prune(model, build(model), input_shape=(1, 8, 8))
         kept.append(model.block2.conv1.out_channels)
     assert kept == [24, 16, 8]
+
+
+def _runs_dir(run, tmp_path):
+    """Copies of the search's run in each state ``autoprune runs`` tells apart."""
+    import shutil
+
+    root = tmp_path / "runs"
+    for name in ("a-finished", "b-interrupted", "c-incomplete", "d-unreadable"):
+        shutil.copytree(run.run_dir, root / name, ignore=shutil.ignore_patterns("ray"))
+    trials = pd.read_csv(root / "b-interrupted" / "trials.csv")
+    trials.iloc[:3].to_csv(root / "b-interrupted" / "trials.csv", index=False)  # Ctrl-C after 3 trials
+    (root / "c-incomplete" / "summary.yaml").unlink()  # a driver killed before it wrote its outputs
+    (root / "d-unreadable" / "config.yaml").write_text("format: 1\n")
+    return root
+
+
+def test_runs_lists_each_run_with_its_state_and_best_plan(run, tmp_path):
+    from autoprune import runs
+
+    root = _runs_dir(run, tmp_path)
+    found = {r.run_dir.name: r for r in runs(out=root, quiet=True)}
+    assert {n: r.status for n, r in found.items()} == {"a-finished": "finished", "b-interrupted": "interrupted",
+                                                       "c-incomplete": "incomplete", "d-unreadable": "unreadable"}
+    trials = pd.read_csv(run.run_dir / "trials.csv")
+    ok = trials[(trials["status"] == "completed") & trials["meets_budget"]]
+    best = ok.sort_values(["accuracy", "latency_p50_ms"], ascending=[False, True]).iloc[0]
+    a = found["a-finished"]
+    assert (a.trials_done, a.trials_planned, a.model) == (8, 8, "tests.helpers:flaky_resnet")
+    assert a.best_trial == best["trial"] and a.best_accuracy == best["accuracy"] and a.budgets == ("1000ms",)
+    assert found["b-interrupted"].trials_done == 3
+    assert "written by another autoprune version" in found["d-unreadable"].detail
+    proc = cli("runs", "--out", str(root))
+    assert proc.returncode == 0, proc.stderr
+    for name in found:
+        assert name in proc.stdout
+    assert "8/8" in proc.stdout and "3/8" in proc.stdout and "incomplete" in proc.stdout
+
+
+def test_runs_compare_plots_fronts_together(run, tmp_path):
+    root = _runs_dir(run, tmp_path)
+    proc = cli("runs", "--compare", str(root / "a-finished"), str(root / "b-interrupted"), "--plot",
+               str(tmp_path / "fronts.png"))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "fronts.png").stat().st_size > 10_000
+    one = cli("runs", "--compare", str(root / "a-finished"))
+    assert one.returncode == 2 and one.stderr.startswith("error: --compare needs two or more run directories")
+    bad = cli("runs", "--compare", str(root / "a-finished"), str(tmp_path / "nowhere"))
+    assert bad.returncode == 2 and "not an autoprune run directory" in bad.stderr
+    gone = cli("runs", "--out", str(tmp_path / "nowhere"))
+    assert gone.returncode == 2 and "no such directory" in gone.stderr

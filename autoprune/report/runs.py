@@ -1,0 +1,110 @@
+"""Past runs: one summary per run directory (what it searched, how far it got, its best plan), and
+their fronts plotted together."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from autoprune.core.errors import AutopruneError
+from autoprune.core.records import RunConfig, Status
+
+FINISHED, INTERRUPTED, INCOMPLETE, UNREADABLE = "finished", "interrupted", "incomplete", "unreadable"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSummary:
+    """``status``: finished (all trials, outputs written), interrupted (Ctrl-C: outputs of what
+    finished), incomplete (still running, or its driver died before writing outputs: ``--resume``),
+    unreadable (``detail`` says why)."""
+
+    run_dir: Path
+    status: str
+    model: str = ""
+    budgets: tuple[str, ...] = ()
+    trials_done: int = 0
+    trials_planned: int = 0
+    best_trial: str | None = None  # the most accurate completed plan within budget
+    best_accuracy: float = math.nan
+    best_latency_ms: float = math.nan
+    started: dt.datetime | None = None
+    detail: str = ""
+
+
+def summarize_run(run_dir: str | Path) -> RunSummary:
+    run = Path(run_dir)
+    try:
+        conf = RunConfig.read(run, what="run")
+    except AutopruneError as exc:
+        return RunSummary(run_dir=run, status=UNREADABLE, detail=str(exc))
+    trials = pd.read_csv(run / "trials.csv") if (run / "trials.csv").is_file() else pd.DataFrame()
+    done = len(trials)
+    if (run / "summary.yaml").is_file():
+        status = FINISHED if done >= conf.trials else INTERRUPTED
+    else:
+        status = INCOMPLETE
+    best = None
+    if done and "meets_budget" in trials:
+        ok = trials[(trials["status"] == Status.COMPLETED) & trials["meets_budget"].astype(bool)]
+        if not ok.empty:
+            best = ok.sort_values(["accuracy", "latency_p50_ms"], ascending=[False, True]).iloc[0]
+    return RunSummary(
+        run_dir=run, status=status, model=conf.model, budgets=tuple(b.budget for b in conf.budgets.values()),
+        trials_done=done, trials_planned=conf.trials, best_trial=None if best is None else str(best["trial"]),
+        best_accuracy=math.nan if best is None else float(best["accuracy"]),
+        best_latency_ms=math.nan if best is None else float(best["latency_p50_ms"]),
+        started=dt.datetime.fromtimestamp((run / "config.yaml").stat().st_mtime))
+
+
+def find_runs(out: str | Path) -> list[RunSummary]:
+    """Every run directory directly under ``out`` (a directory holding a config.yaml), oldest first."""
+    root = Path(out)
+    if not root.is_dir():
+        raise AutopruneError(f"--out {str(out)!r}: no such directory; pass the directory searches wrote into "
+                             "(their --out, default runs)")
+    runs = [summarize_run(d) for d in sorted(root.iterdir()) if (d / "config.yaml").is_file()]
+    return sorted(runs, key=lambda r: (r.started or dt.datetime.min, str(r.run_dir)))
+
+
+def plot_fronts(runs: Sequence[str | Path], path: str | Path) -> Path:
+    """The Pareto fronts (primary profile) of several runs on one plot, each with its budget."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fronts = []
+    for r in runs:
+        run = Path(r)
+        conf = RunConfig.read(run, what="--compare")
+        if not (run / "pareto.csv").is_file():
+            raise AutopruneError(f"--compare {run}: no pareto.csv yet (the run wrote no outputs); "
+                                 f"finish it with autoprune search --resume {run}")
+        fronts.append((run, conf, pd.read_csv(run / "pareto.csv")))
+    profiles = {conf.profiles[0]["name"] for _, conf, _ in fronts}
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    for i, (run, conf, front) in enumerate(fronts):
+        colour = f"C{i % 10}"
+        label = f"{run.name}: {conf.model}, {conf.budget}"
+        if front.empty:
+            label += " (no completed trial)"
+        ax.step(front["latency_p50_ms"], front["accuracy"] * 100, where="post", c=colour, lw=1.5)
+        ax.scatter(front["latency_p50_ms"], front["accuracy"] * 100, s=30, c=colour, label=label, zorder=3)
+        ax.axvline(conf.budget_ms, ls="--", c=colour, lw=1, alpha=0.7)
+    where = next(iter(profiles)) if len(profiles) == 1 else "each run's primary profile: " + ", ".join(sorted(profiles))
+    ax.set_xlabel(f"latency (ms per batch) on {where}; dashed: budgets")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title("Pareto fronts of the runs compared", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
