@@ -251,3 +251,24 @@ def test_runs_compare_plots_fronts_together(run, tmp_path):
     assert bad.returncode == 2 and "not an autoprune run directory" in bad.stderr
     gone = cli("runs", "--out", str(tmp_path / "nowhere"))
     assert gone.returncode == 2 and "no such directory" in gone.stderr
+
+
+def test_report_html_is_self_contained_and_holds_every_trial_and_plan(run):
+    import json
+    import re
+
+    page = (run.run_dir / "report.html").read_text()
+    data = json.loads(re.search(r'<script type="application/json" id="data">(.*?)</script>', page, re.S)
+                      .group(1).replace("<\\/", "</"))
+    trials = pd.read_csv(run.run_dir / "trials.csv")
+    assert [t["trial"] for t in data["trials"]] == list(trials["trial"])
+    for t, (_, row) in zip(data["trials"], trials.iterrows(), strict=True):
+        ratios = {c.removeprefix("ratio."): row[c] for c in trials if c.startswith("ratio.")}
+        assert {g: p["ratio"] for g, p in t["plan"].items()} == pytest.approx(ratios)
+        assert all(p["kept"] <= p["of"] for p in t["plan"].values())
+        assert t["status"] == row["status"]
+    assert data["front"] == list(pd.read_csv(run.run_dir / "pareto.csv")["trial"])
+    assert data["budget_ms"] == run.budget_ms and data["model"] == "tests.helpers:flaky_resnet"
+    # opens from disk: nothing fetched, the images inline
+    assert not re.search(r'(src|href)\s*=\s*"(https?:)?//|<link|<script src|url\(http', page)
+    assert page.count('src="data:image/png;base64,') == 2  # the channel chart and the static plot

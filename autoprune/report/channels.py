@@ -108,8 +108,6 @@ def plot_channels(plans: Mapping[str, Mapping[str, float]], *, channels: Mapping
 def plot_front_channels(run_dir: Path, front: pd.DataFrame, *, most: int = 6) -> Path | None:
     """``pareto_channels.png``: kept vs original channels per group for plans of the front (the best
     within budget first, the rest spread along the front), beside ``pareto.png``."""
-    from autoprune.report.channels import channels_of, plot_channels
-
     if front.empty or not (run_dir / "space.yaml").is_file():
         return None
     space = SearchSpace.load(run_dir / "space.yaml")

@@ -102,6 +102,7 @@ class SearchProgress:
             self.print(f"  {run_dir / name}")
         if plot is not None:
             self.print(f"  {plot}")
-        if (run_dir / "pareto_channels.png").is_file():
-            self.print(f"  {run_dir / 'pareto_channels.png'}")
+        for name in ("pareto_channels.png", "report.html"):
+            if (run_dir / name).is_file():
+                self.print(f"  {run_dir / name}")
         self.print(f"next: autoprune apply {run_dir}")

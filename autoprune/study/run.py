@@ -38,6 +38,7 @@ from autoprune.prune.engine import count_macs_params, prune
 from autoprune.prune.plan import Plan
 from autoprune.report.channels import plot_front_channels
 from autoprune.report.frames import trials_frame, write_pareto, write_trials
+from autoprune.report.html import write_report
 from autoprune.report.plots import plot_pareto
 from autoprune.report.progress import SearchProgress
 from autoprune.space.sensitivity import load_sensitivity, sensitivity_seeds
@@ -436,6 +437,7 @@ def finish(run_dir: Path, rows: list[dict[str, Any]], *, budgets_ms: dict[str, f
               "budgets_ms": budgets_ms, "budget_confidence": progress.budget_rule,
               "timings_s": {**progress.timings, "total_s": time.perf_counter() - progress.t0}},
              run_dir / "summary.yaml")
+    write_report(run_dir)  # report.html: the front, each plan, the trials, config and timings in one page
     progress.summary(front, run_dir=run_dir, plot=plot, counts=counts)
     return SearchResult(run_dir=run_dir, trials=table, pareto=front, budget_ms=budgets_ms[profiles[0]],
                         budgets_ms=budgets_ms, baseline=baseline, plot=plot)
