@@ -313,3 +313,26 @@ class GatheringResNet(TinyResNet):
 def gathering_resnet() -> nn.Module:
     torch.manual_seed(0)
     return GatheringResNet().eval()
+
+
+class KillingResNet(TinyResNet):
+    """Kills the search that loaded it (SIGKILL to the driver, as ``kill -9`` would) when the second
+    trial starts training: a dead driver at a known point. Counts trials in a marker directory."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.driver = os.getpid()  # load_model runs in the driver; trials get pickled copies
+        self.marker = Path(os.environ.get("AUTOPRUNE_TEST_KILL", "/nonexistent"))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _training_step(self) and self.marker.is_dir() and not getattr(self, "_counted", False):
+            self._counted = True
+            (self.marker / f"{os.getpid()}-{id(self)}").touch()
+            if len(list(self.marker.iterdir())) == 2:
+                os.kill(self.driver, signal.SIGKILL)
+        return super().forward(x)
+
+
+def killing_resnet() -> nn.Module:
+    torch.manual_seed(0)
+    return KillingResNet().eval()

@@ -146,7 +146,8 @@ def ray_session(progress: SearchProgress, *, address: str | None = None) -> Iter
                     raise AutopruneError(f"cannot join the Ray cluster at --address {address!r} ({exc}); start one "
                                          "with `ray start --head`, or leave --address out for a local Ray") from None
             else:
-                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.ERROR,
+                # address="local": a Ray of its own, even when another search on this machine runs one
+                ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.ERROR,
                          log_to_driver=False, configure_logging=True)
         started_here = True
     try:

@@ -46,7 +46,13 @@ from autoprune.study.options import RunOptions
 from autoprune.study.repair import BudgetAim, shifted
 from autoprune.study.samplers import list_samplers, uniform_seeds
 from autoprune.study.seeds import parse_seed_plans
-from autoprune.study.storage import load_study, reconcile, storage_url, study_name
+from autoprune.study.storage import (
+    check_storage,
+    load_study,
+    reconcile,
+    storage_url,
+    study_name,
+)
 from autoprune.study.trial import TrialSettings, deployed_accuracy, quantization_inputs
 from autoprune.study.workload import Workload, load_workload
 from autoprune.train.finetune import FinetuneConfig, evaluate
@@ -201,6 +207,8 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
     if sampler == "local" and formulation != "budget":
         raise AutopruneError("sampler 'local' moves channels between groups at equal latency; it needs "
                              "--formulation budget (one objective), not front")
+    if storage is not None:
+        check_storage(storage)
     progress = SearchProgress(total=trials, quiet=quiet, budget_rule=budget_confidence)
     with progress.phase("loading model, data and space", key="load_s"):
         work = load_workload(model=model, data=data, space=space, profiles=profiles, criterion=criterion,
@@ -394,6 +402,7 @@ def _resume(run_dir: Path, *, trials: int | None, concurrency: int, quiet: bool,
         raise AutopruneError(f"--resume {run_dir}: model {run_config.model!r} no longer has the weights this "
                              "run searched (fingerprint differs); start a new search for the new weights")
     url = storage_url(run_dir, run_config.study.storage)
+    check_storage(url)
     requeued = reconcile(load_study(url, run_config.study.name), rows=rows, budgets_ms=run_config.budgets_ms,
                          budget_rule=run_config.budget_confidence)
     remaining = total - len(rows)

@@ -7,6 +7,7 @@ failed and their plans queued again, so a resumed search re-runs them and loses 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,41 @@ def storage_url(run_dir: Path, storage: str | None) -> str:
 def study_name(run_dir: Path, storage: str | None) -> str:
     # A shared database holds many runs' studies: name each after its run.
     return f"{DEFAULT_STUDY}-{run_dir.name}" if storage else DEFAULT_STUDY
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        import sqlalchemy
+
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy parses: say it as given
+        return url
+
+
+def check_storage(url: str) -> None:
+    """Connect to an Optuna RDB storage (creating its tables) before any work, so a missing driver or
+    an unreachable database is one line, not a traceback after the baseline was measured."""
+    try:
+        for attempt in range(4):
+            try:
+                optuna.storages.RDBStorage(url)
+                break
+            except Exception as exc:
+                # Two searches started at once on a new database both create Optuna's tables; the
+                # loser sees them half-made (a unique-key violation on the type catalogue). By the
+                # next try the winner has finished and the tables are there.
+                if attempt == 3 or not any(s in str(exc) for s in ("UniqueViolation", "already exists")):
+                    raise
+                time.sleep(0.5 * (attempt + 1))
+    except ImportError:
+        dialect = url.split(":", 1)[0]
+        hint = "pip install 'autoprune[postgres]'" if dialect.startswith("postgres") else f"install a driver for {dialect}"
+        raise AutopruneError(f"--storage {redacted(url)}: its database driver is not installed; {hint}") from None
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy's errors: bad URL, refused connection, bad login
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AutopruneError(f"--storage {redacted(url)}: cannot open it ({first[:200]}); pass an Optuna RDB URL "
+                             "such as postgresql://USER:PASSWORD@HOST/DB or sqlite:///study.db") from None
 
 
 def load_study(url: str, name: str) -> optuna.Study:
