@@ -446,7 +446,10 @@ def finish(run_dir: Path, rows: list[dict[str, Any]], *, budgets_ms: dict[str, f
               "budgets_ms": budgets_ms, "budget_confidence": progress.budget_rule,
               "timings_s": {**progress.timings, "total_s": time.perf_counter() - progress.t0}},
              run_dir / "summary.yaml")
-    write_report(run_dir)  # report.html: the front, each plan, the trials, config and timings in one page
+    try:  # report.html: the front, each plan, the trials, config and timings in one page
+        write_report(run_dir)
+    except Exception as exc:  # noqa: BLE001 - a page for people; the run's results are already written above
+        progress.print(f"[yellow]report.html not written[/]: {type(exc).__name__}: {exc}")
     progress.summary(front, run_dir=run_dir, plot=plot, counts=counts)
     return SearchResult(run_dir=run_dir, trials=table, pareto=front, budget_ms=budgets_ms[profiles[0]],
                         budgets_ms=budgets_ms, baseline=baseline, plot=plot)
