@@ -261,14 +261,24 @@ def pixel_cross_entropy(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     return nn.functional.cross_entropy(out, target)
 
 
-class InterruptingResNet(TinyResNet):
-    """Presses Ctrl-C on the search that loaded it (SIGINT to the driver, once), when the trial with
-    the plan it was told of starts training: an interrupted run at a known point, without timing."""
+class _DriverSignalling(TinyResNet):
+    """Base of the models below: built in the search's driver (``load_model`` runs there; trials get
+    pickled copies), they remember its pid and a marker directory named by the ``marker_env``
+    variable; they act only when that directory exists."""
+
+    marker_env = ""
 
     def __init__(self) -> None:
         super().__init__()
-        self.driver = os.getpid()  # load_model runs in the driver; trials get pickled copies
-        self.marker = Path(os.environ.get("AUTOPRUNE_TEST_INTERRUPT", "/nonexistent"))
+        self.driver = os.getpid()
+        self.marker = Path(os.environ.get(self.marker_env, "/nonexistent"))
+
+
+class InterruptingResNet(_DriverSignalling):
+    """Presses Ctrl-C on the search that loaded it (SIGINT to the driver, once), when the trial with
+    the plan it was told of starts training: an interrupted run at a known point, without timing."""
+
+    marker_env = "AUTOPRUNE_TEST_INTERRUPT"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # the third plan's stem (see tests/test_resume.py) is the only one pruned to 8 channels
@@ -286,17 +296,13 @@ def interrupting_resnet() -> nn.Module:
     return InterruptingResNet().eval()
 
 
-class GatheringResNet(TinyResNet):
+class GatheringResNet(_DriverSignalling):
     """In a trial, holds its first forward pass until ``gather`` trials have reached theirs (one marker
     file per trial process): trials that must overlap do, however fast they are. The wait is before
     the latency measurement and the fine-tune, so it holds no node lock; never longer than a minute."""
 
     gather = 3
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.driver = os.getpid()  # load_model runs in the driver; trials get pickled copies
-        self.marker = Path(os.environ.get("AUTOPRUNE_TEST_GATHER", "/nonexistent"))
+    marker_env = "AUTOPRUNE_TEST_GATHER"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if os.getpid() != self.driver and self.marker.is_dir() and not getattr(self, "_gathered", False):
@@ -315,14 +321,11 @@ def gathering_resnet() -> nn.Module:
     return GatheringResNet().eval()
 
 
-class KillingResNet(TinyResNet):
+class KillingResNet(_DriverSignalling):
     """Kills the search that loaded it (SIGKILL to the driver, as ``kill -9`` would) when the second
     trial starts training: a dead driver at a known point. Counts trials in a marker directory."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.driver = os.getpid()  # load_model runs in the driver; trials get pickled copies
-        self.marker = Path(os.environ.get("AUTOPRUNE_TEST_KILL", "/nonexistent"))
+    marker_env = "AUTOPRUNE_TEST_KILL"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if _training_step(self) and self.marker.is_dir() and not getattr(self, "_counted", False):

@@ -29,6 +29,7 @@ from autoprune.prune.engine import count_macs_params, prune
 from autoprune.prune.groups import channels_to_remove, find_groups
 from autoprune.prune.masks import check_sparsity, magnitude_masks, make_permanent
 from autoprune.prune.plan import Plan
+from autoprune.report.frames import best_within_budget
 from autoprune.study.trial import calibration_batch, quantization_inputs
 from autoprune.study.workload import load_workload
 from autoprune.train.finetune import (
@@ -64,14 +65,13 @@ def read_run(run_dir: str | Path) -> tuple[Path, RunConfig, pd.DataFrame]:
 def pick_trial(trials: pd.DataFrame, pick: str, *, budget: str, rule: str = "upper") -> pd.Series:
     """``best``: the most accurate completed plan within the budget (decided by the run's ``rule``);
     else a trial name or number."""
-    done = trials[trials["status"] == Status.COMPLETED]
     if pick == "best":
-        ok = done[done["meets_budget"].astype(bool)]
-        if ok.empty:
+        best = best_within_budget(trials)
+        if best is None:
             raise AutopruneError(f"no completed trial meets the budget {budget} ({describe_rule(rule, short=True)}); "
                                  "pick one from pareto.csv "
                                  "with --pick TRIAL, or search again with more trials or a looser budget")
-        return ok.sort_values(["accuracy", "latency_p50_ms"], ascending=[False, True]).iloc[0]
+        return best
     name = f"trial-{int(pick):03d}" if pick.isdigit() else pick
     # An infeasible or early-stopped plan may still be applied by name: apply fine-tunes it fully.
     usable = trials[trials["status"] != Status.FAILED]

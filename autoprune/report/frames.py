@@ -29,6 +29,14 @@ def pareto_front(trials: pd.DataFrame, *, latency: str = "latency_p50_ms", accur
     return front.reset_index(drop=True)
 
 
+def best_within_budget(trials: pd.DataFrame) -> pd.Series | None:
+    """The most accurate completed trial within budget (the faster one on a tie), or None."""
+    if trials.empty or "meets_budget" not in trials:
+        return None
+    ok = trials[(trials["status"] == Status.COMPLETED) & trials["meets_budget"].astype(bool)]
+    return None if ok.empty else ok.sort_values(["accuracy", "latency_p50_ms"], ascending=[False, True]).iloc[0]
+
+
 def write_trials(trials: pd.DataFrame, run_dir: Path) -> Path:
     path = run_dir / "trials.csv"
     trials.to_csv(path, index=False)

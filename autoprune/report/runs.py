@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from autoprune.core.errors import AutopruneError
-from autoprune.core.records import RunConfig, Status
+from autoprune.core.records import RunConfig
+from autoprune.report.frames import best_within_budget
 
 FINISHED, INTERRUPTED, INCOMPLETE, UNREADABLE = "finished", "interrupted", "incomplete", "unreadable"
 
@@ -48,11 +49,7 @@ def summarize_run(run_dir: str | Path) -> RunSummary:
         status = FINISHED if done >= conf.trials else INTERRUPTED
     else:
         status = INCOMPLETE
-    best = None
-    if done and "meets_budget" in trials:
-        ok = trials[(trials["status"] == Status.COMPLETED) & trials["meets_budget"].astype(bool)]
-        if not ok.empty:
-            best = ok.sort_values(["accuracy", "latency_p50_ms"], ascending=[False, True]).iloc[0]
+    best = best_within_budget(trials)
     return RunSummary(
         run_dir=run, status=status, model=conf.model, budgets=tuple(b.budget for b in conf.budgets.values()),
         trials_done=done, trials_planned=conf.trials, best_trial=None if best is None else str(best["trial"]),
