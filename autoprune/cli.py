@@ -75,7 +75,7 @@ def search_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the sampler and of fine-tuning.")] = SEARCH["seed"],
     finetune_steps: Annotated[int, typer.Option(help="Fine-tune steps per trial before evaluation.")] = SEARCH["finetune_steps"],
     criterion: Criterion = SEARCH["criterion"],
-    out: Annotated[Path, typer.Option(help="Directory that receives runs/<run>/.")] = Path(SEARCH["out"]),
+    out: Annotated[str, typer.Option(help="Where runs go: a directory (local, or shared by the team) or a URL (s3://bucket/prefix, gs://…); each run is a <run>/ under it, written as its trials end.")] = SEARCH["out"],
     sampler: Annotated[str, typer.Option(help="Optuna sampler: tpe (constant liar when concurrent), local (moves channels between groups around the best plan; budget formulation), nsga2, random or gp.")] = SEARCH["sampler"],
     formulation: Annotated[str, typer.Option(help="budget: best accuracy among plans moved onto the budget's boundary; front: accuracy and latency as two objectives.")] = SEARCH["formulation"],
     seed_plans: Annotated[str, typer.Option(help="Cheap plans tried first, each put on the budget: uniform, global (Torch-Pruning global pruning), sensitivity (greedy from a sensitivity table); comma-separated, or none.")] = SEARCH["seed_plans"],
@@ -83,7 +83,7 @@ def search_cmd(
     bn_recalibration: Annotated[int, typer.Option(help="Batches of adaptive BatchNorm recalibration after pruning, before the accuracy that ranks plans not fine-tuned (0: off).")] = SEARCH["bn_recalibration"],
     early_stop: Annotated[str, typer.Option(help="Early stopping of trials across fine-tune steps: none or asha.")] = SEARCH["early_stop"],
     storage: Annotated[str | None, typer.Option(help="Optuna storage URL for the study (default: sqlite in the run directory).")] = SEARCH["storage"],
-    resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory (after Ctrl-C, kill or crash).")] = SEARCH["resume"],
+    resume: Annotated[str | None, typer.Option(help="Continue this run, a directory or URL (after Ctrl-C, kill or crash).")] = SEARCH["resume"],
     address: Annotated[str | None, typer.Option(help="Join an existing Ray cluster: auto or ray://HOST:PORT (default: RAY_ADDRESS, else a local Ray).")] = SEARCH["address"],
     cpus_per_trial: Annotated[float | None, typer.Option(help="CPUs per trial (default: the CPUs shared by the concurrent trials).")] = SEARCH["cpus_per_trial"],
     gpus_per_trial: Annotated[float, typer.Option(help="GPUs per trial: trials fine-tune on a GPU; latency is still measured on the profiles.")] = SEARCH["gpus_per_trial"],
@@ -105,11 +105,11 @@ def search_cmd(
 
 @app.command("apply")
 def apply_cmd(
-    run: Annotated[Path, typer.Argument(help="A run directory written by autoprune search.")],
+    run: Annotated[str, typer.Argument(help="A run written by autoprune search: its directory or URL.")],
     pick: Annotated[str, typer.Option(help="best (most accurate plan within budget) or a trial, e.g. trial-007.")] = APPLY["pick"],
     epochs: Annotated[float, typer.Option(help="Recovery fine-tune epochs (warm-up + cosine).")] = APPLY["epochs"],
     lr: Annotated[float, typer.Option(help="Peak learning rate of the recovery fine-tune.")] = APPLY["lr"],
-    out: Annotated[Path | None, typer.Option(help="Output directory (default: RUN/apply-<trial>).")] = APPLY["out"],
+    out: Annotated[str | None, typer.Option(help="Output directory or URL (default: RUN/apply-<trial>, wherever RUN is).")] = APPLY["out"],
     distill: Annotated[bool, typer.Option(help="Knowledge distillation from the unpruned model during fine-tuning.")] = APPLY["distill"],
     kd_alpha: Annotated[float, typer.Option(help="Weight of the distillation loss against the label loss.")] = APPLY["kd_alpha"],
     kd_temperature: Annotated[float, typer.Option(help="Temperature that softens both models' outputs.")] = APPLY["kd_temperature"],
@@ -191,8 +191,8 @@ def sparsify_cmd(
 
 @app.command("runs")
 def runs_cmd(
-    run: Annotated[list[Path] | None, typer.Argument(help="With --compare: the run directories to compare.")] = None,
-    out: Annotated[Path, typer.Option(help="The directory searches wrote their runs into (their --out).")] = Path(RUNS["out"]),
+    run: Annotated[list[str] | None, typer.Argument(help="With --compare: the runs to compare (directories or URLs).")] = None,
+    out: Annotated[str, typer.Option(help="The directory or URL searches wrote their runs into (their --out).")] = RUNS["out"],
     compare: Annotated[bool, typer.Option(help="Plot the Pareto fronts of the RUNs given together.")] = False,
     plot: Annotated[Path | None, typer.Option(help="With --compare: the plot file (default: fronts.png beside the first run).")] = None,
 ) -> None:

@@ -49,6 +49,26 @@ def cli_process(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subproces
                           env=env, timeout=timeout, check=False)
 
 
+def search_process(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A tiny search in a driver process of its own, as a second person or job would start it."""
+    # its own process group: its Ray processes can be cleaned up after its driver is killed
+    profile = ROOT / "tests" / "profiles" / "tiny-single.yaml"
+    return subprocess.Popen([sys.executable, "-m", "autoprune.cli", "search", "--budget", "1000ms", "--profile",
+                             str(profile), "--finetune-steps", "5", "--seed-plans", "none", *args],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env={**os.environ, **(env or {})})
+
+
+def reap(proc: subprocess.Popen) -> tuple[str, str]:
+    """The output of a ``search_process``, once it ended (killed or not), and its Ray processes gone."""
+    out, err = proc.communicate(timeout=300)  # a guard against a hang, not a timing
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # whatever Ray processes a killed driver left behind
+    except ProcessLookupError:
+        pass
+    return out, err
+
+
 class TinyResNet(nn.Module):
     """Stem, one identity block, one projection block, classifier: residual coupling in miniature."""
 

@@ -1,16 +1,23 @@
-"""A profile that names a Ray resource is measured on the node that holds it (two simulated nodes)."""
+"""A simulated two-node Ray cluster: a profile that names a Ray resource is measured on the node that
+holds it; trials spread over both nodes into one directory; a search submitted as a Ray job."""
 
 from __future__ import annotations
+
+import os
+import shlex
+import socket
+import sys
+import time
 
 import pandas as pd
 import pytest
 import yaml
 
-from autoprune import search
+from autoprune import runs, search
 from autoprune.latency.measure import measure_on_profile
 from autoprune.latency.onnx import export_onnx
 from autoprune.latency.profiles import HardwareProfile
-from tests.conftest import TINY_PROFILE, TINY_SINGLE, start_local_ray
+from tests.conftest import ROOT, TINY_PROFILE, TINY_SINGLE, start_local_ray
 from tests.helpers import cli, tiny_resnet
 
 
@@ -25,10 +32,17 @@ def cluster():
     shared = ray.is_initialized()  # the session's local Ray (conftest): this module needs its own cluster
     if shared:
         ray.shutdown()
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dashboard_port = s.getsockname()[1]
+    # the dashboard takes Ray job submissions (a search submitted as a job)
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": True,
+                                                      "dashboard_host": "127.0.0.1",
+                                                      "dashboard_port": dashboard_port})
     edge = c.add_node(num_cpus=1, resources={"edge_arm": 1})
     ray.init(address=c.address, log_to_driver=False, logging_level="ERROR")
     c.wait_for_nodes()
+    c.dashboard = f"http://127.0.0.1:{dashboard_port}"
     yield c, edge.node_id
     ray.shutdown()
     c.shutdown()
@@ -85,6 +99,8 @@ def test_trials_run_on_both_nodes_and_all_complete(cluster, tmp_path, monkeypatc
                     concurrency=3, cpus_per_trial=1, finetune_steps=5, out=tmp_path, quiet=True)
     trials = pd.read_csv(result.run_dir / "trials.csv")
     assert len(trials) == 3 and (trials["status"] == "completed").all()
+    [listed] = runs(out=tmp_path, quiet=True)  # the directory both nodes' trials were recorded in
+    assert (listed.status, listed.trials_done, listed.location) == ("finished", 3, str(result.run_dir))
     assert len(list((tmp_path / "gather").iterdir())) == 3  # three trial processes trained at once
     node_ids = {n.rsplit("ray-node:", 1)[1] for n in trials["node"]}
     assert node_ids == {n["NodeID"] for n in ray.nodes() if n["Alive"]}
@@ -119,3 +135,30 @@ def test_a_driver_joins_the_cluster_with_address(cluster, tmp_path, capsys):
     assert len(trials) == 2
     assert {n.rsplit("ray-node:", 1)[1] for n in trials["node"]} <= nodes
     assert {n["NodeID"] for n in ray.nodes() if n["Alive"]} == nodes  # the cluster is still up
+
+
+def test_a_search_submitted_as_a_ray_job_writes_where_the_submitter_reads(cluster, s3_prefix, tmp_path):
+    """``ray job submit -- autoprune search --out s3://…``: the job's driver runs on the head node in a
+    folder Ray manages; the person who submitted it lists the run and applies its plan from the URL."""
+    import ray
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    c, _ = cluster
+    out = f"{s3_prefix}/runs"
+    client = JobSubmissionClient(c.dashboard)
+    aws = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+    job = client.submit_job(
+        entrypoint=f"{shlex.quote(sys.executable)} -m autoprune.cli search --budget 1000ms --model "
+                   f"tests.helpers:tiny_resnet --profile {TINY_SINGLE} --trials 2 --concurrency 2 "
+                   f"--finetune-steps 2 --seed-plans none --out {out}",
+        runtime_env={"env_vars": {**aws, "PYTHONPATH": str(ROOT)}})
+    deadline = time.monotonic() + 300  # a guard against a hung job, not a timing
+    while (status := client.get_job_status(job)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
+        assert time.monotonic() < deadline, client.get_job_logs(job)[-3000:]
+        time.sleep(0.5)
+    assert status == JobStatus.SUCCEEDED, client.get_job_logs(job)[-3000:]
+    [listed] = runs(out=out, quiet=True)
+    assert (listed.status, listed.trials_done) == ("finished", 2)
+    trials = pd.read_csv(listed.run_dir / "trials.csv")  # the submitter's copy, fetched from the URL
+    assert {n.rsplit("ray-node:", 1)[1] for n in trials["node"]} <= {n["NodeID"] for n in ray.nodes()}
+    assert listed.location in client.get_job_logs(job)  # the job told where its run is

@@ -258,7 +258,7 @@ def test_report_html_is_self_contained_and_holds_every_trial_and_plan(run):
     import re
 
     page = (run.run_dir / "report.html").read_text()
-    data = json.loads(re.search(r'<script type="application/json" id="data">(.*?)</script>', page, re.S)
+    data = json.loads(re.search(r'<script type="application/json" id="data">(.*?)</script>', page, re.DOTALL)
                       .group(1).replace("<\\/", "</"))
     trials = pd.read_csv(run.run_dir / "trials.csv")
     assert [t["trial"] for t in data["trials"]] == list(trials["trial"])

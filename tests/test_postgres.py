@@ -9,7 +9,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 
@@ -19,7 +18,8 @@ import pytest
 
 from autoprune import search
 from autoprune.core.errors import AutopruneError
-from tests.conftest import ROOT, TINY_SINGLE
+from tests.conftest import TINY_SINGLE
+from tests.helpers import reap, search_process
 
 
 def _binary(name: str) -> str | None:
@@ -53,33 +53,15 @@ def postgres() -> Iterator[str]:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def _driver(*args: str) -> subprocess.Popen:
-    """A search in a driver process of its own, as a second person or job would start it."""
-    # its own process group: its Ray processes can be cleaned up after its driver is killed
-    return subprocess.Popen([sys.executable, "-m", "autoprune.cli", "search", "--budget", "1000ms", "--profile",
-                             str(TINY_SINGLE), "--finetune-steps", "5", "--seed-plans", "none", *args],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-
-
-def _reap(proc: subprocess.Popen) -> tuple[str, str]:
-    out, err = proc.communicate(timeout=300)  # a guard against a hang, not a timing
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # whatever Ray processes a killed driver left behind
-    except ProcessLookupError:
-        pass
-    return out, err
-
-
 def test_two_searches_share_a_database_and_a_killed_one_resumes(postgres, ray_local, tmp_path, monkeypatch):
     (tmp_path / "kills").mkdir()
     monkeypatch.setenv("AUTOPRUNE_TEST_KILL", str(tmp_path / "kills"))
-    killed = _driver("--model", "tests.helpers:killing_resnet", "--trials", "2", "--storage", postgres,
+    killed = search_process("--model", "tests.helpers:killing_resnet", "--trials", "2", "--storage", postgres,
                      "--out", str(tmp_path / "a"))
     # the other search, at the same time, from this process
     run_b = search(budget="1000ms", model="tests.helpers:tiny_resnet", profile=TINY_SINGLE, finetune_steps=5,
                    trials=1, storage=postgres, out=tmp_path / "b", quiet=True).run_dir
-    _, err = _reap(killed)
+    _, err = reap(killed)
     assert killed.returncode == -signal.SIGKILL, err[-3000:]  # its second trial killed it
     run_a = next((tmp_path / "a").iterdir())
     studies = set(optuna.get_all_study_names(postgres))

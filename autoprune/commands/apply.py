@@ -17,6 +17,8 @@ from torch import nn
 
 from autoprune.core import config as cfg
 from autoprune.core.errors import AutopruneError
+from autoprune.core.location import Location, local_path
+from autoprune.core.mirror import local_copy_dir, push_tree, readable_run
 from autoprune.core.records import RunConfig, Status, at
 from autoprune.latency.budget import budget_verdicts, over_budget
 from autoprune.latency.measure import latency_for, run_references
@@ -52,14 +54,30 @@ class ApplyResult:
     onnx_path: Path
     report_path: Path
     report: dict[str, Any]
+    location: str = ""  # where the outputs are kept: ``out_dir``, or the URL they were pushed to
 
 
-def read_run(run_dir: str | Path) -> tuple[Path, RunConfig, pd.DataFrame]:
-    run = Path(run_dir)
+def read_run(run_dir: str | Path) -> tuple[Path, str, RunConfig, pd.DataFrame]:
+    """The run's local directory (for a run at a URL: a refreshed local copy), its location as
+    given, its config and its trials."""
+    run, location = readable_run(run_dir, what="apply")
     conf = RunConfig.read(run, what="apply")
     if not (run / "trials.csv").is_file():
-        raise AutopruneError(f"{run}: no trials.csv yet; let the search finish at least one trial")
-    return run, conf, pd.read_csv(run / "trials.csv")
+        raise AutopruneError(f"{location}: no trials.csv yet; let the search finish at least one trial")
+    return run, location, conf, pd.read_csv(run / "trials.csv")
+
+
+def _output_place(out: str | Path | None, *, run: Path, location: str, trial: str) -> tuple[Path, Location | None]:
+    """Where apply writes (a local directory) and the URL it then pushes that to, if any: default
+    ``apply-<trial>`` inside the run, wherever the run is kept."""
+    if out is None:
+        if local_path(location) is not None:
+            return run / f"apply-{trial}", None
+        return run / f"apply-{trial}", Location.parse(location, what="apply").child(f"apply-{trial}")
+    if local_path(out) is not None:
+        return local_path(out), None
+    remote = Location.parse(str(out), what="--out")
+    return local_copy_dir(remote), remote
 
 
 def pick_trial(trials: pd.DataFrame, pick: str, *, budget: str, rule: str = "upper") -> pd.Series:
@@ -134,7 +152,9 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
 
     dev = resolve_device(device)
     console = Console(quiet=quiet, highlight=False)
-    run, conf, trials = read_run(run_dir)
+    run, location, conf, trials = read_run(run_dir)
+    if out is not None and local_path(out) is None:
+        Location.parse(str(out), what="--out").check(what="--out")  # before the work, not after
     rule = conf.budget_confidence
     row = pick_trial(trials, str(pick), budget=conf.budget, rule=rule)
     plan = Plan.load(run / row["plan"])
@@ -222,7 +242,7 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     acc_pruned = steps_report[0]["accuracy_pruned"]
     accuracy = steps_report[-1]["accuracy_finetuned"]
 
-    out_dir = Path(out) if out is not None else run / f"apply-{row['trial']}"
+    out_dir, remote_out = _output_place(out, run=run, location=location, trial=str(row["trial"]))
     model_path = save_checkpoint(pruned, out_dir / "model.pt", arch=conf.model, plan=plan.model_dump(mode="json"),
                                  input_shape=work.input_shape, weights=conf.weights,
                                  extra={"metric": metric, "loss": work.loss,
@@ -272,10 +292,18 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
         "files": {"model": str(model_path), "onnx": str(onnx_path), "channels": str(channels_png),
                   **({"int8_onnx": int8["file"]} if int8 else {})},
     }
+    if remote_out is not None:
+        report["location"] = remote_out.url
     report_path = cfg.dump(report, out_dir / "report.yaml")
+    if remote_out is not None:
+        try:
+            push_tree(out_dir, remote_out)
+        except Exception as exc:  # noqa: BLE001 - the outputs are safe locally: say where
+            raise AutopruneError(f"apply: could not write the outputs to {remote_out.url} ({exc}); they are in "
+                                 f"{out_dir}") from None
     _print_report(console, report)
     return ApplyResult(out_dir=out_dir, model_path=model_path, onnx_path=onnx_path, report_path=report_path,
-                       report=report)
+                       report=report, location=remote_out.url if remote_out is not None else str(out_dir))
 
 
 def _shortfall(*, applied: float, trial: float | None, unpruned: float, distilled: bool, warnings: list[str],
@@ -422,3 +450,5 @@ def _print_report(console: Console, report: dict[str, Any]) -> None:
                           f"{_ms(lat['applied'])} ({lat['difference']:+.1%})")
     console.print(f"ONNX vs torch max |diff| {report['onnx_max_abs_diff']:.1e}")
     console.print(f"wrote {report['files']['model']} and {report['files']['onnx']}")
+    if report.get("location"):
+        console.print(f"and pushed them with report.yaml to {report['location']}")

@@ -10,11 +10,12 @@ from rich.console import Console
 from rich.table import Table
 
 from autoprune.core.errors import AutopruneError
+from autoprune.core.location import local_path
 from autoprune.report.runs import RunSummary, find_runs, plot_fronts
 
 
 def runs(*, out: str | Path = "runs", quiet: bool = False) -> list[RunSummary]:
-    """Every run under ``out``, oldest first, printed as a table (unless ``quiet``)."""
+    """Every run under ``out`` (a directory or URL), oldest first, printed as a table (unless ``quiet``)."""
     found = find_runs(out)
     if not quiet:
         Console(highlight=False).print(_table(found, out=out) if found else f"no runs under {out}")
@@ -22,11 +23,14 @@ def runs(*, out: str | Path = "runs", quiet: bool = False) -> list[RunSummary]:
 
 
 def compare_runs(runs: Sequence[str | Path], *, plot: str | Path | None = None, quiet: bool = False) -> Path:
-    """Plot the Pareto fronts of ``runs`` together (default file: ``fronts.png`` in the first run's parent)."""
+    """Plot the Pareto fronts of ``runs`` (directories or URLs) together (default file: ``fronts.png`` in
+    the first run's parent directory, or here when it is a URL)."""
     if len(runs) < 2:
         raise AutopruneError(f"--compare needs two or more run directories, got {len(runs)}; "
                              "e.g. autoprune runs --compare runs/A runs/B")
-    path = plot_fronts(runs, Path(plot) if plot is not None else Path(runs[0]).parent / "fronts.png")
+    first = local_path(runs[0])
+    default = first.parent / "fronts.png" if first is not None else Path("fronts.png")  # a URL: here
+    path = plot_fronts(runs, Path(plot) if plot is not None else default)
     if not quiet:
         Console(highlight=False).print(f"wrote {path}")
     return path

@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from autoprune.core.errors import AutopruneError, ConfigError
+from autoprune.core.files import write_atomic
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -90,7 +91,4 @@ def load(model_cls: type[M], path: str | Path) -> M:
 
 def dump(obj: BaseModel | dict[str, Any], path: str | Path, *, header: str = "") -> Path:
     data = obj.model_dump(mode="json") if isinstance(obj, BaseModel) else obj
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(header + yaml.safe_dump(data, sort_keys=False))
-    return p
+    return write_atomic(path, header + yaml.safe_dump(data, sort_keys=False))

@@ -27,11 +27,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from autoprune.core import config
+from autoprune.core.files import cache_dir
 from autoprune.latency.onnx import LatencyStats
 from autoprune.latency.pooled import Spawn, calibrate, measure_pooled, spawn_worker
 from autoprune.latency.profiles import HardwareProfile
 from autoprune.latency.reference import Reference
-from autoprune.load.demo import cache_dir
 
 ANCHOR_VERSION = 1  # bump when the anchor's architecture changes: every calibration is then redone
 ANCHOR_INPUT = (1, 8, 8)

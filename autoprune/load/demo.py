@@ -6,13 +6,12 @@ coupled by residual adds consistent. Training takes seconds and the weights are 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch import nn
+
+from autoprune.core.files import atomic_path, cache_dir
 
 DEMO_VERSION = 1  # bump when the architecture or training recipe changes: invalidates the cache
 
@@ -53,10 +52,6 @@ class DemoResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("AUTOPRUNE_CACHE", Path.home() / ".cache" / "autoprune"))
-
-
 def trained_once(model: nn.Module, name: str, train: Callable[[nn.Module], None], *, what: str) -> nn.Module:
     """``model`` with weights from the cache file ``name``; trained by ``train`` and cached the first time."""
     path = cache_dir() / name
@@ -68,11 +63,8 @@ def trained_once(model: nn.Module, name: str, train: Callable[[nn.Module], None]
     Console(stderr=True, highlight=False).print(f"[dim]training {what} (once; cached in {path.parent})[/]")
     train(model)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Write then rename, so a concurrent reader never sees half a file.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # a concurrent reader never sees half a file
+        torch.save(model.state_dict(), tmp)
     return model.eval()
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from autoprune.core.errors import AutopruneError
+from autoprune.core.files import atomic_path
 from autoprune.prune.groups import channels_to_remove
 from autoprune.prune.plan import Plan
 from autoprune.space.space import SearchSpace
@@ -100,7 +101,8 @@ def plot_channels(plans: Mapping[str, Mapping[str, float]], *, channels: Mapping
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
     return path
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from autoprune.core.files import atomic_path
 from autoprune.core.records import (
     RATIO_PREFIX,
     TRIAL_COLUMNS,
@@ -39,7 +40,8 @@ def best_within_budget(trials: pd.DataFrame) -> pd.Series | None:
 
 def write_trials(trials: pd.DataFrame, run_dir: Path) -> Path:
     path = run_dir / "trials.csv"
-    trials.to_csv(path, index=False)
+    with atomic_path(path) as tmp:  # a teammate reading the shared run never sees half a table
+        trials.to_csv(tmp, index=False)
     return path
 
 
@@ -54,7 +56,8 @@ def write_pareto(trials: pd.DataFrame, run_dir: Path, *, profiles: list[str]) ->
         front = pareto_front(trials, latency=at("latency_p50_ms", name) if i else "latency_p50_ms", accuracy=acc)
         cols = [c for c in columns if c in front] + sorted(c for c in front if c.startswith(RATIO_PREFIX))
         front = front[cols]
-        front.to_csv(run_dir / ("pareto.csv" if i == 0 else f"pareto@{name}.csv"), index=False)
+        with atomic_path(run_dir / ("pareto.csv" if i == 0 else f"pareto@{name}.csv")) as tmp:
+            front.to_csv(tmp, index=False)
         fronts.append(front)
     return fronts[0]
 

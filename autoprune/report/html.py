@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from autoprune.core.files import write_atomic
 from autoprune.core.records import RATIO_PREFIX, RunConfig, Status
 from autoprune.report.channels import channels_of, kept_channels
 from autoprune.space.space import SearchSpace
@@ -86,10 +87,7 @@ def write_report(run_dir: str | Path) -> Path:
             .replace("{config}", html.escape(config_text)).replace("{timings}", html.escape(timings))
             .replace("{data}", payload))
     path = run / "report.html"
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)  # a reader never sees half a page
-    return path
+    return write_atomic(path, page)  # a reader never sees half a page
 
 
 _PAGE = """<!DOCTYPE html>

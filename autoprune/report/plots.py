@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from autoprune.core.files import atomic_path
 from autoprune.core.records import Status, at
 from autoprune.report.frames import pareto_front
 
@@ -59,6 +60,7 @@ def plot_pareto(trials: pd.DataFrame, run_dir: Path, *, budgets_ms: dict[str, fl
         ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     path = run_dir / "pareto.png"
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
     return path

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,9 @@ class SearchProgress:
         self.print(f"{head} acc {row['accuracy']:.1%}  {_latency(row)}  "
                    f"{row['macs'] / 1e6:.1f} M MACs  {mark}  ({row['wall_s']:.1f} s)   {best}")
 
-    def summary(self, front: pd.DataFrame, *, run_dir: Path, plot: Path | None, counts: dict[str, int]) -> None:
+    def summary(self, front: pd.DataFrame, *, run_dir: Path, where: Callable[[str], str], plot: Path | None,
+                counts: dict[str, int]) -> None:
+        """``where(name)``: how to name the run's file ``name`` (or the run, for "") to the user."""
         if self.quiet:
             return
         table = Table(title=f"Pareto front ({len(front)} plans)", title_justify="left")
@@ -99,10 +101,10 @@ class SearchProgress:
         states = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         self.print(f"finished in {time.perf_counter() - self.t0:.0f} s; trials: {states}")
         for name in ("trials.csv", "pareto.csv"):
-            self.print(f"  {run_dir / name}")
+            self.print(f"  {where(name)}")
         if plot is not None:
-            self.print(f"  {plot}")
+            self.print(f"  {where(plot.name)}")
         for name in ("pareto_channels.png", "report.html"):
             if (run_dir / name).is_file():
-                self.print(f"  {run_dir / name}")
-        self.print(f"next: autoprune apply {run_dir}")
+                self.print(f"  {where(name)}")
+        self.print(f"next: autoprune apply {where('')}")

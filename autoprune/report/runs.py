@@ -12,10 +12,14 @@ from pathlib import Path
 import pandas as pd
 
 from autoprune.core.errors import AutopruneError
+from autoprune.core.files import atomic_path
+from autoprune.core.location import Location, local_path
+from autoprune.core.mirror import fetch, local_copy_dir, readable_run
 from autoprune.core.records import RunConfig
 from autoprune.report.frames import best_within_budget
 
 FINISHED, INTERRUPTED, INCOMPLETE, UNREADABLE = "finished", "interrupted", "incomplete", "unreadable"
+_SUMMARY_FILES = ("config.yaml", "trials.csv", "summary.yaml")  # what a run's line needs
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -24,7 +28,7 @@ class RunSummary:
     finished), incomplete (still running, or its driver died before writing outputs: ``--resume``),
     unreadable (``detail`` says why)."""
 
-    run_dir: Path
+    run_dir: Path  # for a run at a URL: its local copy
     status: str
     model: str = ""
     budgets: tuple[str, ...] = ()
@@ -35,14 +39,16 @@ class RunSummary:
     best_latency_ms: float = math.nan
     started: dt.datetime | None = None
     detail: str = ""
+    location: str = ""  # what to pass to apply and --resume: the run's directory or URL
 
 
-def summarize_run(run_dir: str | Path) -> RunSummary:
+def summarize_run(run_dir: str | Path, *, location: str | None = None) -> RunSummary:
     run = Path(run_dir)
+    location = str(run) if location is None else location
     try:
         conf = RunConfig.read(run, what="run")
     except AutopruneError as exc:
-        return RunSummary(run_dir=run, status=UNREADABLE, detail=str(exc))
+        return RunSummary(run_dir=run, status=UNREADABLE, detail=str(exc), location=location)
     trials = pd.read_csv(run / "trials.csv") if (run / "trials.csv").is_file() else pd.DataFrame()
     done = len(trials)
     if (run / "summary.yaml").is_file():
@@ -55,16 +61,33 @@ def summarize_run(run_dir: str | Path) -> RunSummary:
         trials_done=done, trials_planned=conf.trials, best_trial=None if best is None else str(best["trial"]),
         best_accuracy=math.nan if best is None else float(best["accuracy"]),
         best_latency_ms=math.nan if best is None else float(best["latency_p50_ms"]),
-        started=dt.datetime.fromtimestamp((run / "config.yaml").stat().st_mtime))
+        started=dt.datetime.fromtimestamp((run / "config.yaml").stat().st_mtime), location=location)
 
 
 def find_runs(out: str | Path) -> list[RunSummary]:
-    """Every run directory directly under ``out`` (a directory holding a config.yaml), oldest first."""
-    root = Path(out)
+    """Every run directly under ``out`` (a directory or URL holding a config.yaml), oldest first."""
+    root = local_path(out)
+    if root is None:
+        return _sorted(_remote_runs(str(out)))
     if not root.is_dir():
         raise AutopruneError(f"--out {str(out)!r}: no such directory; pass the directory searches wrote into "
                              "(their --out, default runs)")
-    runs = [summarize_run(d) for d in sorted(root.iterdir()) if (d / "config.yaml").is_file()]
+    return _sorted([summarize_run(d) for d in sorted(root.iterdir()) if (d / "config.yaml").is_file()])
+
+
+def _remote_runs(url: str) -> list[RunSummary]:
+    root = Location.parse(url, what="--out")
+    root.check(what="--out")
+    found = []
+    for name in root.dirs():
+        run = root.child(name)
+        local = fetch(run, dest=local_copy_dir(run), only=_SUMMARY_FILES)
+        if (local / "config.yaml").is_file():
+            found.append(summarize_run(local, location=run.url))
+    return found
+
+
+def _sorted(runs: list[RunSummary]) -> list[RunSummary]:
     return sorted(runs, key=lambda r: (r.started or dt.datetime.min, str(r.run_dir)))
 
 
@@ -77,11 +100,11 @@ def plot_fronts(runs: Sequence[str | Path], path: str | Path) -> Path:
 
     fronts = []
     for r in runs:
-        run = Path(r)
+        run, where = readable_run(r, what="--compare", only=("config.yaml", "pareto.csv"))
         conf = RunConfig.read(run, what="--compare")
         if not (run / "pareto.csv").is_file():
-            raise AutopruneError(f"--compare {run}: no pareto.csv yet (the run wrote no outputs); "
-                                 f"finish it with autoprune search --resume {run}")
+            raise AutopruneError(f"--compare {where}: no pareto.csv yet (the run wrote no outputs); "
+                                 f"finish it with autoprune search --resume {where}")
         fronts.append((run, conf, pd.read_csv(run / "pareto.csv")))
     profiles = {conf.profiles[0]["name"] for _, conf, _ in fronts}
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
@@ -101,7 +124,7 @@ def plot_fronts(runs: Sequence[str | Path], path: str | Path) -> Path:
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
     return out

@@ -75,11 +75,14 @@ def _error_line(trial) -> str:
 
 
 class Recorder(tune.Callback):
-    """Turns finished trials into rows, saves each plan, and rewrites trials.csv as trials finish."""
+    """Turns finished trials into rows and saves each plan; ``on_rows`` gets every row so far as each
+    trial finishes (default: trials.csv rewritten), so nothing finished is lost if the driver dies."""
 
     def __init__(self, *, run_dir: Path, budgets_ms: dict[str, float], budget_rule: str, plan_fields: dict[str, Any],
-                 progress: SearchProgress, rows: Sequence[dict[str, Any]] = ()) -> None:
+                 progress: SearchProgress, rows: Sequence[dict[str, Any]] = (),
+                 on_rows: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
         self.run_dir, self.budgets_ms, self.plan_fields = run_dir, budgets_ms, plan_fields
+        self.on_rows = on_rows
         self.budget_rule = budget_rule
         self.progress = progress
         self.rows: list[dict[str, Any]] = list(rows)  # a resumed run starts with the trials already done
@@ -87,8 +90,8 @@ class Recorder(tune.Callback):
         self._started: dict[str, float] = {}
 
     def __getstate__(self) -> dict[str, Any]:
-        # Ray pickles callbacks into its experiment state; the terminal console cannot travel.
-        return {k: v for k, v in self.__dict__.items() if k != "progress"}
+        # Ray pickles callbacks into its experiment state; the console and the writer stay here.
+        return {k: v for k, v in self.__dict__.items() if k not in ("progress", "on_rows")}
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._started[trial.trial_id] = time.time()
@@ -123,7 +126,10 @@ class Recorder(tune.Callback):
     def _add(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
         self.finished_here += 1
-        write_trials(trials_frame(self.rows), self.run_dir)  # nothing finished is lost if the driver dies
+        if self.on_rows is not None:
+            self.on_rows(self.rows)
+        else:
+            write_trials(trials_frame(self.rows), self.run_dir)
         self.progress.trial(row)
 
 
@@ -193,10 +199,12 @@ def _scheduler(opts: RunOptions, settings: TrialSettings):
 def run_trials(*, work: Workload, settings: TrialSettings, plan_fields: dict[str, Any], budgets_ms: dict[str, float],
                opts: RunOptions, run_dir: Path, progress: SearchProgress,
                rows: Sequence[dict[str, Any]] = (),
-               trial_fn: Callable[..., dict[str, Any]] = run_trial) -> tuple[list[dict], bool]:
+               trial_fn: Callable[..., dict[str, Any]] = run_trial,
+               on_rows: Callable[[list[dict[str, Any]]], None] | None = None) -> tuple[list[dict], bool]:
     """Run ``opts.trials`` trials on the Ray the caller holds (see ``ray_session``).
 
     ``trial_fn`` has ``run_trial``'s signature; the orchestration benchmark passes trials of fixed cost.
+    ``on_rows`` writes the outputs as each trial finishes (see ``Recorder``).
 
     Returns every row (``rows`` given, then one per trial finished here) and whether the run was
     interrupted (Ctrl-C) before all its trials finished.
@@ -216,7 +224,7 @@ def run_trials(*, work: Workload, settings: TrialSettings, plan_fields: dict[str
         storage=optuna.storages.RDBStorage(opts.storage), study_name=opts.study_name,
         points_to_evaluate=[dict(p) for p in opts.initial_plans] or None)
     recorder = Recorder(run_dir=run_dir, budgets_ms=budgets_ms, budget_rule=settings.budget_rule,
-                        plan_fields=plan_fields, progress=progress, rows=rows)
+                        plan_fields=plan_fields, progress=progress, rows=rows, on_rows=on_rows)
     trainable = tune.with_resources(
         # with_parameters puts model and data in the object store once; every trial reads that copy.
         tune.with_parameters(_trainable, model=work.model, data=work.data, settings=settings, plan_fields=plan_fields,

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import time
 from collections.abc import Sequence
@@ -43,6 +42,7 @@ from autoprune.report.plots import plot_pareto
 from autoprune.report.progress import SearchProgress
 from autoprune.space.sensitivity import load_sensitivity, sensitivity_seeds
 from autoprune.study.options import RunOptions
+from autoprune.study.outputs import RunOutputs, check_out, existing_run, new_run
 from autoprune.study.repair import BudgetAim, shifted
 from autoprune.study.samplers import list_samplers, uniform_seeds
 from autoprune.study.seeds import parse_seed_plans
@@ -60,13 +60,14 @@ from autoprune.train.finetune import FinetuneConfig, evaluate
 
 @dataclass(frozen=True)
 class SearchResult:
-    run_dir: Path
+    run_dir: Path  # where this process wrote the run (for a URL: its local copy)
     trials: pd.DataFrame
     pareto: pd.DataFrame
     budget_ms: float  # on the primary profile
     budgets_ms: dict[str, float]  # profile name -> budget in ms
     baseline: dict[str, Any]
     plot: Path | None
+    location: str = ""  # where the run is kept: ``run_dir``, or the URL given as ``out``
 
 
 def _positive(name: str, value: int, *, minimum: int = 1) -> int:
@@ -135,16 +136,6 @@ def measure_baseline(work: Workload, *, cache: LatencyCache | None = None
     return base, refs
 
 
-def new_run_dir(out: str | Path) -> Path:
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = Path(out) / stamp
-    run_dir, n = base, 1
-    while run_dir.exists():
-        run_dir, n = Path(f"{base}-{n}"), n + 1
-    (run_dir / "plans").mkdir(parents=True)
-    return run_dir
-
-
 def _choice(name: str, value: str, choices: Sequence[str]) -> str:
     if value not in choices:
         raise AutopruneError(f"{name} {value!r} is unknown; choose one of {', '.join(choices)}")
@@ -191,7 +182,7 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
     subset of that many validation samples (``apply`` reports the full set).
     """
     if resume is not None:
-        return _resume(Path(resume), trials=trials, concurrency=concurrency, quiet=quiet, address=address,
+        return _resume(resume, trials=trials, concurrency=concurrency, quiet=quiet, address=address,
                        cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial)
     trials = 24 if trials is None else trials
     profiles, budgets = resolve_targets(budget, profile)
@@ -209,6 +200,7 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
                              "--formulation budget (one objective), not front")
     if storage is not None:
         check_storage(storage)
+    check_out(out)
     progress = SearchProgress(total=trials, quiet=quiet, budget_rule=budget_confidence)
     with progress.phase("loading model, data and space", key="load_s"):
         work = load_workload(model=model, data=data, space=space, profiles=profiles, criterion=criterion,
@@ -250,7 +242,8 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
         elif initial_plans is None:
             initial_plans = _seeds(work, aim, seed_names, sens_table=sens_table, progress=progress)
 
-        run_dir = new_run_dir(out)
+        outputs = new_run(out, warn=progress.print)
+        run_dir = outputs.local
         base_fp = fingerprint(work.model)
         plan_fields = {"criterion": work.space.criterion, "round_to": work.space.round_to,
                        "ignored": work.space.ignored, "base_model": model, "base_fingerprint": base_fp, "seed": seed}
@@ -280,7 +273,8 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
         opts = _run_options(run_config, run_dir, trials=trials, concurrency=concurrency,
                             cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
                             initial_plans=tuple(initial_plans), aim=aim)
-        return _execute(work, run_dir, run_config, opts, cache=cache, progress=progress, rows=[],
+        outputs.sync()  # the config is there before the first trial ends
+        return _execute(work, outputs, run_config, opts, cache=cache, progress=progress, rows=[],
                         references=references)
 
 
@@ -360,7 +354,7 @@ def _run_options(run_config: RunConfig, run_dir: Path, **kwargs: Any) -> RunOpti
                       study_name=run_config.study.name, **kwargs)
 
 
-def _execute(work: Workload, run_dir: Path, run_config: RunConfig, opts: RunOptions, *, cache: LatencyCache,
+def _execute(work: Workload, outputs: RunOutputs, run_config: RunConfig, opts: RunOptions, *, cache: LatencyCache,
              progress: SearchProgress, rows: list[dict[str, Any]], references: dict[str, Reference]) -> SearchResult:
     """Run the trials of a new or resumed run, then write its outputs (also after Ctrl-C)."""
     from autoprune.study.ray_backend import run_trials
@@ -374,18 +368,23 @@ def _execute(work: Workload, run_dir: Path, run_config: RunConfig, opts: RunOpti
         metric=work.metric, precheck=run_config.precheck,
         evaluate_infeasible=run_config.sampler == "gp", bn_recalibration=run_config.bn_recalibration,
         eval_every=run_config.eval_every, references=references, budget_rule=run_config.budget_confidence)
+    profiles = [p.name for p in work.profiles]
+    written = Checkpoint(outputs, budgets_ms=budgets_ms, baseline=run_config.baseline, profiles=profiles)
     rows, interrupted = run_trials(work=work, settings=settings, plan_fields=run_config.plan, budgets_ms=budgets_ms,
-                                   opts=opts, run_dir=run_dir, progress=progress, rows=rows)
-    result = finish(run_dir, rows, budgets_ms=budgets_ms, baseline=run_config.baseline,
-                    profiles=[p.name for p in work.profiles], progress=progress)
+                                   opts=opts, run_dir=outputs.local, progress=progress, rows=rows, on_rows=written)
+    result = finish(outputs, rows, budgets_ms=budgets_ms, baseline=run_config.baseline, profiles=profiles,
+                    progress=progress)
     if interrupted:
-        raise SearchInterrupted(run_dir, done=len(rows), total=run_config.trials)
+        raise SearchInterrupted(outputs.where(), done=len(rows), total=run_config.trials)
     return result
 
 
-def _resume(run_dir: Path, *, trials: int | None, concurrency: int, quiet: bool, address: str | None,
+def _resume(run: str | Path, *, trials: int | None, concurrency: int, quiet: bool, address: str | None,
             cpus_per_trial: float | None, gpus_per_trial: float) -> SearchResult:
-    """Continue a run (stopped by Ctrl-C, ``kill -9`` or a crash) up to its trial count."""
+    """Continue a run (stopped by Ctrl-C, ``kill -9`` or a crash) up to its trial count; a run at a
+    URL is fetched, continued here and pushed back as its trials end."""
+    outputs = existing_run(run, what="--resume")
+    run_dir = outputs.local
     run_config = RunConfig.read(run_dir, what="--resume")
     total = run_config.trials if trials is None else _positive("trials", trials)
     _positive("concurrency", concurrency)
@@ -393,13 +392,14 @@ def _resume(run_dir: Path, *, trials: int | None, concurrency: int, quiet: bool,
             if (run_dir / "trials.csv").is_file() else [])
     rows = [r for r in rows if status_of(r) in FINISHED]
     progress = SearchProgress(total=total, quiet=quiet, done=len(rows), budget_rule=run_config.budget_confidence)
+    outputs.warn = progress.print
     profiles = [resolve_profile(run_dir / "profiles" / f"{p['name']}.yaml") for p in run_config.profiles]
-    with progress.phase(f"resuming {run_dir}: loading model, data and space", key="load_s"):
+    with progress.phase(f"resuming {outputs.where()}: loading model, data and space", key="load_s"):
         work = load_workload(model=run_config.model, data=run_config.data, space=run_dir / "space.yaml",
                              profiles=profiles, weights=run_config.weights, metric=run_config.metric,
                              loss=run_config.loss, val_samples=run_config.val_samples)
     if fingerprint(work.model) != run_config.model_fingerprint:
-        raise AutopruneError(f"--resume {run_dir}: model {run_config.model!r} no longer has the weights this "
+        raise AutopruneError(f"--resume {outputs.where()}: model {run_config.model!r} no longer has the weights this "
                              "run searched (fingerprint differs); start a new search for the new weights")
     url = storage_url(run_dir, run_config.study.storage)
     check_storage(url)
@@ -408,7 +408,7 @@ def _resume(run_dir: Path, *, trials: int | None, concurrency: int, quiet: bool,
     remaining = total - len(rows)
     progress.print(f"{len(rows)} of {total} trials already finished; {requeued} interrupted plan(s) queued again")
     if remaining <= 0:
-        return finish(run_dir, rows, budgets_ms=run_config.budgets_ms,
+        return finish(outputs, rows, budgets_ms=run_config.budgets_ms,
                       baseline=run_config.baseline, profiles=[p.name for p in profiles], progress=progress)
     if total != run_config.trials:
         run_config = run_config.model_copy(update={"trials": total})
@@ -425,20 +425,55 @@ def _resume(run_dir: Path, *, trials: int | None, concurrency: int, quiet: bool,
         references = run_references(work.model, work.profiles, input_shape=work.input_shape,
                                     baseline=run_config.baseline,
                                     calibration=quantization_inputs(work.data, work.profiles))
-        return _execute(work, run_dir, run_config, opts, cache=cache, progress=progress, rows=rows,
+        return _execute(work, outputs, run_config, opts, cache=cache, progress=progress, rows=rows,
                         references=references)
 
 
-def finish(run_dir: Path, rows: list[dict[str, Any]], *, budgets_ms: dict[str, float], baseline: dict[str, Any],
+class Checkpoint:
+    """What is written as each trial ends: trials.csv, the Pareto front(s), the trial's plan (by
+    the recorder) and, at most every ``plots_every_s``, the plots and report.html; then pushed to
+    the run's URL, if it has one. A teammate sees the run as it goes; a dead driver loses nothing."""
+
+    plots_every_s = 30.0
+
+    def __init__(self, outputs: RunOutputs, *, budgets_ms: dict[str, float], baseline: dict[str, Any],
+                 profiles: list[str]) -> None:
+        self.outputs, self.budgets_ms, self.baseline, self.profiles = outputs, budgets_ms, baseline, profiles
+        self._plotted = time.monotonic()
+
+    def __call__(self, rows: list[dict[str, Any]]) -> None:
+        run_dir = self.outputs.local
+        table = trials_frame(rows)
+        write_trials(table, run_dir)
+        front = write_pareto(table, run_dir, profiles=self.profiles)
+        if time.monotonic() - self._plotted >= self.plots_every_s:
+            self._plotted = time.monotonic()
+            try:
+                self.plots(table, front)
+                write_report(run_dir)
+            except Exception:  # noqa: BLE001, S110 - pictures mid-run are a courtesy; finish() draws them for sure
+                pass
+        self.outputs.sync()
+
+    def plots(self, table: pd.DataFrame, front: pd.DataFrame) -> tuple[Path | None, Path | None]:
+        run_dir = self.outputs.local
+        plot = None
+        if (table["status"] == Status.COMPLETED).any():
+            plot = plot_pareto(table, run_dir, budgets_ms=self.budgets_ms, baseline=self.baseline,
+                               profiles=self.profiles)
+        return plot, plot_front_channels(run_dir, front)
+
+
+def finish(outputs: RunOutputs, rows: list[dict[str, Any]], *, budgets_ms: dict[str, float], baseline: dict[str, Any],
            profiles: list[str], progress: SearchProgress) -> SearchResult:
-    """Write trials.csv, the Pareto front(s) and the plot for whatever finished."""
+    """Write trials.csv, the Pareto front(s) and the plot for whatever finished (and push them to the
+    run's URL: an error here names the local copy that holds everything)."""
+    run_dir = outputs.local
     table = trials_frame(rows)
     write_trials(table, run_dir)
     front = write_pareto(table, run_dir, profiles=profiles)
-    plot = None
-    if (table["status"] == Status.COMPLETED).any():
-        plot = plot_pareto(table, run_dir, budgets_ms=budgets_ms, baseline=baseline, profiles=profiles)
-    channels_png = plot_front_channels(run_dir, front)
+    plot, channels_png = Checkpoint(outputs, budgets_ms=budgets_ms, baseline=baseline,
+                                    profiles=profiles).plots(table, front)
     n_failed = int((table["status"] == Status.FAILED).sum())
     counts = {k: int(v) for k, v in table["status"].value_counts().items()}
     cfg.dump({"trials": len(table), "failed": n_failed, "status": counts, "pareto_size": len(front),
@@ -450,6 +485,7 @@ def finish(run_dir: Path, rows: list[dict[str, Any]], *, budgets_ms: dict[str, f
         write_report(run_dir)
     except Exception as exc:  # noqa: BLE001 - a page for people; the run's results are already written above
         progress.print(f"[yellow]report.html not written[/]: {type(exc).__name__}: {exc}")
-    progress.summary(front, run_dir=run_dir, plot=plot, counts=counts)
+    outputs.sync(final=True)
+    progress.summary(front, run_dir=run_dir, where=outputs.where, plot=plot, counts=counts)
     return SearchResult(run_dir=run_dir, trials=table, pareto=front, budget_ms=budgets_ms[profiles[0]],
-                        budgets_ms=budgets_ms, baseline=baseline, plot=plot)
+                        budgets_ms=budgets_ms, baseline=baseline, plot=plot, location=outputs.where())
