@@ -153,3 +153,23 @@ def test_a_run_at_s3_survives_its_driver_and_is_resumed_listed_and_applied_from_
 def test_a_run_url_without_a_run_is_one_line(s3_prefix):
     with pytest.raises(AutopruneError, match=r"--resume s3://team/\S+/none: not an autoprune run"):
         search(resume=f"{s3_prefix}/none", quiet=True)
+
+
+def test_a_store_that_stops_answering_warns_once_and_the_end_names_the_local_copy(tmp_path):
+    import pyarrow.fs as pafs
+
+    from autoprune.study.outputs import RunOutputs
+
+    (tmp_path / "blocker").write_text("a file where the run's directory should be")
+    broken = Location("s3://team/gone", pafs.LocalFileSystem(), str(tmp_path / "blocker"))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "trials.csv").write_text("trial\n")
+    warned: list[str] = []
+    outputs = RunOutputs(local=run, location=broken.url, mirror=RunMirror(run, broken), warn=warned.append)
+    outputs.sync()
+    outputs.sync()  # still failing: no second warning
+    assert len(warned) == 1 and f"cannot write to {broken.url}" in warned[0] and str(run) in warned[0]
+    with pytest.raises(AutopruneError, match=rf"could not be written there .*all of them are in {run}"):
+        outputs.sync(final=True)
+    assert (run / "trials.csv").read_text() == "trial\n"  # nothing computed is lost

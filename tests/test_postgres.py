@@ -69,7 +69,7 @@ def test_two_searches_share_a_database_and_a_killed_one_resumes(postgres, ray_lo
     b = optuna.load_study(study_name=f"autoprune-{run_b.name}", storage=postgres)
     b_states = [t.state for t in b.trials]  # plus the seed plans it queued and had no trial left for
     assert b_states.count(optuna.trial.TrialState.COMPLETE) == 1 and optuna.trial.TrialState.RUNNING not in b_states
-    assert not (run_a / "pareto.csv").exists()  # the killed driver wrote no outputs
+    assert not (run_a / "summary.yaml").exists()  # the killed driver did not finish the run
     before = pd.read_csv(run_a / "trials.csv") if (run_a / "trials.csv").is_file() else pd.DataFrame()
 
     result = search(resume=run_a, quiet=True)  # another process: this one

@@ -19,6 +19,8 @@ from urllib.parse import unquote, urlsplit
 from autoprune.core.errors import AutopruneError
 from autoprune.core.files import atomic_path, is_temporary
 
+_OBJECT_STORES = ("s3", "gcs")
+
 
 def is_url(text: str | Path) -> bool:
     return isinstance(text, str) and "://" in text
@@ -126,7 +128,8 @@ class Location:
         """Write one whole file; a reader never sees part of it."""
         full = self._full(rel)
         parent = full.rsplit("/", 1)[0]
-        self.fs.create_dir(parent, recursive=True)  # a no-op on object stores that have no directories
+        if self.fs.type_name not in _OBJECT_STORES:  # buckets have no directories to make (and S3 would
+            self.fs.create_dir(parent, recursive=True)  # get an empty marker object per level)
         if self.fs.type_name == "local":  # a local filesystem behind a URL: write beside, then rename
             tmp = f"{parent}/.{full.rsplit('/', 1)[1]}.{os.getpid()}.tmp"
             with self.fs.open_output_stream(tmp) as f:
