@@ -173,3 +173,8 @@ def test_a_store_that_stops_answering_warns_once_and_the_end_names_the_local_cop
     with pytest.raises(AutopruneError, match=rf"could not be written there .*all of them are in {run}"):
         outputs.sync(final=True)
     assert (run / "trials.csv").read_text() == "trial\n"  # nothing computed is lost
+
+
+def test_apply_of_a_url_without_a_run_names_the_url(s3_prefix):
+    with pytest.raises(AutopruneError, match=rf"apply {s3_prefix}/none: not an autoprune run \(no config.yaml\)"):
+        apply(f"{s3_prefix}/none", quiet=True)

@@ -61,6 +61,9 @@ def read_run(run_dir: str | Path) -> tuple[Path, str, RunConfig, pd.DataFrame]:
     """The run's local directory (for a run at a URL: a refreshed local copy), its location as
     given, its config and its trials."""
     run, location = readable_run(run_dir, what="apply")
+    if local_path(location) is None and not (run / "config.yaml").is_file():  # the URL, not the local copy
+        raise AutopruneError(f"apply {location}: not an autoprune run (no config.yaml); pass the run that "
+                             "autoprune search printed (a directory or URL)")
     conf = RunConfig.read(run, what="apply")
     if not (run / "trials.csv").is_file():
         raise AutopruneError(f"{location}: no trials.csv yet; let the search finish at least one trial")

@@ -21,7 +21,9 @@ class ConfigError(AutopruneError):
 class SearchInterrupted(Exception):
     """Ctrl-C during a search: what finished is written; ``search(resume=run_dir)`` continues."""
 
-    def __init__(self, run_dir: Path, *, done: int, total: int) -> None:
+    def __init__(self, run_dir: Path, *, done: int, total: int, location: str | None = None) -> None:
+        # location: where the run is kept (a URL), when that is not run_dir, its local copy
+        self.location = str(run_dir) if location is None else location
         super().__init__(f"stopped after {done} of {total} trials; trials.csv and pareto.csv hold what finished. "
-                         f"Continue with: autoprune search --resume {run_dir}")
+                         f"Continue with: autoprune search --resume {self.location}")
         self.run_dir = run_dir

@@ -126,4 +126,5 @@ def readable_run(run: str | Path, *, what: str, only: Sequence[str] | None = Non
     if path is not None:
         return path, str(path)
     remote = Location.parse(str(run), what=what)
+    remote.check(what=what)
     return fetch(remote, only=only, skip=READ_SKIPPED), remote.url

@@ -85,6 +85,7 @@ def existing_run(run: str | Path, *, what: str, warn: Callable[[str], None] = pr
     if path is not None:
         return RunOutputs(local=path, location=str(path), warn=warn)
     remote = Location.parse(str(run), what=what)
+    remote.check(what=what)
     if not remote.is_file("config.yaml"):
         raise AutopruneError(f"{what} {run}: not an autoprune run (no config.yaml there); pass a run's URL "
                              "as `autoprune runs --out URL` lists them")

@@ -375,7 +375,7 @@ def _execute(work: Workload, outputs: RunOutputs, run_config: RunConfig, opts: R
     result = finish(outputs, rows, budgets_ms=budgets_ms, baseline=run_config.baseline, profiles=profiles,
                     progress=progress)
     if interrupted:
-        raise SearchInterrupted(outputs.where(), done=len(rows), total=run_config.trials)
+        raise SearchInterrupted(outputs.local, done=len(rows), total=run_config.trials, location=outputs.where())
     return result
 
 
