@@ -178,3 +178,11 @@ def test_a_store_that_stops_answering_warns_once_and_the_end_names_the_local_cop
 def test_apply_of_a_url_without_a_run_names_the_url(s3_prefix):
     with pytest.raises(AutopruneError, match=rf"apply {s3_prefix}/none: not an autoprune run \(no config.yaml\)"):
         apply(f"{s3_prefix}/none", quiet=True)
+
+
+def test_an_s3_url_that_cannot_be_opened_says_why_in_one_line():
+    # a region given, an endpoint nothing listens on: pyarrow cannot open it (no package is missing)
+    url = "s3://team/x?region=us-east-1&endpoint_override=127.0.0.1:1&scheme=http&connect_timeout=1"
+    with pytest.raises(AutopruneError, match=r"^--out s3://team/x\?\S+: cannot (open|reach) it \(") as info:
+        Location.parse(url).check()
+    assert "\n" not in str(info.value)

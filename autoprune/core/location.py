@@ -55,8 +55,11 @@ class Location:
 
         try:
             fs, root = pafs.FileSystem.from_uri(url)
-        except Exception as exc:  # noqa: BLE001 - pyarrow does not know the scheme: fsspec may
-            fs, root = _fsspec(url, what=what, first=exc)
+        except Exception as exc:  # noqa: BLE001 - one line, whatever pyarrow raised
+            if "Unrecognized filesystem type" not in str(exc):  # pyarrow knows the scheme, and could not open it
+                raise AutopruneError(f"{what} {url}: cannot open it ({_first_line(exc)}); check the URL, the "
+                                     "credentials and the endpoint (AWS_ENDPOINT_URL, ?region=…)") from None
+            fs, root = _fsspec(url, what=what, first=exc)  # a scheme pyarrow does not know: fsspec may
         return cls(url, fs, root)
 
     def __repr__(self) -> str:
@@ -154,9 +157,10 @@ def _fsspec(url: str, *, what: str, first: Exception) -> tuple[Any, str]:
         from pyarrow.fs import FSSpecHandler, PyFileSystem
 
         fs, root = fsspec.core.url_to_fs(url)
-    except ImportError as exc:
-        raise AutopruneError(f"{what} {url}: {scheme}:// needs a package that is not installed ({exc.name}); "
-                             f"install it, or write to a local or shared path") from None
+    except ImportError as exc:  # fsspec itself, or the package for this scheme (s3fs, adlfs, …)
+        raise AutopruneError(f"{what} {url}: {scheme}:// needs a package that is not installed "
+                             f"({exc.name or _first_line(exc)}); install it, or write to a local or shared "
+                             "path") from None
     except Exception:  # noqa: BLE001 - neither pyarrow nor fsspec can open it: say what pyarrow said
         raise AutopruneError(f"{what} {url}: not a location autoprune can write ({_first_line(first)}); pass a "
                              "directory, or a URL such as s3://bucket/prefix, gs://bucket/prefix or "
