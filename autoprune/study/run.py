@@ -431,28 +431,32 @@ def _resume(run: str | Path, *, trials: int | None, concurrency: int, quiet: boo
 
 class Checkpoint:
     """What is written as each trial ends: trials.csv, the Pareto front(s), the trial's plan (by
-    the recorder) and, at most every ``plots_every_s``, the plots and report.html; then pushed to
-    the run's URL, if it has one. A teammate sees the run as it goes; a dead driver loses nothing."""
+    the recorder), the plots and report.html; then pushed to the run's URL, if it has one. A
+    teammate sees the run as it goes; a dead driver loses nothing. The pictures are skipped for a
+    trial that ends sooner after the last drawing than ``draw_share`` allows (at most that share
+    of the driver's time goes to drawing: on thousands of fast trials, not every one is drawn)."""
 
-    plots_every_s = 30.0
+    draw_share = 0.1
 
     def __init__(self, outputs: RunOutputs, *, budgets_ms: dict[str, float], baseline: dict[str, Any],
                  profiles: list[str]) -> None:
         self.outputs, self.budgets_ms, self.baseline, self.profiles = outputs, budgets_ms, baseline, profiles
-        self._plotted = time.monotonic()
+        self._drawn_at, self._draw_s = time.monotonic(), 0.0
 
     def __call__(self, rows: list[dict[str, Any]]) -> None:
         run_dir = self.outputs.local
         table = trials_frame(rows)
         write_trials(table, run_dir)
         front = write_pareto(table, run_dir, profiles=self.profiles)
-        if time.monotonic() - self._plotted >= self.plots_every_s:
-            self._plotted = time.monotonic()
+        start = time.monotonic()
+        if (start - self._drawn_at) * self.draw_share >= self._draw_s:
             try:
                 self.plots(table, front)
                 write_report(run_dir)
             except Exception:  # noqa: BLE001, S110 - pictures mid-run are a courtesy; finish() draws them for sure
                 pass
+            self._drawn_at = time.monotonic()
+            self._draw_s = self._drawn_at - start
         self.outputs.sync()
 
     def plots(self, table: pd.DataFrame, front: pd.DataFrame) -> tuple[Path | None, Path | None]:
