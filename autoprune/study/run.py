@@ -369,7 +369,8 @@ def _execute(work: Workload, outputs: RunOutputs, run_config: RunConfig, opts: R
         evaluate_infeasible=run_config.sampler == "gp", bn_recalibration=run_config.bn_recalibration,
         eval_every=run_config.eval_every, references=references, budget_rule=run_config.budget_confidence)
     profiles = [p.name for p in work.profiles]
-    written = Checkpoint(outputs, budgets_ms=budgets_ms, baseline=run_config.baseline, profiles=profiles)
+    written = Checkpoint(outputs, budgets_ms=budgets_ms, baseline=run_config.baseline, profiles=profiles,
+                         timings=progress.timings)
     rows, interrupted = run_trials(work=work, settings=settings, plan_fields=run_config.plan, budgets_ms=budgets_ms,
                                    opts=opts, run_dir=outputs.local, progress=progress, rows=rows, on_rows=written)
     result = finish(outputs, rows, budgets_ms=budgets_ms, baseline=run_config.baseline, profiles=profiles,
@@ -439,11 +440,13 @@ class Checkpoint:
     draw_share = 0.1
 
     def __init__(self, outputs: RunOutputs, *, budgets_ms: dict[str, float], baseline: dict[str, Any],
-                 profiles: list[str]) -> None:
+                 profiles: list[str], timings: dict[str, float] | None = None) -> None:
         self.outputs, self.budgets_ms, self.baseline, self.profiles = outputs, budgets_ms, baseline, profiles
+        self.timings = {} if timings is None else timings  # outputs_s: the driver's time spent here
         self._drawn_at, self._draw_s = time.monotonic(), 0.0
 
     def __call__(self, rows: list[dict[str, Any]]) -> None:
+        t0 = time.perf_counter()
         run_dir = self.outputs.local
         table = trials_frame(rows)
         write_trials(table, run_dir)
@@ -458,6 +461,7 @@ class Checkpoint:
             self._drawn_at = time.monotonic()
             self._draw_s = self._drawn_at - start
         self.outputs.sync()
+        self.timings["outputs_s"] = self.timings.get("outputs_s", 0.0) + time.perf_counter() - t0
 
     def plots(self, table: pd.DataFrame, front: pd.DataFrame) -> tuple[Path | None, Path | None]:
         run_dir = self.outputs.local
