@@ -1,17 +1,27 @@
-"""Where a run's files go: a directory (local, or shared by a team's machines), or a URL
-(``s3://bucket/prefix``…), where they are written locally and pushed as each trial ends."""
+"""Where a run's files go, and what is written there as each trial ends: a directory (local, or
+shared by a team's machines), or a URL (``s3://bucket/prefix``…), where they are written in a
+local copy and pushed."""
 
 from __future__ import annotations
 
 import datetime as dt
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import pandas as pd
 
 from autoprune.core.errors import AutopruneError
 from autoprune.core.location import Location, local_path
 from autoprune.core.mirror import RunMirror, fetch, local_copy_dir
+from autoprune.core.records import Status
+from autoprune.report.channels import plot_front_channels
+from autoprune.report.frames import trials_frame, write_pareto, write_trials
+from autoprune.report.html import write_report
+from autoprune.report.plots import plot_pareto
 
 
 @dataclass(kw_only=True)
@@ -96,3 +106,44 @@ def existing_run(run: str | Path, *, what: str, warn: Callable[[str], None] = pr
     mirror.mark_pushed()  # what was just fetched is there already
     return RunOutputs(local=local, location=remote.url, mirror=mirror, warn=warn)
 
+
+class Checkpoint:
+    """What is written as each trial ends: trials.csv, the Pareto front(s), the trial's plan (by
+    the recorder), the plots and report.html; then pushed to the run's URL, if it has one. A
+    teammate sees the run as it goes; a dead driver loses nothing. The pictures are skipped for a
+    trial that ends sooner after the last drawing than ``draw_share`` allows (at most that share
+    of the driver's time goes to drawing: on thousands of fast trials, not every one is drawn)."""
+
+    draw_share = 0.1
+
+    def __init__(self, outputs: RunOutputs, *, budgets_ms: dict[str, float], baseline: dict[str, Any],
+                 profiles: list[str], timings: dict[str, float] | None = None) -> None:
+        self.outputs, self.budgets_ms, self.baseline, self.profiles = outputs, budgets_ms, baseline, profiles
+        self.timings = {} if timings is None else timings  # outputs_s: the driver's time spent here
+        self._drawn_at, self._draw_s = time.monotonic(), 0.0
+
+    def __call__(self, rows: list[dict[str, Any]]) -> None:
+        t0 = time.perf_counter()
+        run_dir = self.outputs.local
+        table = trials_frame(rows)
+        write_trials(table, run_dir)
+        front = write_pareto(table, run_dir, profiles=self.profiles)
+        start = time.monotonic()
+        if (start - self._drawn_at) * self.draw_share >= self._draw_s:
+            try:
+                self.plots(table, front)
+                write_report(run_dir)
+            except Exception:  # noqa: BLE001, S110 - pictures mid-run are a courtesy; finish() draws them for sure
+                pass
+            self._drawn_at = time.monotonic()
+            self._draw_s = self._drawn_at - start
+        self.outputs.sync()
+        self.timings["outputs_s"] = self.timings.get("outputs_s", 0.0) + time.perf_counter() - t0
+
+    def plots(self, table: pd.DataFrame, front: pd.DataFrame) -> tuple[Path | None, Path | None]:
+        run_dir = self.outputs.local
+        plot = None
+        if (table["status"] == Status.COMPLETED).any():
+            plot = plot_pareto(table, run_dir, budgets_ms=self.budgets_ms, baseline=self.baseline,
+                               profiles=self.profiles)
+        return plot, plot_front_channels(run_dir, front)

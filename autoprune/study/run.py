@@ -35,14 +35,18 @@ from autoprune.latency.reference import Reference
 from autoprune.load.models import architecture_fingerprint, fingerprint
 from autoprune.prune.engine import count_macs_params, prune
 from autoprune.prune.plan import Plan
-from autoprune.report.channels import plot_front_channels
 from autoprune.report.frames import trials_frame, write_pareto, write_trials
 from autoprune.report.html import write_report
-from autoprune.report.plots import plot_pareto
 from autoprune.report.progress import SearchProgress
 from autoprune.space.sensitivity import load_sensitivity, sensitivity_seeds
 from autoprune.study.options import RunOptions
-from autoprune.study.outputs import RunOutputs, check_out, existing_run, new_run
+from autoprune.study.outputs import (
+    Checkpoint,
+    RunOutputs,
+    check_out,
+    existing_run,
+    new_run,
+)
 from autoprune.study.repair import BudgetAim, shifted
 from autoprune.study.samplers import list_samplers, uniform_seeds
 from autoprune.study.seeds import parse_seed_plans
@@ -428,48 +432,6 @@ def _resume(run: str | Path, *, trials: int | None, concurrency: int, quiet: boo
                                     calibration=quantization_inputs(work.data, work.profiles))
         return _execute(work, outputs, run_config, opts, cache=cache, progress=progress, rows=rows,
                         references=references)
-
-
-class Checkpoint:
-    """What is written as each trial ends: trials.csv, the Pareto front(s), the trial's plan (by
-    the recorder), the plots and report.html; then pushed to the run's URL, if it has one. A
-    teammate sees the run as it goes; a dead driver loses nothing. The pictures are skipped for a
-    trial that ends sooner after the last drawing than ``draw_share`` allows (at most that share
-    of the driver's time goes to drawing: on thousands of fast trials, not every one is drawn)."""
-
-    draw_share = 0.1
-
-    def __init__(self, outputs: RunOutputs, *, budgets_ms: dict[str, float], baseline: dict[str, Any],
-                 profiles: list[str], timings: dict[str, float] | None = None) -> None:
-        self.outputs, self.budgets_ms, self.baseline, self.profiles = outputs, budgets_ms, baseline, profiles
-        self.timings = {} if timings is None else timings  # outputs_s: the driver's time spent here
-        self._drawn_at, self._draw_s = time.monotonic(), 0.0
-
-    def __call__(self, rows: list[dict[str, Any]]) -> None:
-        t0 = time.perf_counter()
-        run_dir = self.outputs.local
-        table = trials_frame(rows)
-        write_trials(table, run_dir)
-        front = write_pareto(table, run_dir, profiles=self.profiles)
-        start = time.monotonic()
-        if (start - self._drawn_at) * self.draw_share >= self._draw_s:
-            try:
-                self.plots(table, front)
-                write_report(run_dir)
-            except Exception:  # noqa: BLE001, S110 - pictures mid-run are a courtesy; finish() draws them for sure
-                pass
-            self._drawn_at = time.monotonic()
-            self._draw_s = self._drawn_at - start
-        self.outputs.sync()
-        self.timings["outputs_s"] = self.timings.get("outputs_s", 0.0) + time.perf_counter() - t0
-
-    def plots(self, table: pd.DataFrame, front: pd.DataFrame) -> tuple[Path | None, Path | None]:
-        run_dir = self.outputs.local
-        plot = None
-        if (table["status"] == Status.COMPLETED).any():
-            plot = plot_pareto(table, run_dir, budgets_ms=self.budgets_ms, baseline=self.baseline,
-                               profiles=self.profiles)
-        return plot, plot_front_channels(run_dir, front)
 
 
 def finish(outputs: RunOutputs, rows: list[dict[str, Any]], *, budgets_ms: dict[str, float], baseline: dict[str, Any],
