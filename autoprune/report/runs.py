@@ -14,7 +14,7 @@ import pandas as pd
 from autoprune.core.errors import AutopruneError
 from autoprune.core.files import atomic_path
 from autoprune.core.location import Location, local_path
-from autoprune.core.mirror import fetch, local_copy_dir, readable_run
+from autoprune.core.mirror import fetch, readable_run
 from autoprune.core.records import RunConfig
 from autoprune.report.frames import best_within_budget
 
@@ -81,7 +81,7 @@ def _remote_runs(url: str) -> list[RunSummary]:
     found = []
     for name in root.dirs():
         run = root.child(name)
-        local = fetch(run, dest=local_copy_dir(run), only=_SUMMARY_FILES)
+        local = fetch(run, only=_SUMMARY_FILES)
         if (local / "config.yaml").is_file():
             found.append(summarize_run(local, location=run.url))
     return found

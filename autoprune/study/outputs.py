@@ -131,7 +131,8 @@ class Checkpoint:
         start = time.monotonic()
         if (start - self._drawn_at) * self.draw_share >= self._draw_s:
             try:
-                self.plots(table, front)
+                draw_plots(run_dir, table, front, budgets_ms=self.budgets_ms, baseline=self.baseline,
+                           profiles=self.profiles)
                 write_report(run_dir)
             except Exception:  # noqa: BLE001, S110 - pictures mid-run are a courtesy; finish() draws them for sure
                 pass
@@ -140,10 +141,11 @@ class Checkpoint:
         self.outputs.sync()
         self.timings["outputs_s"] = self.timings.get("outputs_s", 0.0) + time.perf_counter() - t0
 
-    def plots(self, table: pd.DataFrame, front: pd.DataFrame) -> tuple[Path | None, Path | None]:
-        run_dir = self.outputs.local
-        plot = None
-        if (table["status"] == Status.COMPLETED).any():
-            plot = plot_pareto(table, run_dir, budgets_ms=self.budgets_ms, baseline=self.baseline,
-                               profiles=self.profiles)
-        return plot, plot_front_channels(run_dir, front)
+
+def draw_plots(run_dir: Path, table: pd.DataFrame, front: pd.DataFrame, *, budgets_ms: dict[str, float],
+               baseline: dict[str, Any], profiles: list[str]) -> tuple[Path | None, Path | None]:
+    """pareto.png (once a trial completed) and pareto_channels.png (for a front that has plans)."""
+    plot = None
+    if (table["status"] == Status.COMPLETED).any():
+        plot = plot_pareto(table, run_dir, budgets_ms=budgets_ms, baseline=baseline, profiles=profiles)
+    return plot, plot_front_channels(run_dir, front)

@@ -44,6 +44,7 @@ from autoprune.study.outputs import (
     Checkpoint,
     RunOutputs,
     check_out,
+    draw_plots,
     existing_run,
     new_run,
 )
@@ -442,8 +443,8 @@ def finish(outputs: RunOutputs, rows: list[dict[str, Any]], *, budgets_ms: dict[
     table = trials_frame(rows)
     write_trials(table, run_dir)
     front = write_pareto(table, run_dir, profiles=profiles)
-    plot, channels_png = Checkpoint(outputs, budgets_ms=budgets_ms, baseline=baseline,
-                                    profiles=profiles).plots(table, front)
+    plot, channels_png = draw_plots(run_dir, table, front, budgets_ms=budgets_ms, baseline=baseline,
+                                    profiles=profiles)
     n_failed = int((table["status"] == Status.FAILED).sum())
     counts = {k: int(v) for k, v in table["status"].value_counts().items()}
     cfg.dump({"trials": len(table), "failed": n_failed, "status": counts, "pareto_size": len(front),
