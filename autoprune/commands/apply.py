@@ -72,14 +72,17 @@ def read_run(run_dir: str | Path) -> tuple[Path, str, RunConfig, pd.DataFrame]:
 
 def _output_place(out: str | Path | None, *, run: Path, location: str, trial: str) -> tuple[Path, Location | None]:
     """Where apply writes (a local directory) and the URL it then pushes that to, if any: default
-    ``apply-<trial>`` inside the run, wherever the run is kept."""
+    ``apply-<trial>`` inside the run, wherever the run is kept. Decided (and a URL ``out`` checked)
+    before the work, so a bad ``--out`` costs no fine-tune."""
     if out is None:
         if local_path(location) is not None:
             return run / f"apply-{trial}", None
         return run / f"apply-{trial}", Location.parse(location, what="apply").child(f"apply-{trial}")
-    if local_path(out) is not None:
-        return local_path(out), None
+    path = local_path(out)
+    if path is not None:
+        return path, None
     remote = Location.parse(str(out), what="--out")
+    remote.check(what="--out")
     return local_copy_dir(remote), remote
 
 
@@ -156,10 +159,9 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     dev = resolve_device(device)
     console = Console(quiet=quiet, highlight=False)
     run, location, conf, trials = read_run(run_dir)
-    if out is not None and local_path(out) is None:
-        Location.parse(str(out), what="--out").check(what="--out")  # before the work, not after
     rule = conf.budget_confidence
     row = pick_trial(trials, str(pick), budget=conf.budget, rule=rule)
+    out_dir, remote_out = _output_place(out, run=run, location=location, trial=str(row["trial"]))
     plan = Plan.load(run / row["plan"])
     profiles = [HardwareProfile.model_validate(p) for p in conf.profiles]
     work = load_workload(model=conf.model, data=conf.data, space=None, profiles=profiles,
@@ -245,7 +247,6 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     acc_pruned = steps_report[0]["accuracy_pruned"]
     accuracy = steps_report[-1]["accuracy_finetuned"]
 
-    out_dir, remote_out = _output_place(out, run=run, location=location, trial=str(row["trial"]))
     model_path = save_checkpoint(pruned, out_dir / "model.pt", arch=conf.model, plan=plan.model_dump(mode="json"),
                                  input_shape=work.input_shape, weights=conf.weights,
                                  extra={"metric": metric, "loss": work.loss,

@@ -9,6 +9,13 @@ class AutopruneError(Exception):
     """Bad input: the message names what was wrong and what would be right."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of a third-party error's message (its type's name when it has none), for a
+    one-line ``AutopruneError`` that says why."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class ConfigError(AutopruneError):
     """A config file (space, profile, plan) failed validation."""
 

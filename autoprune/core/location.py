@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from autoprune.core.errors import AutopruneError
+from autoprune.core.errors import AutopruneError, first_line
 from autoprune.core.files import atomic_path, is_temporary
 
 _OBJECT_STORES = ("s3", "gcs")
@@ -57,16 +57,13 @@ class Location:
             fs, root = pafs.FileSystem.from_uri(url)
         except Exception as exc:  # noqa: BLE001 - one line, whatever pyarrow raised
             if "Unrecognized filesystem type" not in str(exc):  # pyarrow knows the scheme, and could not open it
-                raise AutopruneError(f"{what} {url}: cannot open it ({_first_line(exc)}); check the URL, the "
+                raise AutopruneError(f"{what} {url}: cannot open it ({first_line(exc)}); check the URL, the "
                                      "credentials and the endpoint (AWS_ENDPOINT_URL, ?region=…)") from None
             fs, root = _fsspec(url, what=what, first=exc)  # a scheme pyarrow does not know: fsspec may
         return cls(url, fs, root)
 
     def __repr__(self) -> str:
         return f"Location({self.url!r})"
-
-    def __reduce__(self):  # pickled by name (Ray pickles what holds a Location); opened again on arrival
-        return (Location.parse, (self.url,))
 
     def child(self, name: str) -> Location:
         base, sep, query = self.url.partition("?")  # s3://b/p?endpoint_override=… keeps its query
@@ -87,7 +84,7 @@ class Location:
         try:
             info = self.fs.get_file_info(bucket)
         except Exception as exc:  # noqa: BLE001 - network, credentials, endpoint: the message says which
-            raise AutopruneError(f"{what} {self.url}: cannot reach it ({_first_line(exc)}); check the URL, "
+            raise AutopruneError(f"{what} {self.url}: cannot reach it ({first_line(exc)}); check the URL, "
                                  "the credentials and the endpoint (AWS_ENDPOINT_URL)") from None
         if info.type == pafs.FileType.NotFound:
             raise AutopruneError(f"{what} {self.url}: {bucket!r} does not exist; create the bucket (or directory) "
@@ -103,11 +100,11 @@ class Location:
 
         return self.fs.get_file_info(self._full(rel)).type == pafs.FileType.File
 
-    def files(self, rel: str = "", *, recursive: bool = True) -> list[RemoteFile]:
+    def files(self) -> list[RemoteFile]:
+        """Every file under this directory, at any depth."""
         import pyarrow.fs as pafs
 
-        base = self._full(rel)
-        infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=recursive, allow_not_found=True))
+        infos = self.fs.get_file_info(pafs.FileSelector(self.root, recursive=True, allow_not_found=True))
         out = []
         for info in infos:
             if info.type != pafs.FileType.File or is_temporary(info.base_name):
@@ -159,15 +156,10 @@ def _fsspec(url: str, *, what: str, first: Exception) -> tuple[Any, str]:
         fs, root = fsspec.core.url_to_fs(url)
     except ImportError as exc:  # fsspec itself, or the package for this scheme (s3fs, adlfs, …)
         raise AutopruneError(f"{what} {url}: {scheme}:// needs a package that is not installed "
-                             f"({exc.name or _first_line(exc)}); install it, or write to a local or shared "
+                             f"({exc.name or first_line(exc)}); install it, or write to a local or shared "
                              "path") from None
     except Exception:  # noqa: BLE001 - neither pyarrow nor fsspec can open it: say what pyarrow said
-        raise AutopruneError(f"{what} {url}: not a location autoprune can write ({_first_line(first)}); pass a "
+        raise AutopruneError(f"{what} {url}: not a location autoprune can write ({first_line(first)}); pass a "
                              "directory, or a URL such as s3://bucket/prefix, gs://bucket/prefix or "
                              "file:///path") from None
     return PyFileSystem(FSSpecHandler(fs)), root
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -49,16 +49,14 @@ class RunMirror:
             if not path.is_file() or _skipped(rel, self.skip) or is_temporary(path.name) \
                     or path.name.endswith(("-journal", "-wal", "-shm")):
                 continue
-            st = path.stat()
-            if self._pushed.get(rel) != (st.st_size, st.st_mtime_ns):
+            if self._pushed.get(rel) != _stamp(path):
                 out.append(rel)
         return sorted(out, key=_order)
 
     def mark_pushed(self) -> None:
         """Take the local files as already at the remote (a run just fetched from there)."""
         for rel in self.changed():
-            st = (self.local / rel).stat()
-            self._pushed[rel] = (st.st_size, st.st_mtime_ns)
+            self._pushed[rel] = _stamp(self.local / rel)
 
     def push(self) -> list[str]:
         """Upload what changed; returns the files pushed. Raises OSError when the remote fails
@@ -66,12 +64,17 @@ class RunMirror:
         pushed = []
         for rel in self.changed():
             path = self.local / rel
-            st = path.stat()
+            stamp = _stamp(path)  # before reading: a write during the upload is pushed next time
             data = _sqlite_snapshot(path) if path.suffix == ".db" else path.read_bytes()
             self.remote.write(rel, data)
-            self._pushed[rel] = (st.st_size, st.st_mtime_ns)
+            self._pushed[rel] = stamp
             pushed.append(rel)
         return pushed
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
 
 
 def _sqlite_snapshot(path: Path) -> bytes:

@@ -62,7 +62,6 @@ def trained_once(model: nn.Module, name: str, train: Callable[[nn.Module], None]
 
     Console(stderr=True, highlight=False).print(f"[dim]training {what} (once; cached in {path.parent})[/]")
     train(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:  # a concurrent reader never sees half a file
         torch.save(model.state_dict(), tmp)
     return model.eval()

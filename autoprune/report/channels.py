@@ -99,12 +99,10 @@ def plot_channels(plans: Mapping[str, Mapping[str, float]], *, channels: Mapping
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
-    return path
+    return Path(path)
 
 
 def plot_front_channels(run_dir: Path, front: pd.DataFrame, *, most: int = 6) -> Path | None:

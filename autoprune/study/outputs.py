@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from autoprune.core.errors import AutopruneError
+from autoprune.core.errors import AutopruneError, first_line
 from autoprune.core.location import Location, local_path
 from autoprune.core.mirror import RunMirror, fetch, local_copy_dir
 from autoprune.core.records import Status
@@ -49,7 +49,7 @@ class RunOutputs:
         try:
             self.mirror.push()
         except Exception as exc:  # noqa: BLE001 - network, credentials, quota: the run goes on locally
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            msg = first_line(exc)
             if final:
                 raise AutopruneError(f"--out {self.location}: the run's files could not be written there ({msg}); "
                                      f"all of them are in {self.local}: copy them there, or --resume "

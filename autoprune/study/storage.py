@@ -14,7 +14,7 @@ from typing import Any
 
 import optuna
 
-from autoprune.core.errors import AutopruneError
+from autoprune.core.errors import AutopruneError, first_line
 from autoprune.core.records import TOLD, Status, status_of
 from autoprune.study.samplers import budget_constraints, trial_name
 
@@ -61,8 +61,7 @@ def check_storage(url: str) -> None:
         hint = "pip install 'autoprune[postgres]'" if dialect.startswith("postgres") else f"install a driver for {dialect}"
         raise AutopruneError(f"--storage {redacted(url)}: its database driver is not installed; {hint}") from None
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy's errors: bad URL, refused connection, bad login
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise AutopruneError(f"--storage {redacted(url)}: cannot open it ({first[:200]}); pass an Optuna RDB URL "
+        raise AutopruneError(f"--storage {redacted(url)}: cannot open it ({first_line(exc)[:200]}); pass an Optuna RDB URL "
                              "such as postgresql://USER:PASSWORD@HOST/DB or sqlite:///study.db") from None
 
 
