@@ -112,7 +112,7 @@ def test_seed_plans_are_the_cheap_answers_on_the_budget():
     assert aim.fits(sens)
     assert sens["head.0"] == max(sens.values())  # the insensitive group is pruned most
     assert parse_seed_plans("uniform, global") == ("uniform", "global") and parse_seed_plans("none") == ()
-    with pytest.raises(AutopruneError, match="seed plan 'magic' is unknown; choose from uniform, global, sensitivity"):
+    with pytest.raises(AutopruneError, match="seed plan 'magic' is unknown; choose from uniform, global, latency, sensitivity"):
         parse_seed_plans("uniform,magic")
 
 
@@ -183,5 +183,5 @@ def test_cli_refuses_an_unknown_seed_plan_in_one_line(tmp_path):
     proc = cli("search", "--budget", "0.5x", "--seed-plans", "uniform,best", "--out", str(tmp_path))
     assert proc.returncode != 0
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "seed plan 'best' is unknown; choose from uniform, global, sensitivity" in lines[0]
+    assert len(lines) == 1 and "seed plan 'best' is unknown; choose from uniform, global, latency, sensitivity" in lines[0]
     assert not any(tmp_path.iterdir())

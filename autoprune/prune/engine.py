@@ -116,6 +116,39 @@ def _sync_attributes(model: nn.Module, blocks: Sequence[nn.Module], heads_remove
             m.hidden_dim = m.conv_proj.out_channels
 
 
+def taylor_scores(model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], *,
+                  input_shape: Sequence[int], ignored: Sequence[str] | None = None,
+                  loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Group name -> the first-order Taylor loss of removing each of its units (channels, or heads).
+
+    Summed over every layer of the group and not normalised per group (``GroupTaylorImportance``
+    with ``normalizer=None``), so that scores of different groups are on one scale: the change in
+    loss a removal costs. Gradients are accumulated over ``batches`` in eval mode (BN statistics
+    stay the pretrained ones). The model is not changed.
+    """
+    model = copy.deepcopy(model).eval()
+    ignored = output_layers(model, input_shape) if ignored is None else list(ignored)
+    dg = dependency_graph(model, input_shape)
+    groups = group_map(model, dg, ignored)
+    model.zero_grad(set_to_none=True)
+    for x, y in batches:
+        (loss or nn.functional.cross_entropy)(model(x), y).backward()
+    scorer = tp.importance.GroupTaylorImportance(group_reduction="sum", normalizer=None)
+    out: dict[str, torch.Tensor] = {}
+    for name, (info, root, fn) in groups.items():
+        width = dg.get_in_channels(root) if info.unit == "heads" else info.channels
+        scores = scorer(dg.get_pruning_group(root, fn, list(range(width))))
+        if scores is None or len(scores) != width:
+            continue  # no gradient reaches this group: the seed leaves it unpruned
+        scores = scores.detach().cpu().float().abs()
+        if info.unit == "heads":
+            scores = scores.view(info.channels, -1).sum(1)
+        elif info.chunks > 1:  # a position leaves every chunk: its cost is the sum over chunks
+            scores = scores.view(info.chunks, -1).sum(0).repeat(info.chunks) / info.chunks
+        out[name] = scores
+    return out
+
+
 def _output_shapes(out: Any) -> list[tuple[int, ...]]:
     return [tuple(t.shape) for t in tp.utils.flatten_as_list(out) if isinstance(t, torch.Tensor)]
 

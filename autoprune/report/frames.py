@@ -19,11 +19,15 @@ from autoprune.core.records import (
 
 
 def pareto_front(trials: pd.DataFrame, *, latency: str = "latency_p50_ms", accuracy: str = "accuracy") -> pd.DataFrame:
-    """Completed trials no other trial beats on both ``accuracy`` and ``latency``, sorted by latency."""
+    """Completed trials no other trial beats on both ``accuracy`` and ``latency``, sorted by latency;
+    each plan once."""
     done = trials[trials["status"] == Status.COMPLETED] if "status" in trials else trials
     if latency not in done or accuracy not in done or done.empty:
         return done.iloc[0:0]  # nothing finished on this profile yet
     done = done.dropna(subset=[accuracy, latency])
+    plan = [c for c in done if c.startswith(RATIO_PREFIX)]
+    if plan:  # a plan run twice (an older run, a resumed one) is one point: its first trial
+        done = (done.sort_values("trial") if "trial" in done else done).drop_duplicates(subset=plan, keep="first")
     acc, lat = done[accuracy].to_numpy(), done[latency].to_numpy(dtype=float)
     keep = [not ((acc >= acc[i]) & (lat <= lat[i]) & ((acc > acc[i]) | (lat < lat[i]))).any() for i in range(len(done))]
     front = done[keep].sort_values([latency, "accuracy"], ascending=[True, False])

@@ -8,18 +8,26 @@ result on the Optuna trial just before that ``tell``.
 
 The repair changes what runs, not what the sampler proposed: the Optuna trial keeps the proposal
 as its params (the sampler models proposal → accuracy) and the plan run as a user attribute.
+
+Many proposals repair onto one plan (near the space's edge, or once the sampler converges). A plan
+is never run twice: a proposal that lands on a finished plan is told that plan's result at once
+(user attribute ``duplicate_of``) and the sampler asked again; after ``REASKS`` such answers, or
+when the plan is still running, an unseen neighbour on the budget (a grid step moved between two
+groups, else one group a step up) runs instead.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+import optuna
 from ray.tune.search.optuna import OptunaSearch
 
 from autoprune.core.records import at
 from autoprune.latency.budget import judged_ms
 from autoprune.study.local_sampler import RATIOS_ATTR
-from autoprune.study.repair import BudgetAim
+from autoprune.study.repair import BudgetAim, Repaired
 from autoprune.study.samplers import (
     TRIAL_NUMBER_KEY,
     budget_constraints,
@@ -27,6 +35,14 @@ from autoprune.study.samplers import (
 )
 
 SHIFT_KEY = "__repair_shift"
+DUPLICATE_ATTR = "duplicate_of"
+REASKS = 8
+
+
+def plan_key(ratios: Mapping[str, float]) -> tuple[tuple[str, float], ...]:
+    """One plan, whatever the order of its groups or the float noise of its ratios."""
+    return tuple(sorted((k, round(float(v), 6)) for k, v in ratios.items()))
+
 PREDICTED_KEY = "__predicted_ms"
 
 
@@ -40,6 +56,8 @@ class BudgetedOptunaSearch(OptunaSearch):
         self._rule = budget_rule
         self._aim = aim
         self._ran: dict[str, dict[str, float]] = {}  # trial id -> the plan it ran
+        self._seen: dict[tuple, int] = {}  # plan -> number of the trial that runs (or ran) it
+        self._told: dict[tuple, tuple[Any, dict[str, float]]] = {}  # plan -> (values, constraints) told
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         config = super().suggest(trial_id)
@@ -52,13 +70,60 @@ class BudgetedOptunaSearch(OptunaSearch):
         # Plans given to try first (seed plans, already on the boundary; plans the user listed) run as given.
         enqueued = "fixed_params" in ot_trial.storage.get_trial_system_attrs(ot_trial._trial_id)
         if self._aim is not None and not enqueued:
-            repaired = self._aim.repair(ratios_from_config(config))
+            for _ in range(REASKS):
+                repaired = self._aim.repair(ratios_from_config(config))
+                earlier = self._seen.get(plan_key(repaired.ratios))
+                if earlier is None or plan_key(repaired.ratios) not in self._told:
+                    break
+                self._tell_earlier(trial_id, ot_trial, plan_key(repaired.ratios), earlier)
+                config = super().suggest(trial_id)
+                ot_trial = self._ot_trials[trial_id]
+            if plan_key(repaired.ratios) in self._seen:
+                other = self._neighbour(repaired.ratios)
+                if other is not None:
+                    repaired = Repaired(ratios=other, shift=repaired.shift, predicted_ms=self._aim.predict(other),
+                                        reachable=True)
+            extra[TRIAL_NUMBER_KEY] = ot_trial.number
             config = dict(repaired.ratios)
             primary = next(iter(self._budgets_ms))
             extra.update({SHIFT_KEY: repaired.shift, PREDICTED_KEY: repaired.predicted_ms[primary]})
             ot_trial.set_user_attr(RATIOS_ATTR, dict(repaired.ratios))
         self._ran[trial_id] = ratios_from_config(config)
+        self._seen.setdefault(plan_key(self._ran[trial_id]), ot_trial.number)
         return {**config, **extra}
+
+    def _tell_earlier(self, trial_id: str, ot_trial: Any, key: tuple, earlier: int) -> None:
+        """Give the sampler the result of the trial that already ran this plan, and free the trial id."""
+        values, constraints = self._told[key]
+        for name, value in constraints.items():
+            ot_trial.set_constraint(name, value)
+        ot_trial.set_user_attr(DUPLICATE_ATTR, earlier)
+        try:
+            self._ot_study.tell(ot_trial, values)
+        except Exception:  # noqa: BLE001 - a value Optuna refuses (NaN): the proposal is just dropped
+            self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
+        del self._ot_trials[trial_id]
+
+    def _neighbour(self, ratios: Mapping[str, float]) -> dict[str, float] | None:
+        """An unseen plan next to ``ratios`` that is predicted within budget: one grid step moved from
+        one group to another (same level, another allocation), else one group a step up."""
+        space = self._aim.space
+        grids = {n: g.choices() for n, g in space.groups.items()}
+
+        def step(plan: dict[str, float], name: str, by: int) -> dict[str, float] | None:
+            i = grids[name].index(plan[name]) + by
+            return {**plan, name: grids[name][i]} if 0 <= i < len(grids[name]) else None
+
+        plan = {n: ratios.get(n, space.groups[n].low) for n in space.groups}
+        moves = [(up, down) for up in plan for down in plan if up != down]
+        moves += [(up, None) for up in plan]
+        for up, down in moves:
+            cand = step(plan, up, 1)
+            if cand is not None and down is not None:
+                cand = step(cand, down, -1)
+            if cand is not None and plan_key(cand) not in self._seen and self._aim.fits(cand):
+                return cand
+        return None
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         ot_trial = self._ot_trials.get(trial_id)
@@ -66,6 +131,10 @@ class BudgetedOptunaSearch(OptunaSearch):
             for key, value in budget_constraints(result, self._budgets_ms, rule=self._rule).items():
                 ot_trial.set_constraint(key, value)
             ran = self._ran.pop(trial_id, None)
+            if ran is not None:
+                metric = self.metric
+                values = [result.get(m) for m in metric] if isinstance(metric, list) else result.get(metric)
+                self._told[plan_key(ran)] = (values, budget_constraints(result, self._budgets_ms, rule=self._rule))
             if self._aim is not None and ran is not None:
                 measured = {p: result[at("latency_p50_ms", p)] for p in self._budgets_ms
                             if result.get(at("latency_p50_ms", p)) is not None}

@@ -126,8 +126,11 @@ class BudgetAim:
                 if p in judged_ms:
                     model.landed(budget_ms=self.budgets_ms[p], judged_ms=judged_ms[p])
 
+    def predict(self, ratios: Mapping[str, float]) -> dict[str, float]:
+        """Profile -> predicted latency of a plan, on every budgeted profile."""
+        return {p: m.predict(self.cost.features(ratios, block=m.block)) for p, m in self.models.items()}
+
     def fits(self, ratios: Mapping[str, float]) -> bool:
         """Whether a plan is predicted within every budget, less its margin."""
-        models = self.models
-        return all(models[p].predict(self.cost.features(ratios, block=models[p].block))
-                   <= b * (1 - models[p].margin) for p, b in self.budgets_ms.items())
+        models, predicted = self.models, self.predict(ratios)
+        return all(predicted[p] <= b * (1 - models[p].margin) for p, b in self.budgets_ms.items())

@@ -50,7 +50,7 @@ from autoprune.study.outputs import (
 )
 from autoprune.study.repair import BudgetAim, shifted
 from autoprune.study.samplers import list_samplers, uniform_seeds
-from autoprune.study.seeds import parse_seed_plans
+from autoprune.study.seeds import DEFAULT_SEED_PLANS, parse_seed_plans
 from autoprune.study.storage import (
     check_storage,
     load_study,
@@ -156,7 +156,7 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
            address: str | None = None, cpus_per_trial: float | None = None, gpus_per_trial: float = 0.0,
            resume: str | Path | None = None, sensitivity: str | Path | None = None,
            budget_confidence: str = "upper", formulation: str = "budget",
-           seed_plans: str | Sequence[str] = "uniform,global,sensitivity", weights: str | Path | None = None,
+           seed_plans: str | Sequence[str] | None = None, weights: str | Path | None = None,
            metric: str = "top1", loss: str = "cross_entropy", val_samples: int | None = None) -> SearchResult:
     """Search per-group prune ratios for the best accuracy/latency trade-off under the budget(s).
 
@@ -199,6 +199,8 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
     _choice("early_stop", early_stop, EARLY_STOP)
     _choice("budget_confidence", budget_confidence, BUDGET_RULES)
     _choice("formulation", formulation, FORMULATIONS)
+    if seed_plans is None:  # the default; a sensitivity table given is used, not recomputed
+        seed_plans = DEFAULT_SEED_PLANS + (",sensitivity" if sensitivity is not None else "")
     seed_names = parse_seed_plans(seed_plans)
     if sampler == "local" and formulation != "budget":
         raise AutopruneError("sampler 'local' moves channels between groups at equal latency; it needs "
@@ -236,7 +238,8 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
         if formulation == "budget":
             with progress.phase("calibrating the latency model: uniform plans measured", key="cost_s"):
                 aim = budget_aim(work, budgets_ms=budgets_ms, baseline=baseline)
-                calibrate_aim(aim, work, references=references, cache=cache)
+                measured_plans = calibrate_aim(aim, work, references=references, cache=cache)
+            check_reach(aim, measured=measured_plans)
         if initial_plans is None and formulation == "front":
             targets = {p: (ms, baseline["profiles"][p]["latency_p50_ms"]) for p, ms in budgets_ms.items()}
             initial_plans = uniform_seeds(work.space, budgets=targets)
@@ -299,26 +302,70 @@ def budget_aim(work: Workload, *, budgets_ms: dict[str, float], baseline: dict[s
 
 
 def calibrate_aim(aim: BudgetAim, work: Workload, *, references: dict[str, Reference], cache: LatencyCache | None,
-                  ratios: Sequence[float] = (0.25, 0.5, 0.75)) -> None:
+                  ratios: Sequence[float] = (0.25, 0.5, 0.75)) -> dict[tuple, dict[str, float]]:
     """Measure uniform plans across the space on every budgeted profile, so the latency model starts
     from measured points spread over the range (how far latency falls with MACs differs widely
-    between models and targets: on a small ResNet at batch 64, half the MACs left 80 % of the time)."""
+    between models and targets: on a small ResNet at batch 64, half the MACs left 80 % of the time).
+    Returns each measured plan (``plan_key``) -> profile -> p50 ms."""
+    from autoprune.study.budgeted import plan_key
+
     calibration = quantization_inputs(work.data, work.profiles)
     profiles = [p for p in work.profiles if p.name in aim.budgets_ms]
-    done = set()
+    measured_plans: dict[tuple, dict[str, float]] = {}
     for r in ratios:
         plan = shifted(dict.fromkeys(work.space.groups, r), 0.0, work.space)
-        key = tuple(sorted(plan.items()))
-        if key in done:
+        if plan_key(plan) in measured_plans:
             continue
-        done.add(key)
-        pruned = prune(work.model, Plan(ratios=plan, criterion=work.space.criterion, round_to=work.space.round_to,
+        # L1 whatever the space's criterion: latency depends on the shapes only, and L1 needs no
+        # calibration batch (Taylor, APoZ and the activation criteria do).
+        pruned = prune(work.model, Plan(ratios=plan, criterion="l1", round_to=work.space.round_to,
                                         ignored=work.space.ignored), input_shape=work.input_shape)
         arch = architecture_fingerprint(pruned)
         measured = {p.name: latency_for(pruned, p, input_shape=work.input_shape, arch_key=arch, cache=cache,
                                         reference=references.get(p.name), calibration=calibration).p50_ms
                     for p in profiles}
         aim.landed(plan, measured_ms=measured, judged_ms={})
+        measured_plans[plan_key(plan)] = measured
+    return measured_plans
+
+
+def check_reach(aim: BudgetAim, *, measured: dict[tuple, dict[str, float]]) -> None:
+    """Refuse, before any trial, a budget that no plan of the space meets, or that only its most-pruned
+    corner (every group at its ``high``) meets: a search there would run that one plan again and again.
+
+    Latency falls as any ratio rises, so the corner with one group a grid step lower is the next
+    fastest plan in each direction: when none of these fits, nothing but the corner can."""
+    from autoprune.study.budgeted import plan_key
+
+    space = aim.space
+    corner = {name: g.high for name, g in space.groups.items()}
+    corner = shifted(corner, 0.0, space)
+    models = aim.models
+    predicted = {p: models[p].predict(aim.cost.features(corner, block=models[p].block)) for p in aim.budgets_ms}
+    seen = measured.get(plan_key(corner), {})
+    over = [p for p, b in aim.budgets_ms.items() if seen.get(p, predicted[p]) > b]
+    highs = sorted({g.high for g in space.groups.values()})
+    high = f"{highs[0]:g}" if len(highs) == 1 else f"{highs[0]:g}-{highs[-1]:g}"
+
+    def figure(p: str) -> str:
+        how = "measured" if p in seen else "predicted"
+        return f"{seen.get(p, predicted[p]):.4g} ms ({how}) against the budget {aim.budgets_ms[p]:.4g} ms on {p}"
+
+    if over:
+        raise AutopruneError(f"no plan of the search space meets the budget: its most-pruned corner (every group at "
+                             f"its high, {high}) is {figure(over[0])}; raise the space's high or loosen the budget")
+    below = []
+    for name, g in space.groups.items():
+        grid = g.choices()
+        i = grid.index(corner[name])
+        if i > 0:
+            below.append({**corner, name: grid[i - 1]})
+    kept = aim.cost.kept(corner)
+    if below and not any(aim.fits(plan) for plan in below if aim.cost.kept(plan) != kept):
+        p = next(iter(aim.budgets_ms))
+        raise AutopruneError(f"only the search space's most-pruned corner (every group at its high, {high}) meets the "
+                             f"budget: it is {figure(p)}; nothing would be left to search. Raise the space's high "
+                             "or loosen the budget")
 
 
 def _seeds(work: Workload, aim: BudgetAim, names: Sequence[str], *, sens_table: pd.DataFrame | None,
@@ -326,6 +373,8 @@ def _seeds(work: Workload, aim: BudgetAim, names: Sequence[str], *, sens_table: 
     """The seed plans, each on the budget's boundary, duplicates dropped (in the order asked)."""
     from autoprune.study.seeds import (
         global_seed,
+        latency_scores,
+        latency_seed,
         quick_sensitivity,
         sensitivity_seed,
         uniform_seed,
@@ -338,6 +387,11 @@ def _seeds(work: Workload, aim: BudgetAim, names: Sequence[str], *, sens_table: 
         elif name == "global":
             with progress.phase("seed plan: Torch-Pruning global pruning at the budget", key="seed_global_s"):
                 plans[name] = global_seed(aim, work.model, input_shape=work.input_shape)
+        elif name == "latency":
+            with progress.phase("seed plan: latency-aware (Taylor loss per millisecond saved)", key="seed_latency_s"):
+                scores = latency_scores(work.model, work.data, input_shape=work.input_shape,
+                                        ignored=work.space.ignored, loss=work.loss)
+                plans[name] = latency_seed(aim, scores)
         elif name == "sensitivity":
             if sens_table is None:
                 n = len(work.space.groups) * 3
