@@ -102,10 +102,13 @@ class ProfileLatency:
 
 PHASES = ("prune", "export", "measure", "recalibrate", "finetune", "evaluate")  # a trial's timed phases
 
+# the confirmation stage: a top plan re-trained with fresh seeds (their mean and sd; NaN where not confirmed)
+CONFIRMED_COLUMNS = ("confirmed_accuracy", "confirmed_sd", "confirmed_seeds")
+
 # trials.csv: these first, in this order; then the per-profile, per-group and other columns, sorted.
 TRIAL_COLUMNS = (
-    "trial", "status", "accuracy", "latency_p50_ms", "latency_ci_low_ms", "latency_ci_high_ms", "latency_p90_ms",
-    "latency_spread", "meets_budget", "predicted_ms", "repair_shift", "accuracy_before_finetune", "finetuned",
+    "trial", "status", "accuracy", *CONFIRMED_COLUMNS, "latency_p50_ms", "latency_ci_low_ms", "latency_ci_high_ms",
+    "latency_p90_ms", "latency_spread", "meets_budget", "predicted_ms", "repair_shift", "accuracy_before_finetune", "finetuned",
     "finetune_device", "macs", "params", "wall_s", "trial_s", *(f"{p}_s" for p in PHASES), "overhead_s", "node",
     "started_at", "finished_at", "error", "plan")
 
@@ -115,7 +118,7 @@ TRIAL_METRICS = frozenset({
     "finetune_device", "arch_fingerprint", "pruned_fingerprint", "trial_s", *(f"{p}_s" for p in PHASES)})
 
 # pareto.csv: the front's columns, then each profile's (``pareto_columns``)
-PARETO_COLUMNS = ("trial", "accuracy", "latency_p50_ms", "latency_ci_low_ms", "latency_ci_high_ms", "latency_p90_ms",
+PARETO_COLUMNS = ("trial", "accuracy", *CONFIRMED_COLUMNS, "latency_p50_ms", "latency_ci_low_ms", "latency_ci_high_ms", "latency_p90_ms",
                   "macs", "params", "meets_budget", "plan")
 
 
@@ -218,6 +221,8 @@ class RunConfig(StrictModel):
     budget_confidence: str
     formulation: str
     seed_plans: list[str]
+    confirm: int = Field(default=0, ge=0)  # top plans re-trained with fresh seeds after the trials
+    confirm_seeds: int = Field(default=0, ge=0)
     precheck: bool
     bn_recalibration: int = Field(ge=0)
     early_stop: str

@@ -21,9 +21,10 @@ import yaml
 from autoprune.core.files import write_atomic
 from autoprune.core.records import RATIO_PREFIX, RunConfig, Status
 from autoprune.report.channels import channels_of, kept_channels
+from autoprune.report.frames import best_within_budget
 from autoprune.space.space import SearchSpace
 
-TABLE_COLUMNS = ("trial", "status", "accuracy", "latency_p50_ms", "latency_ci_low_ms", "latency_ci_high_ms",
+TABLE_COLUMNS = ("trial", "status", "accuracy", "confirmed_accuracy", "confirmed_sd", "latency_p50_ms", "latency_ci_low_ms", "latency_ci_high_ms",
                  "meets_budget", "macs", "params", "wall_s", "error")
 
 
@@ -50,6 +51,7 @@ def report_data(run_dir: Path) -> dict[str, Any]:
         kept = kept_channels(ratios, channels, round_to=space.round_to) if channels else {}
         plan = {g: {"ratio": r, "kept": kept.get(g), "of": channels.get(g)} for g, r in ratios.items()}
         rows.append({**{c: _clean(row[c]) for c in TABLE_COLUMNS if c in trials}, "plan": plan})
+    best = best_within_budget(trials) if len(trials) else None
     primary = conf.profiles[0]["name"]
     base = conf.baseline.get("profiles", {}).get(primary, {})
     return {"run": run_dir.name, "model": conf.model, "data": conf.data, "profile": primary, "budget": conf.budget,
@@ -57,6 +59,7 @@ def report_data(run_dir: Path) -> dict[str, Any]:
             "unpruned": {"accuracy": _clean(conf.baseline.get("accuracy")),
                          "latency_p50_ms": _clean(base.get("latency_p50_ms"))},
             "front": [str(t) for t in front.get("trial", [])], "trials": rows,
+            "best": None if best is None else str(best["trial"]),
             "completed": int((trials["status"] == Status.COMPLETED).sum()) if len(trials) else 0}
 
 
@@ -136,7 +139,9 @@ function showPlan(t) {
     `<tr><td>${g}</td><td>${p.ratio.toFixed(3)}</td><td>${p.kept == null ? "" : p.kept + " / " + p.of}</td></tr>`).join("");
   document.getElementById("plan").innerHTML =
     `<h3 id="plan-title">${t.trial} (${t.status})</h3>` +
-    `<p>accuracy ${pct(t.accuracy)}, ${num(t.latency_p50_ms)} ms on ${D.profile}` +
+    `<p>accuracy ${pct(t.accuracy)}` +
+    (t.confirmed_accuracy == null ? "" : ` (fresh seeds: ${pct(t.confirmed_accuracy)} ± ${pct(t.confirmed_sd)})`) +
+    `, ${num(t.latency_p50_ms)} ms on ${D.profile}` +
     (t.meets_budget ? ", within budget" : ", over budget") + `</p>` +
     `<table><tr><th>group</th><th>ratio</th><th>channels kept</th></tr>${rows}</table>`;
 }
@@ -191,7 +196,7 @@ function drawTable() {
       return (u < v ? -1 : u > v ? 1 : 0) * (asc ? 1 : -1);
     });
     body.innerHTML = rows.map(t => `<tr class="${front.has(t.trial) ? "front" : ""} ${t.status}">` +
-      cols.map(c => `<td>${c === "accuracy" ? pct(t[c]) : num(t[c])}</td>`).join("") + "</tr>").join("");
+      cols.map(c => `<td>${c.includes("accuracy") || c === "confirmed_sd" ? pct(t[c]) : num(t[c])}</td>`).join("") + "</tr>").join("");
   }
   head.querySelectorAll("th").forEach(th => th.addEventListener("click", () => {
     const c = th.dataset.col; asc = key === c ? !asc : true; key = c; fill();
@@ -201,9 +206,10 @@ function drawTable() {
 
 drawPlot();
 drawTable();
-// Open on the best plan within budget (else the most accurate), so the page shows a plan at once.
+// Open on the best plan within budget (confirmed with fresh seeds where it was; else the most
+// accurate), so the page shows a plan at once.
 const ok = D.trials.filter(t => t.status === "completed");
-const best = ok.filter(t => t.meets_budget).sort((a, b) => b.accuracy - a.accuracy)[0] || ok.sort((a, b) => b.accuracy - a.accuracy)[0];
+const best = D.trials.find(t => t.trial === D.best) || ok.sort((a, b) => b.accuracy - a.accuracy)[0];
 if (best) showPlan(best);
 </script>
 </body></html>

@@ -59,7 +59,7 @@ class SearchProgress:
             ms = budgets_ms[b.profile]
             ratio = base["profiles"][b.profile]["latency_p50_ms"] / ms
             self.print(f"budget {b} = {ms:.2f} ms on {b.profile}: the unpruned model is {ratio:.2f}x the budget")
-        self.print(f"a plan is within budget when {describe_rule(self.budget_rule)} of its latency is")
+        self.print(f"a plan is within budget when {describe_rule(self.budget_rule)} of its latency is within the budget")
 
     def trial(self, row: dict[str, Any]) -> None:
         self.done += 1
@@ -84,20 +84,31 @@ class SearchProgress:
         self.print(f"{head} acc {row['accuracy']:.1%}  {_latency(row)}  "
                    f"{row['macs'] / 1e6:.1f} M MACs  {mark}  ({row['wall_s']:.1f} s)   {best}")
 
+    def confirmed(self, row: dict[str, Any], confirmation: Any) -> None:
+        """One plan of the confirmation stage: its fresh seeds' mean ± sd beside its in-search figure."""
+        c = confirmation
+        self.print(f"  {row['trial']}: {c.mean:.1%} ± {c.sd:.1%} over {len(c.accuracies)} fresh seed(s) "
+                   f"(in the search {row['accuracy']:.1%}) at {_latency(row)}")
+
     def summary(self, front: pd.DataFrame, *, run_dir: Path, where: Callable[[str], str], plot: Path | None,
-                counts: dict[str, int]) -> None:
+                counts: dict[str, int], best: pd.Series | None = None) -> None:
         """``where(name)``: how to name the run's file ``name`` (or the run, for "") to the user."""
         if self.quiet:
             return
         table = Table(title=f"Pareto front ({len(front)} plans)", title_justify="left")
-        for col in ("trial", "accuracy", "latency p50 ms", "95 % CI", "M MACs",
+        for col in ("trial", "accuracy", "fresh seeds", "latency p50 ms", "95 % CI", "M MACs",
                     f"meets budget ({self._rule})"):
             table.add_column(col, justify="right" if col != "trial" else "left")
         for r in front.itertuples():
             ci = "" if pd.isna(r.latency_ci_low_ms) else f"{r.latency_ci_low_ms:.2f}–{r.latency_ci_high_ms:.2f}"
-            table.add_row(r.trial, f"{r.accuracy:.1%}", f"{r.latency_p50_ms:.2f}", ci,
+            fresh = "" if pd.isna(r.confirmed_accuracy) else f"{r.confirmed_accuracy:.1%} ± {r.confirmed_sd:.1%}"
+            table.add_row(r.trial, f"{r.accuracy:.1%}", fresh, f"{r.latency_p50_ms:.2f}", ci,
                           f"{r.macs / 1e6:.2f}", "yes" if r.meets_budget else "no")
         self.console.print(table)
+        if best is not None:
+            how = ("confirmed with fresh seeds: " f"{best['confirmed_accuracy']:.1%} ± {best['confirmed_sd']:.1%}"
+                   if not pd.isna(best.get("confirmed_accuracy")) else f"{best['accuracy']:.1%} in the search")
+            self.print(f"best within budget: {best['trial']}, {how}, at {_latency(best)}")
         states = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         self.print(f"finished in {time.perf_counter() - self.t0:.0f} s; trials: {states}")
         for name in ("trials.csv", "pareto.csv"):

@@ -34,7 +34,7 @@ class RunSummary:
     budgets: tuple[str, ...] = ()
     trials_done: int = 0
     trials_planned: int = 0
-    best_trial: str | None = None  # the most accurate completed plan within budget
+    best_trial: str | None = None  # the most accurate completed plan within budget (confirmed, where it was)
     best_accuracy: float = math.nan
     best_latency_ms: float = math.nan
     started: dt.datetime | None = None
@@ -59,7 +59,8 @@ def summarize_run(run_dir: str | Path, *, location: str | None = None) -> RunSum
     return RunSummary(
         run_dir=run, status=status, model=conf.model, budgets=tuple(b.budget for b in conf.budgets.values()),
         trials_done=done, trials_planned=conf.trials, best_trial=None if best is None else str(best["trial"]),
-        best_accuracy=math.nan if best is None else float(best["accuracy"]),
+        best_accuracy=math.nan if best is None else float(best["confirmed_accuracy"] if pd.notna(
+            best.get("confirmed_accuracy")) else best["accuracy"]),  # the fresh seeds' mean, where confirmed
         best_latency_ms=math.nan if best is None else float(best["latency_p50_ms"]),
         started=dt.datetime.fromtimestamp((run / "config.yaml").stat().st_mtime), location=location)
 

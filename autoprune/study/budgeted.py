@@ -13,7 +13,7 @@ Many proposals repair onto one plan (near the space's edge, or once the sampler 
 is never run twice: a proposal that lands on a finished plan is told that plan's result at once
 (user attribute ``duplicate_of``) and the sampler asked again; after ``REASKS`` such answers, or
 when the plan is still running, an unseen neighbour on the budget (a grid step moved between two
-groups, else one group a step up) runs instead.
+groups, else one group a step up or down) runs instead.
 """
 
 from __future__ import annotations
@@ -105,25 +105,30 @@ class BudgetedOptunaSearch(OptunaSearch):
         del self._ot_trials[trial_id]
 
     def _neighbour(self, ratios: Mapping[str, float]) -> dict[str, float] | None:
-        """An unseen plan next to ``ratios`` that is predicted within budget: one grid step moved from
-        one group to another (same level, another allocation), else one group a step up."""
+        """An unseen plan next to ``ratios``: one grid step moved from one group to another (same
+        level, another allocation), or one group a step up or down. One predicted within budget if
+        there is one, else the one predicted fastest (a probe of the boundary: the precheck measures
+        it without a fine-tune); None when every neighbour already ran."""
         space = self._aim.space
         grids = {n: g.choices() for n, g in space.groups.items()}
-
-        def step(plan: dict[str, float], name: str, by: int) -> dict[str, float] | None:
-            i = grids[name].index(plan[name]) + by
-            return {**plan, name: grids[name][i]} if 0 <= i < len(grids[name]) else None
-
         plan = {n: ratios.get(n, space.groups[n].low) for n in space.groups}
-        moves = [(up, down) for up in plan for down in plan if up != down]
-        moves += [(up, None) for up in plan]
-        for up, down in moves:
-            cand = step(plan, up, 1)
-            if cand is not None and down is not None:
-                cand = step(cand, down, -1)
-            if cand is not None and plan_key(cand) not in self._seen and self._aim.fits(cand):
-                return cand
-        return None
+
+        def moved(moves: dict[str, int]) -> dict[str, float] | None:
+            out = dict(plan)
+            for name, by in moves.items():
+                i = grids[name].index(plan[name]) + by
+                if not 0 <= i < len(grids[name]):
+                    return None
+                out[name] = grids[name][i]
+            return out
+
+        moves = [{up: 1, down: -1} for up in plan for down in plan if up != down]
+        moves += [{name: by} for by in (1, -1) for name in plan]
+        unseen = [c for c in map(moved, moves) if c is not None and plan_key(c) not in self._seen]
+        fitting = [c for c in unseen if self._aim.fits(c)]
+        if fitting or not unseen:
+            return fitting[0] if fitting else None
+        return min(unseen, key=lambda c: sum(self._aim.predict(c).values()))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         ot_trial = self._ot_trials.get(trial_id)

@@ -163,7 +163,7 @@ def ray_session(progress: SearchProgress, *, address: str | None = None) -> Iter
             ray.shutdown()
 
 
-def _trial_resources(opts: RunOptions) -> dict[str, float]:
+def trial_resources(opts: RunOptions) -> dict[str, float]:
     """CPUs (and GPUs) per trial: as asked, else the cluster's CPUs shared by the concurrent trials."""
     # A trial runs on one node: never ask for more CPUs than the biggest node has.
     node_cpus = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=1)
@@ -209,7 +209,7 @@ def run_trials(*, work: Workload, settings: TrialSettings, plan_fields: dict[str
     Returns every row (``rows`` given, then one per trial finished here) and whether the run was
     interrupted (Ctrl-C) before all its trials finished.
     """
-    resources = _trial_resources(opts)
+    resources = trial_resources(opts)
     # Trials waiting for resources are proposed early, before results the sampler could use: allow
     # just enough of them to keep ``concurrency`` trials running (1 would run them one at a time).
     os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(opts.concurrency)

@@ -35,7 +35,7 @@ from autoprune.latency.reference import Reference
 from autoprune.load.models import architecture_fingerprint, fingerprint
 from autoprune.prune.engine import count_macs_params, prune
 from autoprune.prune.plan import Plan
-from autoprune.report.frames import trials_frame, write_pareto, write_trials
+from autoprune.report.frames import best_within_budget, trials_frame, write_pareto, write_trials
 from autoprune.report.html import write_report
 from autoprune.report.progress import SearchProgress
 from autoprune.space.sensitivity import load_sensitivity, sensitivity_seeds
@@ -157,7 +157,8 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
            resume: str | Path | None = None, sensitivity: str | Path | None = None,
            budget_confidence: str = "upper", formulation: str = "budget",
            seed_plans: str | Sequence[str] | None = None, weights: str | Path | None = None,
-           metric: str = "top1", loss: str = "cross_entropy", val_samples: int | None = None) -> SearchResult:
+           metric: str = "top1", loss: str = "cross_entropy", val_samples: int | None = None, confirm: int = 3,
+           confirm_seeds: int = 2) -> SearchResult:
     """Search per-group prune ratios for the best accuracy/latency trade-off under the budget(s).
 
     ``profile`` may name several hardware profiles: every trial is measured on each. ``budget``
@@ -185,6 +186,10 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
     or ``package.module:fn(model, loader) -> float``) and ``loss`` trains them (``cross_entropy`` or
     ``package.module:fn(outputs, targets)``). ``val_samples``: trials evaluate on a fixed, seeded
     subset of that many validation samples (``apply`` reports the full set).
+
+    ``confirm``: after the trials, the top that many distinct plans within budget are re-trained
+    with ``confirm_seeds`` fresh seeds each; their mean (``confirmed_accuracy``, with its sd) names
+    ``best``, so the pick is not the luckiest of N noisy trials (0: off).
     """
     if resume is not None:
         return _resume(resume, trials=trials, concurrency=concurrency, quiet=quiet, address=address,
@@ -195,6 +200,8 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
     _positive("concurrency", concurrency)
     _positive("finetune_steps", finetune_steps, minimum=0)
     _positive("bn_recalibration", bn_recalibration, minimum=0)
+    _positive("confirm", confirm, minimum=0)
+    _positive("confirm_seeds", confirm_seeds, minimum=1)
     _choice("sampler", sampler, list_samplers())
     _choice("early_stop", early_stop, EARLY_STOP)
     _choice("budget_confidence", budget_confidence, BUDGET_RULES)
@@ -265,6 +272,7 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
             "budgets": {b.profile: {"budget": str(b), "ms": budgets_ms[b.profile]} for b in budgets},
             "trials": trials, "concurrency": concurrency, "seed": seed, "sampler": sampler,
             "budget_confidence": budget_confidence, "formulation": formulation, "seed_plans": list(seed_names),
+            "confirm": confirm, "confirm_seeds": confirm_seeds,
             "precheck": precheck, "bn_recalibration": bn_recalibration, "early_stop": early_stop,
             "eval_every": max(1, finetune_steps // 4) if early_stop != "none" else 0,
             "finetune": {"steps": finetune_steps, "lr": finetune.lr, "batch_size": finetune.batch_size},
@@ -354,14 +362,22 @@ def check_reach(aim: BudgetAim, *, measured: dict[tuple, dict[str, float]]) -> N
     if over:
         raise AutopruneError(f"no plan of the search space meets the budget: its most-pruned corner (every group at "
                              f"its high, {high}) is {figure(over[0])}; raise the space's high or loosen the budget")
+    # The corner's neighbours, priced through the corner's measured figure where there is one (the
+    # latency model's error is largest at the space's edge; one grid step from it, a ratio is exact).
+    scale = {p: seen[p] / predicted[p] if p in seen and predicted[p] > 0 else 1.0 for p in aim.budgets_ms}
+    kept = aim.cost.kept(corner)
+
+    def fits(plan: dict[str, float]) -> bool:
+        pred = aim.predict(plan)
+        return all(pred[p] * scale[p] <= b * (1 - models[p].margin) for p, b in aim.budgets_ms.items())
+
     below = []
     for name, g in space.groups.items():
         grid = g.choices()
         i = grid.index(corner[name])
-        if i > 0:
+        if i > 0 and aim.cost.kept({**corner, name: grid[i - 1]}) != kept:
             below.append({**corner, name: grid[i - 1]})
-    kept = aim.cost.kept(corner)
-    if below and not any(aim.fits(plan) for plan in below if aim.cost.kept(plan) != kept):
+    if below and not any(fits(plan) for plan in below):
         p = next(iter(aim.budgets_ms))
         raise AutopruneError(f"only the search space's most-pruned corner (every group at its high, {high}) meets the "
                              f"budget: it is {figure(p)}; nothing would be left to search. Raise the space's high "
@@ -432,6 +448,14 @@ def _execute(work: Workload, outputs: RunOutputs, run_config: RunConfig, opts: R
                          timings=progress.timings)
     rows, interrupted = run_trials(work=work, settings=settings, plan_fields=run_config.plan, budgets_ms=budgets_ms,
                                    opts=opts, run_dir=outputs.local, progress=progress, rows=rows, on_rows=written)
+    if not interrupted and run_config.confirm:
+        from autoprune.study.confirm import confirm, with_confirmations
+        from autoprune.study.ray_backend import trial_resources
+
+        confirmations = confirm(rows, model=work.model, data=work.data, settings=settings,
+                                plan_fields=run_config.plan, k=run_config.confirm, seeds=run_config.confirm_seeds,
+                                resources=trial_resources(opts), progress=progress)
+        rows = with_confirmations(rows, confirmations)
     result = finish(outputs, rows, budgets_ms=budgets_ms, baseline=run_config.baseline, profiles=profiles,
                     progress=progress)
     if interrupted:
@@ -511,6 +535,7 @@ def finish(outputs: RunOutputs, rows: list[dict[str, Any]], *, budgets_ms: dict[
     except Exception as exc:  # noqa: BLE001 - a page for people; the run's results are already written above
         progress.print(f"[yellow]report.html not written[/]: {type(exc).__name__}: {exc}")
     outputs.sync(final=True)
-    progress.summary(front, run_dir=run_dir, where=outputs.where, plot=plot, counts=counts)
+    progress.summary(front, run_dir=run_dir, where=outputs.where, plot=plot, counts=counts,
+                     best=best_within_budget(table))
     return SearchResult(run_dir=run_dir, trials=table, pareto=front, budget_ms=budgets_ms[profiles[0]],
                         budgets_ms=budgets_ms, baseline=baseline, plot=plot, location=outputs.where())

@@ -111,7 +111,9 @@ def latency_seed(aim: BudgetAim, scores: Mapping[str, torch.Tensor], *, lookahea
             break  # every group at its high: the repair says whether this corner fits
         _, name, nxt, now = best
         plan[name] = nxt
-    return aim.repair(plan).ratios
+    # The step that crossed the boundary lands it there (the repair's uniform shift would undo the
+    # allocation); a corner that still misses goes to the repair, which says so.
+    return plan if aim.fits(plan) else aim.repair(plan).ratios
 
 
 def latency_scores(model: nn.Module, data, *, input_shape: Sequence[int], ignored: Sequence[str] | None,
