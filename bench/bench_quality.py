@@ -85,10 +85,10 @@ class Bench:
                             reference=self.refs.get(self.profile.name))
         return (stats.ci_high_ms if stats.has_ci else stats.p50_ms), stats.p50_ms
 
-    def bisect(self, plan_at, lo: float = 0.0, hi: float = 0.95, step: float = 0.01) -> tuple[dict, float, float]:
-        """The smallest ratio on a ``step`` grid whose plan meets the budget as measured (bisection;
-        then one step down at a time, since rounding to channel multiples can break monotonicity)."""
-        steps_lo, steps_hi = round(lo / step), round(hi / step)
+    def bisect(self, plan_at, hi: float = 0.95, step: float = 0.01, coarse: int = 5) -> tuple[dict, float, float]:
+        """The smallest ratio on a ``step`` grid whose plan meets the budget as measured: a scan in
+        ``coarse`` steps up to the first that meets it, then a bisection within (with channel rounding,
+        Torch-Pruning's global pruning is not monotone in its ratio over the whole range)."""
         cache: dict[int, tuple[dict, float, float]] = {}
 
         def at(i: int):
@@ -97,16 +97,19 @@ class Bench:
                 cache[i] = (plan, *self.measure(plan))
             return cache[i]
 
-        if at(steps_hi)[1] > self.budget_ms:  # not even ``hi`` meets it: report ``hi``
-            steps_lo = steps_hi - 1
-        while steps_hi - steps_lo > 1:
-            mid = (steps_lo + steps_hi) // 2
+        top = round(hi / step)
+        first = next((i for i in range(coarse, top + 1, coarse) if at(i)[1] <= self.budget_ms), None)
+        if first is None:  # nothing meets it: report the most pruned
+            return at(top)[0], top * step, at(top)[2]
+        lo, first_ok = first - coarse, first
+        while first_ok - lo > 1:
+            mid = (lo + first_ok) // 2
             if at(mid)[1] <= self.budget_ms:
-                steps_hi = mid
+                first_ok = mid
             else:
-                steps_lo = mid
-        plan, _, p50 = at(steps_hi)
-        return plan, steps_hi * step, p50
+                lo = mid
+        plan, _, p50 = at(first_ok)
+        return plan, first_ok * step, p50
 
     def onto_budget(self, ratios: dict[str, float]) -> tuple[dict[str, float], float]:
         """A grid plan shifted by whole grid steps until it meets the budget as measured, and no further."""

@@ -35,6 +35,7 @@ from autoprune.study.samplers import (
 )
 
 SHIFT_KEY = "__repair_shift"
+PREDICTED_KEY = "__predicted_ms"
 DUPLICATE_ATTR = "duplicate_of"
 REASKS = 8
 
@@ -42,8 +43,6 @@ REASKS = 8
 def plan_key(ratios: Mapping[str, float]) -> tuple[tuple[str, float], ...]:
     """One plan, whatever the order of its groups or the float noise of its ratios."""
     return tuple(sorted((k, round(float(v), 6)) for k, v in ratios.items()))
-
-PREDICTED_KEY = "__predicted_ms"
 
 
 class BudgetedOptunaSearch(OptunaSearch):
@@ -133,14 +132,14 @@ class BudgetedOptunaSearch(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         ot_trial = self._ot_trials.get(trial_id)
         if ot_trial is not None and result:
-            for key, value in budget_constraints(result, self._budgets_ms, rule=self._rule).items():
+            constraints = budget_constraints(result, self._budgets_ms, rule=self._rule)
+            for key, value in constraints.items():
                 ot_trial.set_constraint(key, value)
             ran = self._ran.pop(trial_id, None)
-            if ran is not None:
-                metric = self.metric
-                values = [result.get(m) for m in metric] if isinstance(metric, list) else result.get(metric)
-                self._told[plan_key(ran)] = (values, budget_constraints(result, self._budgets_ms, rule=self._rule))
             if self._aim is not None and ran is not None:
+                metric = self.metric  # what OptunaSearch tells: kept to tell a proposal of the same plan
+                values = [result.get(m) for m in metric] if isinstance(metric, list) else result.get(metric)
+                self._told[plan_key(ran)] = (values, constraints)
                 measured = {p: result[at("latency_p50_ms", p)] for p in self._budgets_ms
                             if result.get(at("latency_p50_ms", p)) is not None}
                 judged = {p: judged_ms(result, p, rule=self._rule) for p in measured}

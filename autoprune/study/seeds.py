@@ -2,7 +2,7 @@
 
 - ``uniform``: one ratio for every group (the level set by the budget).
 - ``global``: Torch-Pruning's global pruning (group L1, one ranking over all channels) at the
-  overall ratio whose plan meets the budget.
+  smallest overall ratio whose plan meets the budget.
 - ``latency``: latency-aware (HALP's idea): every grid step of every group is priced by the
   first-order Taylor loss of the channels it removes (one scale across groups) and by the
   milliseconds the cost model says it saves; the cheapest loss per millisecond is taken until the
@@ -59,9 +59,18 @@ def global_seed(aim: BudgetAim, model: nn.Module, *, input_shape: Sequence[int])
                                round_to=aim.space.round_to)
         return shifted(ratios, 0.0, aim.space)  # clipped to each group's range, snapped to its grid
 
-    lo, hi = 0.0, 0.9
-    best = plan_at(hi)
-    for _ in range(7):  # each step prunes a copy: a handful keeps it to seconds on a ResNet-50
+    # Not a bisection over [0, 0.9]: with channel rounding, global pruning is not monotone in its
+    # ratio (a group whose threshold keeps fewer than ``round_to`` channels is left whole, so 0.9 can
+    # prune nothing). Scan up to the first ratio that fits, then bisect within that step.
+    lo, hi, best = None, None, None
+    for i in range(1, 19):
+        plan = plan_at(0.05 * i)
+        if aim.fits(plan):
+            lo, hi, best = 0.05 * (i - 1), 0.05 * i, plan
+            break
+    if best is None:  # nothing global pruning gives fits: the repair shifts its most-pruned plan on
+        return aim.repair(plan_at(0.9)).ratios
+    for _ in range(3):
         mid = (lo + hi) / 2
         plan = plan_at(mid)
         if aim.fits(plan):
@@ -84,10 +93,8 @@ def latency_seed(aim: BudgetAim, scores: Mapping[str, torch.Tensor], *, lookahea
             return math.inf
         return float(cum[name][min(removed_units(group, ratio, cost.round_to), len(cum[name]) - 1)])
 
-    models = aim.models
-
     def predicted(plan: Mapping[str, float]) -> float:  # relative to each budget, summed over profiles
-        return sum(models[p].predict(cost.features(plan, block=models[p].block)) / b for p, b in aim.budgets_ms.items())
+        return sum(ms / aim.budgets_ms[p] for p, ms in aim.predict(plan).items())
 
     plan = {name: g.low for name, g in space.groups.items()}
     now = predicted(plan)
