@@ -96,7 +96,8 @@ def test_trials_run_on_both_nodes_and_all_complete(cluster, tmp_path, monkeypatc
     (tmp_path / "gather").mkdir()
     monkeypatch.setenv("AUTOPRUNE_TEST_GATHER", str(tmp_path / "gather"))
     result = search(budget="1000ms", model="tests.helpers:gathering_resnet", profile=TINY_SINGLE, trials=3,
-                    concurrency=3, cpus_per_trial=1, finetune_steps=5, out=tmp_path, quiet=True)
+                    concurrency=3, cpus_per_trial=1, finetune_steps=5, out=tmp_path, quiet=True,
+                    confirm=0)  # only the trials' processes gather (the confirmation's would count too)
     trials = pd.read_csv(result.run_dir / "trials.csv")
     assert len(trials) == 3 and (trials["status"] == "completed").all()
     [listed] = runs(out=tmp_path, quiet=True)  # the directory both nodes' trials were recorded in
