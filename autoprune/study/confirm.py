@@ -19,6 +19,7 @@ from typing import Any
 
 from autoprune.core.records import Status, ratios_of
 from autoprune.prune.plan import Plan
+from autoprune.study.budgeted import plan_key
 from autoprune.study.trial import TrialSettings, run_trial
 
 SEED_OFFSET = 10_000  # fresh seeds: far from every seed a search or a bench uses for its trials
@@ -52,7 +53,7 @@ def candidates(rows: Sequence[dict[str, Any]], k: int) -> list[dict[str, Any]]:
     ok.sort(key=lambda r: (-r["accuracy"], r.get("latency_p50_ms", 0.0), r["trial"]))
     out, seen = [], set()
     for r in ok:
-        key = tuple(sorted(ratios_of(r).items()))
+        key = plan_key(ratios_of(r))
         if key not in seen:
             seen.add(key)
             out.append(r)
