@@ -62,14 +62,11 @@ def candidates(rows: Sequence[dict[str, Any]], k: int) -> list[dict[str, Any]]:
 
 def _retrain(model, data, ratios: dict[str, float], plan_fields: dict[str, Any], settings: TrialSettings,
              seed: int) -> float:
-    import ray
-    import torch
+    from autoprune.study.ray_backend import on_assigned_resources
 
-    assigned = ray.get_runtime_context().get_assigned_resources()
-    torch.set_num_threads(max(1, int(assigned.get("CPU", 1))))
-    device = "cuda" if assigned.get("GPU", 0) > 0 and torch.cuda.is_available() else settings.device
-    settings = dataclasses.replace(settings, finetune=dataclasses.replace(settings.finetune, seed=seed),
-                                   precheck=False, eval_every=0, device=device)
+    settings = dataclasses.replace(on_assigned_resources(settings),
+                                   finetune=dataclasses.replace(settings.finetune, seed=seed), precheck=False,
+                                   eval_every=0)
     return float(run_trial(model, data, Plan(ratios=ratios, **plan_fields), settings=settings)["accuracy"])
 
 

@@ -39,14 +39,20 @@ from autoprune.study.workload import Workload
 
 _OBJECTIVES = ["accuracy", "latency_p50_ms"]
 
+def on_assigned_resources(settings: TrialSettings) -> TrialSettings:
+    """Inside a Ray trial or task: torch on the CPUs Ray assigned, training on its GPU when it has one."""
+    assigned = ray.get_runtime_context().get_assigned_resources()
+    torch.set_num_threads(max(1, int(assigned.get("CPU", 1))))
+    if assigned.get("GPU", 0) > 0 and torch.cuda.is_available():  # Ray sets CUDA_VISIBLE_DEVICES for the trial
+        settings = dataclasses.replace(settings, device="cuda")
+    return settings
+
+
 def _trainable(config: dict[str, Any], *, model, data, settings: TrialSettings, plan_fields: dict,
                trial_fn: Callable[..., dict[str, Any]] = run_trial) -> None:
 
     ctx = ray.get_runtime_context()
-    assigned = ctx.get_assigned_resources()
-    torch.set_num_threads(max(1, int(assigned.get("CPU", 1))))
-    if assigned.get("GPU", 0) > 0 and torch.cuda.is_available():  # Ray sets CUDA_VISIBLE_DEVICES for the trial
-        settings = dataclasses.replace(settings, device="cuda")
+    settings = on_assigned_resources(settings)
     node = f"{socket.gethostname()} ray-node:{ctx.get_node_id()}"
     plan = Plan(ratios=ratios_from_config(config), **plan_fields)
     metrics = trial_fn(model, data, plan, settings=settings, report=lambda m: tune.report({**m, "node": node}))
