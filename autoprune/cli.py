@@ -94,6 +94,7 @@ def search_cmd(
     val_samples: ValSamples = SEARCH["val_samples"],
     confirm: Annotated[int, typer.Option(help="After the trials, re-train the top N plans within budget with fresh seeds; their mean names best (0: off).")] = SEARCH["confirm"],
     confirm_seeds: Annotated[int, typer.Option(help="Fresh fine-tune seeds per confirmed plan.")] = SEARCH["confirm_seeds"],
+    landing_moves: Annotated[int, typer.Option(help="Nearby plans a trial may measure to land within 90-100 % of the budget (0: off).")] = SEARCH["landing_moves"],
 ) -> None:
     """Search per-group prune ratios; writes trials.csv, pareto.csv, a plot and plans."""
     search(budget=budget, model=model, data=data, space=space, profile=profile,
@@ -102,7 +103,7 @@ def search_cmd(
            storage=storage, resume=resume, address=address, cpus_per_trial=cpus_per_trial,
            gpus_per_trial=gpus_per_trial, sensitivity=sensitivity, budget_confidence=budget_confidence,
            formulation=formulation, seed_plans=seed_plans, weights=weights, metric=metric, loss=loss,
-           val_samples=val_samples, confirm=confirm, confirm_seeds=confirm_seeds)
+           val_samples=val_samples, confirm=confirm, confirm_seeds=confirm_seeds, landing_moves=landing_moves)
 
 
 @app.command("apply")

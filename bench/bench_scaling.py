@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
-def fixed_cost_trial(model, data, plan, *, settings, report=None, seconds: float = 2.0):
+def fixed_cost_trial(model, data, plan, *, settings, report=None, ladder=None, seconds: float = 2.0):
     """Stands in for run_trial: a fixed cost, metrics derived from the plan so the sampler has a signal."""
     t0 = time.perf_counter()
     time.sleep(seconds)

@@ -27,7 +27,7 @@ from autoprune.study.seeds import (
     uniform_seed,
 )
 from tests.conftest import TINY_SINGLE
-from tests.helpers import tiny_mobile, tiny_resnet, tiny_space
+from tests.helpers import demo_space, tiny_mobile, tiny_resnet, tiny_space
 
 SHAPE = (1, 8, 8)
 
@@ -143,8 +143,9 @@ def space_file(tmp_path):
     return tiny_space(tmp_path / "space.yaml", high=0.75, step=0.125)
 
 
-def test_budget_search_aims_every_trial_at_the_budget(ray_local, space_file, tmp_path):
-    result = search(budget="0.8x", model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_SINGLE,
+def test_budget_search_aims_every_trial_at_the_budget(ray_local, tmp_path):
+    space = demo_space(tmp_path / "space.yaml", high=0.75, step=0.125)
+    result = search(budget="0.6x", model="builtin:demo", space=space, profile=TINY_SINGLE,
                     trials=5, finetune_steps=2, seed_plans="uniform,global", out=tmp_path, quiet=True)
     config = yaml.safe_load((result.run_dir / "config.yaml").read_text())
     assert config["formulation"] == "budget" and config["seed_plans"] == ["uniform", "global"]
@@ -155,7 +156,10 @@ def test_budget_search_aims_every_trial_at_the_budget(ray_local, space_file, tmp
     proposed = trials.iloc[len(config["initial_plans"]):]
     # (or, where even the space's highest ratios are predicted over it, pruned as far as the space goes)
     assert proposed["predicted_ms"].notna().all()
-    assert ((proposed["predicted_ms"] <= result.budget_ms) | (proposed["repair_shift"] >= 1)).all()
+    # A trial that landed on another plan as measured reports that plan's prediction, which the
+    # measured / predicted correction may have put over the budget.
+    assert ((proposed["predicted_ms"] <= result.budget_ms) | (proposed["repair_shift"] >= 1)
+            | (proposed["landing_moves"] > 0)).all()
     study = optuna.load_study(study_name="autoprune", storage=f"sqlite:///{result.run_dir / 'study.db'}")
     assert len(study.directions) == 1  # one objective: accuracy at the budget
     for t in study.trials[len(config["initial_plans"]):]:

@@ -22,7 +22,7 @@ from autoprune.study.samplers import (
 )
 from autoprune.train.finetune import recalibrate_bn
 from tests.conftest import TINY_PROFILE, TINY_SINGLE
-from tests.helpers import TINY_GROUPS, tiny_space
+from tests.helpers import DEMO_GROUPS, TINY_GROUPS, demo_space, tiny_space
 
 
 @pytest.mark.parametrize("name", list_samplers())
@@ -94,12 +94,13 @@ def space_file(tmp_path_factory):
     return tiny_space(path, high=0.5, step=0.25)
 
 
-def test_precheck_p50_rule_and_a_given_storage_in_one_search(ray_local, space_file, tmp_path):
+def test_precheck_p50_rule_and_a_given_storage_in_one_search(ray_local, tmp_path):
     """One search, three options: the latency pre-check, budgets judged on the point estimate, and
     the study in the storage given."""
     url = f"sqlite:///{tmp_path / 'shared.db'}"
-    unpruned, halved = dict.fromkeys(TINY_GROUPS, 0.0), dict.fromkeys(TINY_GROUPS, 0.5)
-    result = search(budget="0.7x", model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_SINGLE,
+    space = demo_space(tmp_path / "space.yaml", high=0.5, step=0.25)
+    unpruned, halved = dict.fromkeys(DEMO_GROUPS, 0.0), dict.fromkeys(DEMO_GROUPS, 0.5)
+    result = search(budget="0.7x", model="builtin:demo", space=space, profile=TINY_SINGLE,
                     trials=2, finetune_steps=5, initial_plans=[unpruned, halved], budget_confidence="p50",
                     storage=url, out=tmp_path, quiet=True)
     trials = pd.read_csv(result.run_dir / "trials.csv").set_index("trial")

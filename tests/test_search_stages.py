@@ -19,7 +19,7 @@ from autoprune.study.repair import BudgetAim
 from autoprune.study.run import check_reach
 from autoprune.study.seeds import latency_seed, uniform_seed
 from tests.conftest import TINY_SINGLE
-from tests.helpers import tiny_resnet, tiny_space
+from tests.helpers import demo_space, tiny_resnet, tiny_space
 
 SHAPE = (1, 8, 8)
 
@@ -89,8 +89,8 @@ def test_no_plan_runs_twice_and_the_top_plans_are_confirmed_with_fresh_seeds(ray
     """A coarse space (3 ratios a group) and more trials than plans on the budget: proposals that
     repair onto a plan already run are told its result, never run; then the top 2 plans within budget
     are re-trained with 2 fresh seeds each, and ``best`` is the best confirmed mean."""
-    space = tiny_space(tmp_path / "space.yaml", high=0.5, step=0.25)
-    result = search(budget="0.8x", model="tests.helpers:tiny_resnet", space=space, profile=TINY_SINGLE, trials=8,
+    space = demo_space(tmp_path / "space.yaml", high=0.5, step=0.25)
+    result = search(budget="0.7x", model="builtin:demo", space=space, profile=TINY_SINGLE, trials=8,
                     finetune_steps=3, out=tmp_path / "runs", quiet=True, confirm=2, confirm_seeds=2)
     trials = result.trials
     ratios = [c for c in trials if c.startswith(RATIO_PREFIX)]

@@ -108,14 +108,16 @@ CONFIRMED_COLUMNS = ("confirmed_accuracy", "confirmed_sd", "confirmed_seeds")
 # trials.csv: these first, in this order; then the per-profile, per-group and other columns, sorted.
 TRIAL_COLUMNS = (
     "trial", "status", "accuracy", *CONFIRMED_COLUMNS, "latency_p50_ms", "latency_ci_low_ms", "latency_ci_high_ms",
-    "latency_p90_ms", "latency_spread", "meets_budget", "predicted_ms", "repair_shift", "accuracy_before_finetune", "finetuned",
+    "latency_p90_ms", "latency_spread", "meets_budget", "predicted_ms", "repair_shift", "landing_moves",
+    "accuracy_before_finetune", "finetuned",
     "finetune_device", "macs", "params", "wall_s", "trial_s", *(f"{p}_s" for p in PHASES), "overhead_s", "node",
     "started_at", "finished_at", "error", "plan")
 
 # what a trial reports besides its latency columns (``latency_*``) and deployed accuracies (``accuracy@P``)
 TRIAL_METRICS = frozenset({
     "accuracy", "accuracy_before_finetune", "accuracy_float", "finetuned", "finetune_step", "macs", "params", "node",
-    "finetune_device", "arch_fingerprint", "pruned_fingerprint", "trial_s", *(f"{p}_s" for p in PHASES)})
+    "finetune_device", "arch_fingerprint", "pruned_fingerprint", "trial_s", "landing_moves",
+    *(f"{p}_s" for p in PHASES)})
 
 # pareto.csv: the front's columns, then each profile's (``pareto_columns``)
 PARETO_COLUMNS = ("trial", "accuracy", *CONFIRMED_COLUMNS, "latency_p50_ms", "latency_ci_low_ms", "latency_ci_high_ms", "latency_p90_ms",
@@ -223,6 +225,7 @@ class RunConfig(StrictModel):
     seed_plans: list[str]
     confirm: int = Field(default=0, ge=0)  # top plans re-trained with fresh seeds after the trials
     confirm_seeds: int = Field(default=0, ge=0)
+    landing_moves: int = Field(default=0, ge=0)  # re-measures a trial may take to land on the budget
     precheck: bool
     bn_recalibration: int = Field(ge=0)
     early_stop: str

@@ -14,10 +14,15 @@ is never run twice: a proposal that lands on a finished plan is told that plan's
 (user attribute ``duplicate_of``) and the sampler asked again; after ``REASKS`` such answers, or
 when the plan is still running, an unseen neighbour on the budget (a grid step moved between two
 groups, else one group a step up or down) runs instead.
+
+Each trial also gets a ladder of nearby plans with their predicted latency, to land on the budget
+as measured (``autoprune.study.landing``); a trial that moved reports the plan it ran (``plan_run``),
+which is what the sampler's attribute, the duplicate check and the latency models then hold.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +31,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from autoprune.core.records import at
 from autoprune.latency.budget import judged_ms
+from autoprune.study import landing
 from autoprune.study.local_sampler import RATIOS_ATTR
 from autoprune.study.repair import BudgetAim, Repaired
 from autoprune.study.samplers import (
@@ -34,6 +40,7 @@ from autoprune.study.samplers import (
     ratios_from_config,
 )
 
+LADDER_KEY = "__ladder"  # JSON of the trial's landing ladder (autoprune.study.landing)
 SHIFT_KEY = "__repair_shift"
 PREDICTED_KEY = "__predicted_ms"
 DUPLICATE_ATTR = "duplicate_of"
@@ -45,15 +52,26 @@ def plan_key(ratios: Mapping[str, float]) -> tuple[tuple[str, float], ...]:
     return tuple(sorted((k, round(float(v), 6)) for k, v in ratios.items()))
 
 
+def _probes(result: Mapping[str, Any], ran: Mapping[str, float], *, budgets_ms: Mapping[str, float],
+            rule: str) -> list[dict[str, Any]]:
+    """Every plan the trial measured (its landing ladder's rungs, else the plan it ran) and its figures."""
+    if result.get("landing_probes"):
+        return [{**p, "ratios": ratios_from_config(p["ratios"])} for p in json.loads(result["landing_probes"])]
+    measured = {p: result[at("latency_p50_ms", p)] for p in budgets_ms if result.get(at("latency_p50_ms", p)) is not None}
+    return [{"ratios": dict(ran), "measured_ms": measured,
+             "judged_ms": {p: judged_ms(result, p, rule=rule) for p in measured}}]
+
+
 class BudgetedOptunaSearch(OptunaSearch):
     """OptunaSearch that forwards the latency-budget violation to the sampler's constraint."""
 
     def __init__(self, *, budgets_ms: dict[str, float], budget_rule: str, aim: BudgetAim | None = None,
-                 **kwargs: Any) -> None:
+                 land_initial: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._budgets_ms = dict(budgets_ms)  # profile name -> budget in ms
         self._rule = budget_rule
         self._aim = aim
+        self._land_initial = land_initial  # the enqueued plans are seeds (land them), not a user's (run as given)
         self._ran: dict[str, dict[str, float]] = {}  # trial id -> the plan it ran
         self._seen: dict[tuple, int] = {}  # plan -> number of the trial that runs (or ran) it
         self._told: dict[tuple, tuple[Any, dict[str, float]]] = {}  # plan -> (values, constraints) told
@@ -68,6 +86,7 @@ class BudgetedOptunaSearch(OptunaSearch):
         extra: dict[str, Any] = {TRIAL_NUMBER_KEY: ot_trial.number}
         # Plans given to try first (seed plans, already on the boundary; plans the user listed) run as given.
         enqueued = "fixed_params" in ot_trial.storage.get_trial_system_attrs(ot_trial._trial_id)
+        proposal = ratios_from_config(config)
         if self._aim is not None and not enqueued:
             for _ in range(REASKS):
                 repaired = self._aim.repair(ratios_from_config(config))
@@ -87,6 +106,10 @@ class BudgetedOptunaSearch(OptunaSearch):
             primary = next(iter(self._budgets_ms))
             extra.update({SHIFT_KEY: repaired.shift, PREDICTED_KEY: repaired.predicted_ms[primary]})
             ot_trial.set_user_attr(RATIOS_ATTR, dict(repaired.ratios))
+        if self._aim is not None and (self._land_initial or not enqueued):
+            ladder = landing.build(ratios_from_config(config), proposal=proposal, space=self._aim.space,
+                                   predict=self._aim.predict, ran=lambda r: plan_key(r) in self._seen)
+            extra[LADDER_KEY] = json.dumps(ladder.to_dict())
         self._ran[trial_id] = ratios_from_config(config)
         self._seen.setdefault(plan_key(self._ran[trial_id]), ot_trial.number)
         return {**config, **extra}
@@ -136,12 +159,14 @@ class BudgetedOptunaSearch(OptunaSearch):
             for key, value in constraints.items():
                 ot_trial.set_constraint(key, value)
             ran = self._ran.pop(trial_id, None)
+            if result.get("plan_run"):  # the trial landed on another rung of its ladder: that plan ran
+                ran = ratios_from_config(json.loads(result["plan_run"]))
+                ot_trial.set_user_attr(RATIOS_ATTR, ran)
+                self._seen.setdefault(plan_key(ran), ot_trial.number)
             if self._aim is not None and ran is not None:
                 metric = self.metric  # what OptunaSearch tells: kept to tell a proposal of the same plan
                 values = [result.get(m) for m in metric] if isinstance(metric, list) else result.get(metric)
                 self._told[plan_key(ran)] = (values, constraints)
-                measured = {p: result[at("latency_p50_ms", p)] for p in self._budgets_ms
-                            if result.get(at("latency_p50_ms", p)) is not None}
-                judged = {p: judged_ms(result, p, rule=self._rule) for p in measured}
-                self._aim.landed(ran, measured_ms=measured, judged_ms=judged)
+                for probe in _probes(result, ran, budgets_ms=self._budgets_ms, rule=self._rule):
+                    self._aim.landed(probe["ratios"], measured_ms=probe["measured_ms"], judged_ms=probe["judged_ms"])
         super().on_trial_complete(trial_id, result=result, error=error)

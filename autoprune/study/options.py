@@ -21,5 +21,6 @@ class RunOptions:
     gpus_per_trial: float = 0.0
     early_stop: str = "none"
     initial_plans: tuple[dict[str, float], ...] = ()  # tried first, in order
+    land_initial: bool = False  # the initial plans (seeds) land on the budget too; plans a user lists run as given
     formulation: str = "budget"  # budget: best accuracy at the budget; front: accuracy and latency
     aim: BudgetAim | None = None  # the budget formulation's repair (cost model, latency models)

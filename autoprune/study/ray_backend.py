@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import re
@@ -26,7 +27,13 @@ from autoprune.latency.cache import LatencyCache, RayLatencyCache
 from autoprune.prune.plan import Plan
 from autoprune.report.frames import trials_frame, write_trials
 from autoprune.report.progress import SearchProgress
-from autoprune.study.budgeted import PREDICTED_KEY, SHIFT_KEY, BudgetedOptunaSearch
+from autoprune.study.budgeted import (
+    LADDER_KEY,
+    PREDICTED_KEY,
+    SHIFT_KEY,
+    BudgetedOptunaSearch,
+)
+from autoprune.study.landing import Ladder
 from autoprune.study.options import RunOptions
 from autoprune.study.samplers import (
     TRIAL_NUMBER_KEY,
@@ -55,7 +62,9 @@ def _trainable(config: dict[str, Any], *, model, data, settings: TrialSettings, 
     settings = on_assigned_resources(settings)
     node = f"{socket.gethostname()} ray-node:{ctx.get_node_id()}"
     plan = Plan(ratios=ratios_from_config(config), **plan_fields)
-    metrics = trial_fn(model, data, plan, settings=settings, report=lambda m: tune.report({**m, "node": node}))
+    landing = {"ladder": Ladder.from_dict(json.loads(config[LADDER_KEY]))} if config.get(LADDER_KEY) else {}
+    metrics = trial_fn(model, data, plan, settings=settings, report=lambda m: tune.report({**m, "node": node}),
+                       **landing)
     tune.report({**metrics, "node": node, "finetune_step": settings.finetune.steps if metrics["finetuned"] else 0})
 
 
@@ -104,12 +113,16 @@ class Recorder(tune.Callback):
 
     def _record(self, trial, status: Status, **fields: Any) -> TrialRecord:
         number = int(trial.config[TRIAL_NUMBER_KEY])
-        ratios = ratios_from_config(trial.config)
+        result = trial.last_result or {}
+        # A trial that landed on another rung of its ladder ran that plan (and predicted its figure).
+        ran = json.loads(result["plan_run"]) if result.get("plan_run") else trial.config
+        ratios = ratios_from_config(ran)
+        predicted = result.get("predicted_ms") if result.get("plan_run") else trial.config.get(PREDICTED_KEY)
         plan = save_plan(self.run_dir, number, ratios, self.plan_fields)
         now = time.time()
         return TrialRecord(trial=trial_name(number), status=status, plan=str(plan.relative_to(self.run_dir)),
                            ratios=ratios, started_at=self._started.get(trial.trial_id, now), finished_at=now,
-                           repair_shift=trial.config.get(SHIFT_KEY), predicted_ms=trial.config.get(PREDICTED_KEY),
+                           repair_shift=trial.config.get(SHIFT_KEY), predicted_ms=predicted,
                            **fields)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -225,7 +238,7 @@ def run_trials(*, work: Workload, settings: TrialSettings, plan_fields: dict[str
     metric, mode = (_OBJECTIVES[0], "max") if opts.formulation == "budget" else (_OBJECTIVES, ["max", "min"])
     searcher = BudgetedOptunaSearch(
         space=space, metric=metric, mode=mode, budgets_ms=budgets_ms, budget_rule=settings.budget_rule,
-        aim=opts.aim if opts.formulation == "budget" else None,
+        aim=opts.aim if opts.formulation == "budget" else None, land_initial=opts.land_initial,
         sampler=make_sampler(opts.sampler, trials=opts.trials, concurrency=opts.concurrency, seed=opts.seed),
         storage=optuna.storages.RDBStorage(opts.storage), study_name=opts.study_name,
         points_to_evaluate=[dict(p) for p in opts.initial_plans] or None)

@@ -163,7 +163,7 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
            budget_confidence: str = "upper", formulation: str = "budget",
            seed_plans: str | Sequence[str] | None = None, weights: str | Path | None = None,
            metric: str = "top1", loss: str = "cross_entropy", val_samples: int | None = None, confirm: int = 3,
-           confirm_seeds: int = 2) -> SearchResult:
+           confirm_seeds: int = 2, landing_moves: int = 2) -> SearchResult:
     """Search per-group prune ratios for the best accuracy/latency trade-off under the budget(s).
 
     ``profile`` may name several hardware profiles: every trial is measured on each. ``budget``
@@ -195,6 +195,10 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
     ``confirm``: after the trials, the top that many distinct plans within budget are re-trained
     with ``confirm_seeds`` fresh seeds each; their mean (``confirmed_accuracy``, with its sd) names
     ``best``, so the pick is not the luckiest of N noisy trials (0: off).
+
+    ``landing_moves``: in the budget formulation, a trial whose measured plan misses the budget or
+    sits under 90 % of it re-measures up to that many nearby plans (one group a grid step at a
+    time) and fine-tunes the least pruned one within budget (0: off; ``autoprune.study.landing``).
     """
     if resume is not None:
         return _resume(resume, trials=trials, concurrency=concurrency, quiet=quiet, address=address,
@@ -207,6 +211,7 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
     _positive("bn_recalibration", bn_recalibration, minimum=0)
     _positive("confirm", confirm, minimum=0)
     _positive("confirm_seeds", confirm_seeds, minimum=1)
+    _positive("landing_moves", landing_moves, minimum=0)
     _choice("sampler", sampler, list_samplers())
     _choice("early_stop", early_stop, EARLY_STOP)
     _choice("budget_confidence", budget_confidence, BUDGET_RULES)
@@ -259,7 +264,8 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
                 tightest = min(ms / base for ms, base in targets.values())
                 seeds = sensitivity_seeds(work.space, sens_table, target=tightest)
                 initial_plans = seeds + [p for p in initial_plans[1:2] if p not in seeds]
-        elif initial_plans is None:
+        land_initial = initial_plans is None and formulation == "budget"  # seeds land; plans a user lists run as given
+        if initial_plans is None and formulation == "budget":
             initial_plans = _seeds(work, aim, seed_names, sens_table=sens_table, progress=progress)
 
         outputs = new_run(out, warn=progress.print)
@@ -278,6 +284,7 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
             "trials": trials, "concurrency": concurrency, "seed": seed, "sampler": sampler,
             "budget_confidence": budget_confidence, "formulation": formulation, "seed_plans": list(seed_names),
             "confirm": confirm, "confirm_seeds": confirm_seeds,
+            "landing_moves": landing_moves if formulation == "budget" else 0,
             "precheck": precheck, "bn_recalibration": bn_recalibration, "early_stop": early_stop,
             "eval_every": max(1, finetune_steps // 4) if early_stop != "none" else 0,
             "finetune": {"steps": finetune_steps, "lr": finetune.lr, "batch_size": finetune.batch_size},
@@ -293,7 +300,7 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
         work.space.save(run_dir / "space.yaml")
         opts = _run_options(run_config, run_dir, trials=trials, concurrency=concurrency,
                             cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
-                            initial_plans=tuple(initial_plans), aim=aim)
+                            initial_plans=tuple(initial_plans), aim=aim, land_initial=land_initial)
         outputs.sync()  # the config is there before the first trial ends
         return _execute(work, outputs, run_config, opts, cache=cache, progress=progress, rows=[],
                         references=references)
@@ -445,7 +452,8 @@ def _execute(work: Workload, outputs: RunOutputs, run_config: RunConfig, opts: R
                                 loss=work.loss, workers=work.data.workers),
         metric=work.metric, precheck=run_config.precheck,
         evaluate_infeasible=run_config.sampler == "gp", bn_recalibration=run_config.bn_recalibration,
-        eval_every=run_config.eval_every, references=references, budget_rule=run_config.budget_confidence)
+        eval_every=run_config.eval_every, references=references, budget_rule=run_config.budget_confidence,
+        landing_moves=run_config.landing_moves)
     profiles = [p.name for p in work.profiles]
     written = Checkpoint(outputs, budgets_ms=budgets_ms, baseline=run_config.baseline, profiles=profiles,
                          timings=progress.timings)

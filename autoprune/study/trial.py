@@ -6,6 +6,7 @@ a budget is reported as infeasible without spending a fine-tune on it. No Ray he
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,9 +17,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from autoprune.core.records import PHASES, ProfileLatency, at
+from autoprune.core.records import PHASES, ProfileLatency
+from autoprune.core.records import at as at_profile
 from autoprune.latency import node_lock
-from autoprune.latency.budget import over_budget
+from autoprune.latency.budget import judged_ms, over_budget
 from autoprune.latency.cache import LatencyCache
 from autoprune.latency.measure import latency_for
 from autoprune.latency.profiles import HardwareProfile
@@ -27,6 +29,8 @@ from autoprune.load.data import DataSplits
 from autoprune.load.models import architecture_fingerprint, fingerprint
 from autoprune.prune.engine import count_macs_params, prune
 from autoprune.prune.plan import Plan
+from autoprune.study import landing
+from autoprune.study.landing import Ladder
 from autoprune.train.finetune import FinetuneConfig, evaluate, finetune, recalibrate_bn
 from autoprune.train.task import resolve_loss
 
@@ -53,6 +57,7 @@ class TrialSettings:
     budget_rule: str = "upper"  # a budget is met when the CI's upper end (or, "p50", the estimate) is within it
     metric: str = "top1"  # what ranks plans (autoprune.train.task); evaluated on data.trial_val
     evaluate_infeasible: bool = False  # BN-recalibrate and evaluate plans over budget too (a GP models every value)
+    landing_moves: int = 0  # re-measures along the trial's ladder to land on the budget (0: run the plan as given)
 
 
 def quantization_inputs(data: DataSplits, profiles: Sequence[HardwareProfile]) -> torch.Tensor | None:
@@ -91,6 +96,35 @@ def calibration_batch(dataset: Dataset, size: int) -> tuple[torch.Tensor, torch.
     return x, y
 
 
+def _land(plan: Plan, ladder: Ladder, *, first: tuple[nn.Module, dict[str, Any]],
+          measure: Callable[[Plan], tuple[nn.Module, dict[str, Any]]],
+          settings: TrialSettings) -> tuple[nn.Module, dict[str, Any]]:
+    """Measure along the ladder until the plan sits within the budget's landing window (or the moves
+    run out); the least-pruned plan measured within budget is kept. Every measurement is reported
+    (``landing_probes``) so the driver's latency model learns from all of them."""
+    budgets, rule = settings.budgets_ms, settings.budget_rule
+    runs = {ladder.start: first}
+    at = ladder.start
+    for _ in range(settings.landing_moves):
+        judged = {p: judged_ms(runs[at][1], p, rule=rule) for p in budgets}
+        nxt = landing.next_rung(ladder, at=at, judged_ms=judged, budgets_ms=budgets, tried=list(runs))
+        if nxt is None:
+            break
+        runs[nxt] = measure(plan.model_copy(update={"ratios": dict(ladder.rungs[nxt].ratios)}))
+        at = nxt
+    keep = landing.pick([(i, not over_budget(m, budgets, rule=rule)) for i, (_, m) in runs.items()])
+    pruned, metrics = runs[keep]
+    probes = [{"ratios": ladder.rungs[i].ratios,
+               "measured_ms": {p: m[at_profile("latency_p50_ms", p)] for p in budgets},
+               "judged_ms": {p: judged_ms(m, p, rule=rule) for p in budgets}} for i, (_, m) in runs.items()]
+    metrics = {**metrics, "landing_moves": len(runs) - 1, "landing_probes": json.dumps(probes)}
+    if keep != ladder.start:
+        primary = next(iter(budgets))
+        metrics["plan_run"] = json.dumps(ladder.rungs[keep].ratios)
+        metrics["predicted_ms"] = ladder.rungs[keep].predicted_ms.get(primary)
+    return pruned, metrics
+
+
 class _Timer:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
@@ -106,30 +140,39 @@ class _Timer:
 
 
 def run_trial(model: nn.Module, data: DataSplits, plan: Plan, *, settings: TrialSettings,
-              workdir: str | Path | None = None,
+              workdir: str | Path | None = None, ladder: Ladder | None = None,
               report: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run one plan; returns flat metrics (accuracy, latency per profile, MACs, params, phase times).
 
     ``finetuned`` is False for a plan the pre-check found over budget: its ``accuracy`` is then
     the one before fine-tuning (a ranking signal for the sampler, not a result). ``report`` receives
-    interim metrics every ``settings.eval_every`` fine-tune steps (``final`` False).
+    interim metrics every ``settings.eval_every`` fine-tune steps (``final`` False). With a ``ladder``
+    (``plan`` is its start) and ``settings.landing_moves``, the plan is landed on the budget first
+    (``autoprune.study.landing``): ``plan_run`` (JSON) then names the plan that was fine-tuned.
     """
     t_start = time.perf_counter()
     timer = _Timer()
     calib = calibration_batch(data.train, settings.calibration_size)
-    pruned = timer.run("prune", prune, model, plan, input_shape=settings.input_shape, calibration=calib,
-                       loss=resolve_loss(settings.finetune.loss))
-    pruned_fp = fingerprint(pruned)  # apply checks it rebuilds exactly these weights
-    macs, params = timer.run("prune", count_macs_params, pruned, input_shape=settings.input_shape)
-    arch = architecture_fingerprint(pruned)
-    metrics: dict[str, Any] = {"macs": macs, "params": params, "arch_fingerprint": arch,
-                               "pruned_fingerprint": pruned_fp}
     quant_calib = quantization_inputs(data, settings.profiles)
-    for i, profile in enumerate(settings.profiles):
-        stats = latency_for(pruned, profile, input_shape=settings.input_shape, arch_key=arch, cache=settings.cache,
-                            workdir=workdir, reference=settings.references.get(profile.name), run=timer.run,
-                            calibration=quant_calib)
-        metrics.update(ProfileLatency.from_stats(stats).columns(primary=i == 0))
+
+    def prune_and_measure(plan: Plan) -> tuple[nn.Module, dict[str, Any]]:
+        pruned = timer.run("prune", prune, model, plan, input_shape=settings.input_shape, calibration=calib,
+                           loss=resolve_loss(settings.finetune.loss))
+        pruned_fp = fingerprint(pruned)  # apply checks it rebuilds exactly these weights
+        macs, params = timer.run("prune", count_macs_params, pruned, input_shape=settings.input_shape)
+        arch = architecture_fingerprint(pruned)
+        metrics: dict[str, Any] = {"macs": macs, "params": params, "arch_fingerprint": arch,
+                                   "pruned_fingerprint": pruned_fp}
+        for i, profile in enumerate(settings.profiles):
+            stats = latency_for(pruned, profile, input_shape=settings.input_shape, arch_key=arch, cache=settings.cache,
+                                workdir=workdir, reference=settings.references.get(profile.name), run=timer.run,
+                                calibration=quant_calib)
+            metrics.update(ProfileLatency.from_stats(stats).columns(primary=i == 0))
+        return pruned, metrics
+
+    pruned, metrics = prune_and_measure(plan)
+    if ladder is not None and settings.landing_moves > 0 and settings.budgets_ms:
+        pruned, metrics = _land(plan, ladder, first=(pruned, metrics), measure=prune_and_measure, settings=settings)
     missed = over_budget(metrics, settings.budgets_ms, rule=settings.budget_rule)
     feasible = not (settings.precheck and missed)
     device = torch.device(settings.device)
@@ -179,7 +222,7 @@ def run_trial(model: nn.Module, data: DataSplits, plan: Plan, *, settings: Trial
             deployed = timer.run("evaluate", deployed_accuracy, pruned, data, settings.profiles,
                                  input_shape=settings.input_shape, calibration=quant_calib, workdir=workdir)
             metrics["accuracy_float"] = metrics["accuracy"]
-            metrics.update({at("accuracy", name): acc for name, acc in deployed.items()})
+            metrics.update({at_profile("accuracy", name): acc for name, acc in deployed.items()})
             # The search ranks what will be deployed: on an INT8 primary profile, the INT8 model's accuracy.
             metrics["accuracy"] = deployed.get(settings.profiles[0].name, metrics["accuracy"])
     metrics.update(phase_times())
