@@ -106,6 +106,12 @@ class BudgetedOptunaSearch(OptunaSearch):
             primary = next(iter(self._budgets_ms))
             extra.update({SHIFT_KEY: repaired.shift, PREDICTED_KEY: repaired.predicted_ms[primary]})
             ot_trial.set_user_attr(RATIOS_ATTR, dict(repaired.ratios))
+        elif self._aim is not None and self._land_initial and plan_key(proposal) in self._seen:
+            # A seed that an earlier seed landed on: an unseen neighbour runs instead (no plan twice).
+            other = self._neighbour(proposal)
+            if other is not None:
+                config = dict(other)
+                ot_trial.set_user_attr(RATIOS_ATTR, dict(other))
         if self._aim is not None and (self._land_initial or not enqueued):
             ladder = landing.build(ratios_from_config(config), proposal=proposal, space=self._aim.space,
                                    predict=self._aim.predict, ran=lambda r: plan_key(r) in self._seen)
