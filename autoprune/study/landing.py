@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from autoprune.latency.cost import AIM
 from autoprune.space.space import SearchSpace
+from autoprune.study.repair import shifted
 
 LOW = 0.90  # a plan judged under this fraction of its budget moves to a less pruned rung
 RUNGS = 8  # rungs each way from the plan
@@ -60,20 +61,19 @@ def build(plan: Mapping[str, float], *, proposal: Mapping[str, float] | None, sp
     """The ladder around ``plan`` (ratios on the space's grid); ``proposal`` is what the sampler asked
     for. Rungs for which ``ran`` is true (plans other trials ran) are left out: no plan runs twice."""
     grids = {n: g.choices() for n, g in space.groups.items()}
-    base = {n: float(plan.get(n, g.low)) for n, g in space.groups.items()}
+    base = shifted(plan, 0.0, space)  # every group on its grid, so a rung's index is its ratio's
     wanted = {n: float((proposal or base).get(n, base[n])) for n in base}
 
     def walk(direction: int) -> list[dict[str, float]]:
         out, cur = [], dict(base)
         for _ in range(rungs):
-            movable = [n for n in cur if 0 <= grids[n].index(_on_grid(cur[n], grids[n])) + direction < len(grids[n])]
+            movable = [n for n in cur if 0 <= grids[n].index(cur[n]) + direction < len(grids[n])]
             if not movable:
                 break
             # Towards less pruning (-1) the group furthest above the proposal; towards more (+1) the one
             # furthest below it: the allocation drifts as little as it can. Ties: the name, for determinism.
             name = min(movable, key=lambda n: (direction * (cur[n] - wanted[n]), n))
-            i = grids[name].index(_on_grid(cur[name], grids[name])) + direction
-            cur = {**cur, name: grids[name][i]}
+            cur = {**cur, name: grids[name][grids[name].index(cur[name]) + direction]}
             out.append(cur)
         return out
 
@@ -81,10 +81,6 @@ def build(plan: Mapping[str, float], *, proposal: Mapping[str, float] | None, sp
     faster = [p for p in walk(+1) if not ran(p)]
     plans = [*reversed(slower), base, *faster]
     return Ladder(rungs=tuple(Rung(ratios=p, predicted_ms=dict(predict(p))) for p in plans), start=len(slower))
-
-
-def _on_grid(value: float, grid: list[float]) -> float:
-    return min(grid, key=lambda v: abs(v - value))
 
 
 def next_rung(ladder: Ladder, *, at: int, judged_ms: Mapping[str, float], budgets_ms: Mapping[str, float],

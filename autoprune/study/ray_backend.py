@@ -114,10 +114,10 @@ class Recorder(tune.Callback):
     def _record(self, trial, status: Status, **fields: Any) -> TrialRecord:
         number = int(trial.config[TRIAL_NUMBER_KEY])
         result = trial.last_result or {}
-        # A trial that landed on another rung of its ladder ran that plan (and predicted its figure).
-        ran = json.loads(result["plan_run"]) if result.get("plan_run") else trial.config
-        ratios = ratios_from_config(ran)
-        predicted = result.get("predicted_ms") if result.get("plan_run") else trial.config.get(PREDICTED_KEY)
+        if result.get("plan_run"):  # the trial landed on another rung of its ladder: it ran (and predicted) that plan
+            ratios, predicted = ratios_from_config(json.loads(result["plan_run"])), result.get("predicted_ms")
+        else:
+            ratios, predicted = ratios_from_config(trial.config), trial.config.get(PREDICTED_KEY)
         plan = save_plan(self.run_dir, number, ratios, self.plan_fields)
         now = time.time()
         return TrialRecord(trial=trial_name(number), status=status, plan=str(plan.relative_to(self.run_dir)),
