@@ -90,11 +90,13 @@ def test_a_trial_over_its_budget_lands_on_a_rung_and_reports_the_plan_it_ran():
     profile = resolve_profile(str(TINY_SINGLE))
     plan = Plan(ratios=_middle(aim))
     settings = TrialSettings(input_shape=SHAPE, profiles=(profile,), finetune=FinetuneConfig(steps=0))
-    first = run_trial(model, data, plan, settings=settings)
-    start_ms = judged_ms(first, profile.name, rule="upper")
+    # The lower of two warm figures: a process's first measurement can read a third high (CI: 4.55 ms,
+    # then 3.35 ms for the same plan), which would put the budget above the plan's own figure.
+    start_ms = min(judged_ms(run_trial(model, data, plan, settings=settings), profile.name, rule="upper")
+                   for _ in range(2))
     ladder = landing.build(plan.ratios, proposal=None, space=aim.space,
                            predict=lambda r: {profile.name: aim.predict(r)["p"]})
-    budget = 0.85 * start_ms
+    budget = 0.8 * start_ms
     landed = run_trial(model, data, plan, ladder=ladder,
                        settings=TrialSettings(input_shape=SHAPE, profiles=(profile,), finetune=FinetuneConfig(steps=1),
                                               budgets_ms={profile.name: budget}, landing_moves=2))

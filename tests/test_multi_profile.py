@@ -14,22 +14,36 @@ from autoprune.latency.table_build import build_table, prediction_error, random_
 from autoprune.load.models import load_model
 from autoprune.prune.engine import prune
 from autoprune.prune.plan import Plan
-from autoprune.space.space import init_space
+from autoprune.space.space import SearchSpace, init_space
 from autoprune.study.samplers import CONSTRAINT_PREFIX
 from tests.conftest import ROOT, TINY_PROFILE
+from tests.helpers import demo_space
 
 TINY_B4 = ROOT / "tests/profiles/tiny-b4.yaml"
 
 
 @pytest.fixture(scope="module")
-def run(ray_local, table, tmp_path_factory):
+def demo_table(tmp_path_factory):
+    """A latency table of the demo over its wide groups, on the pooled profile."""
+    out = tmp_path_factory.mktemp("demo-table")
+    space_file = demo_space(out / "space.yaml", high=0.5, step=0.25)
+    space = SearchSpace.load(space_file)
+    t = build_table(load_model("builtin:demo"), input_shape=(1, 8, 8), profile=HardwareProfile.load(TINY_PROFILE),
+                    space=space, calibration_ratios=(0.0, 0.5))
+    return space_file, t.save(out / "demo.yaml")
+
+
+@pytest.fixture(scope="module")
+def run(ray_local, demo_table, tmp_path_factory):
     """Three profiles: pooled (tiny), single-process (tiny-b4), and one that predicts from a latency
     table (tiny-table, no budget)."""
+    # The demo, not TinyResNet: TinyResNet's 0.1 ms at batch 4 is per-operator overhead, so pruning
+    # all of it moved its latency less than the noise and 0.9x was out of reach on a CI machine.
     out = tmp_path_factory.mktemp("runs")
-    _, _, _, path = table
+    space_file, path = demo_table
     prof = yaml.safe_load(TINY_PROFILE.read_text()) | {"name": "tiny-table", "latency_table": str(path)}
     (out / "tiny-table.yaml").write_text(yaml.safe_dump(prof))
-    return search(budget=["0.9x@tiny-b4", "500ms@tiny"], model="tests.helpers:tiny_resnet",
+    return search(budget=["0.9x@tiny-b4", "500ms@tiny"], model="builtin:demo", space=space_file,
                   profile=[TINY_PROFILE, TINY_B4, out / "tiny-table.yaml"], trials=5, finetune_steps=3, out=out,
                   quiet=True)
 
