@@ -6,30 +6,18 @@ options shared by several commands are declared once below.
 
 from __future__ import annotations
 
-import inspect
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from autoprune.commands.apply import apply
-from autoprune.commands.profile import (
-    describe_errors,
-    profile_build_table,
-    profile_calibrate,
-    profile_measure,
-)
-from autoprune.commands.regularize import regularize
-from autoprune.commands.runs import compare_runs, runs
-from autoprune.commands.sensitivity import sensitivity
-from autoprune.commands.space import space_init
-from autoprune.commands.sparsify import sparsify
+from autoprune.core import signature
 from autoprune.core.errors import AutopruneError, SearchInterrupted
-from autoprune.latency.profiles import list_profiles, resolve_profile
-from autoprune.study.run import search
 
+# The API functions are imported inside each command: ``--help`` and a usage error answer before
+# torch, Ray and pandas are imported (seconds); the defaults are read from their source instead.
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Search per-layer channel-prune ratios under a latency budget, then apply the best plan.")
 space_app = typer.Typer(no_args_is_help=True, help="Search spaces: which groups are searched, and over which ratios.")
@@ -38,15 +26,22 @@ app.add_typer(space_app, name="space")
 app.add_typer(profile_app, name="profile")
 
 
-def defaults(fn: Callable[..., Any]) -> dict[str, Any]:
+def defaults(module: str, function: str) -> dict[str, Any]:
     """The keyword defaults of an API function: the CLI's defaults."""
-    return {n: p.default for n, p in inspect.signature(fn).parameters.items() if p.default is not inspect.Parameter.empty}
+    return signature.defaults(module, function)
 
 
-SEARCH, APPLY, SENS, REG, SPARSE = defaults(search), defaults(apply), defaults(sensitivity), defaults(regularize), defaults(sparsify)
-SPACE, MEASURE, TABLE = defaults(space_init), defaults(profile_measure), defaults(profile_build_table)
-RUNS = defaults(runs)
-CALIBRATE = defaults(profile_calibrate)
+SEARCH = defaults("autoprune.study.run", "search")
+APPLY = defaults("autoprune.commands.apply", "apply")
+SENS = defaults("autoprune.commands.sensitivity", "sensitivity")
+REG = defaults("autoprune.commands.regularize", "regularize")
+SPARSE = defaults("autoprune.commands.sparsify", "sparsify")
+SPACE = defaults("autoprune.commands.space", "space_init")
+MEASURE = defaults("autoprune.commands.profile", "profile_measure")
+TABLE = defaults("autoprune.commands.profile", "profile_build_table")
+CALIBRATE = defaults("autoprune.commands.profile", "profile_calibrate")
+RUNS = defaults("autoprune.commands.runs", "runs")
+
 
 # Options several commands share.
 Model = Annotated[str, typer.Option(help="builtin:demo, torchvision:NAME[?weights=DEFAULT&num_classes=N], timm:NAME[?pretrained=true&num_classes=N], a checkpoint .pt, or package.module:function.")]
@@ -97,6 +92,16 @@ def search_cmd(
     landing_moves: Annotated[int, typer.Option(help="Nearby plans a trial may measure to land within 90-100 % of the budget (0: off).")] = SEARCH["landing_moves"],
 ) -> None:
     """Search per-group prune ratios; writes trials.csv, pareto.csv, a plot and plans."""
+    if resume is None:  # a bad argument is one line before the heavy imports below
+        from autoprune.study.arguments import check_search
+
+        check_search(budget=budget, profile=profile, trials=trials, concurrency=concurrency,
+                     finetune_steps=finetune_steps, bn_recalibration=bn_recalibration, confirm=confirm,
+                     confirm_seeds=confirm_seeds, landing_moves=landing_moves, early_stop=early_stop,
+                     budget_confidence=budget_confidence, formulation=formulation, sampler=sampler,
+                     seed_plans=seed_plans, sensitivity=sensitivity)
+    from autoprune.study.run import search
+
     search(budget=budget, model=model, data=data, space=space, profile=profile,
            trials=trials, concurrency=concurrency, seed=seed, finetune_steps=finetune_steps, criterion=criterion,
            out=out, sampler=sampler, precheck=precheck, bn_recalibration=bn_recalibration, early_stop=early_stop,
@@ -124,6 +129,8 @@ def apply_cmd(
     device: Device = APPLY["device"],
 ) -> None:
     """Prune the model with a plan from a run, fine-tune, export .pt and .onnx, and report."""
+    from autoprune.commands.apply import apply
+
     apply(run, pick=pick, epochs=epochs, lr=lr, out=out, distill=distill, kd_alpha=kd_alpha,
           kd_temperature=kd_temperature, kd_features=kd_features, kd_beta=kd_beta, progressive=progressive,
           unstructured=unstructured, unstructured_scope=unstructured_scope, device=device)
@@ -147,6 +154,8 @@ def sensitivity_cmd(
     device: Device = SENS["device"],
 ) -> None:
     """Prune each group alone at several ratios: accuracy and latency per group, and a narrowed space."""
+    from autoprune.commands.sensitivity import sensitivity
+
     try:
         parsed = [float(r) for r in ratios.split(",")]
     except ValueError:
@@ -170,6 +179,8 @@ def regularize_cmd(
     device: Device = REG["device"],
 ) -> None:
     """Sparsity regularisation before pruning: train with a channel-sparsity penalty, measure what it buys."""
+    from autoprune.commands.regularize import regularize
+
     regularize(model=model, data=data, method=method, strength=strength, epochs=epochs, lr=lr,
                probe_ratio=probe_ratio, out=out, weights=weights, device=device)
 
@@ -188,6 +199,8 @@ def sparsify_cmd(
     device: Device = SPARSE["device"],
 ) -> None:
     """Unstructured magnitude pruning: zero small weights, fine-tune, report sparsity, sizes and latency."""
+    from autoprune.commands.sparsify import sparsify
+
     sparsify(model=model, data=data, sparsity=sparsity, scope=scope, epochs=epochs, lr=lr, profile=profile, out=out,
              weights=weights, device=device)
 
@@ -200,6 +213,8 @@ def runs_cmd(
     plot: Annotated[Path | None, typer.Option(help="With --compare: the plot file (default: fronts.png beside the first run).")] = None,
 ) -> None:
     """List past runs (model, budgets, trials done, status, best plan within budget), or compare their fronts."""
+    from autoprune.commands.runs import compare_runs, runs
+
     if compare:
         compare_runs(run or [], plot=plot)
     elif run:
@@ -218,6 +233,8 @@ def space_init_cmd(
     step: Annotated[float, typer.Option(help="Ratio step.")] = SPACE["step"],
 ) -> None:
     """Print a search space YAML covering every prunable group of a model."""
+    from autoprune.commands.space import space_init
+
     typer.echo(space_init(model=model, data=data, input_shape=input_shape, low=low, high=high, step=step).to_yaml(),
                nl=False)
 
@@ -225,6 +242,8 @@ def space_init_cmd(
 @profile_app.command("list")
 def profile_list_cmd() -> None:
     """List the shipped hardware profiles."""
+    from autoprune.latency.profiles import list_profiles, resolve_profile
+
     for name in list_profiles():
         typer.echo(f"{name:<20} {resolve_profile(name).description}")
 
@@ -238,6 +257,8 @@ def profile_measure_cmd(
     method: Annotated[str | None, typer.Option(help="pooled (worker processes against the shipped anchor, with a 95 % CI) or single (one process, fast); default: the profile's.")] = MEASURE["method"],
 ) -> None:
     """Measure a model's latency on a profile: the estimate, its 95 % CI (pooled) and p90."""
+    from autoprune.commands.profile import profile_measure
+
     stats = profile_measure(model=model, profile=profile, data=data, input_shape=input_shape, method=method)
     ci = f"  95 % CI {stats.ci_low_ms:.3f}–{stats.ci_high_ms:.3f} ms" if stats.has_ci else ""
     typer.echo(f"p50 {stats.p50_ms:.3f} ms{ci}  p90 {stats.p90_ms:.3f} ms  spread {stats.spread:.1%}")
@@ -247,6 +268,8 @@ def profile_measure_cmd(
 @profile_app.command("calibrate")
 def profile_calibrate_cmd(profile: Profile = CALIBRATE["profile"]) -> None:
     """Time the shipped anchor model again on this machine: the scale of pooled figures without an unpruned model."""
+    from autoprune.commands.profile import profile_calibrate
+
     ref = profile_calibrate(profile=profile)
     typer.echo(f"anchor on {profile}: {ref.ms:.3f} ms [95 % CI {ref.ms_low:.3f}, {ref.ms_high:.3f}]")
 
@@ -263,6 +286,8 @@ def profile_build_table_cmd(
 ) -> None:
     """Measure per-layer latencies on a profile into a table that predicts latency without measuring."""
     from rich.console import Console
+
+    from autoprune.commands.profile import describe_errors, profile_build_table
 
     console = Console(stderr=True)
     with console.status("measuring layers") as status:

@@ -18,16 +18,12 @@ from autoprune.prune.engine import prune
 from autoprune.prune.groups import layer_shapes
 from autoprune.prune.plan import Plan
 from autoprune.space.space import init_space
+from autoprune.study.arguments import parse_seed_plans
 from autoprune.study.local_sampler import RATIOS_ATTR, LocalMovesSampler
 from autoprune.study.repair import BudgetAim, shifted, to_budget
-from autoprune.study.seeds import (
-    global_seed,
-    parse_seed_plans,
-    sensitivity_seed,
-    uniform_seed,
-)
+from autoprune.study.seeds import global_seed, sensitivity_seed, uniform_seed
 from tests.conftest import TINY_SINGLE
-from tests.helpers import demo_space, tiny_mobile, tiny_resnet, tiny_space
+from tests.helpers import tiny_mobile, tiny_resnet, tiny_space
 
 SHAPE = (1, 8, 8)
 
@@ -144,8 +140,9 @@ def space_file(tmp_path):
 
 
 def test_budget_search_aims_every_trial_at_the_budget(ray_local, tmp_path):
-    space = demo_space(tmp_path / "space.yaml", high=0.75, step=0.125)
-    result = search(budget="0.6x", model="builtin:demo", space=space, profile=TINY_SINGLE,
+    # The demo's whole space: four of its groups at 0.75 read 0.59x to 0.72x of the unpruned demo from
+    # one machine to the next, so a budget inside their reach was at the space's corner on some.
+    result = search(budget="0.6x", model="builtin:demo", profile=TINY_SINGLE,
                     trials=5, finetune_steps=2, seed_plans="uniform,global", out=tmp_path, quiet=True)
     config = yaml.safe_load((result.run_dir / "config.yaml").read_text())
     assert config["formulation"] == "budget" and config["seed_plans"] == ["uniform", "global"]

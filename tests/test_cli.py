@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -182,3 +185,39 @@ def test_usage_errors_and_help(tmp_path):
     helped = cli("search", "--help", cwd=tmp_path)
     assert helped.returncode == 0 and "[default: 50ms]" in helped.stdout  # the API's default, read off search()
     assert not (tmp_path / "runs").exists()
+
+
+# (CLI table, module, function): every default the CLI shows is the API function's own.
+_DEFAULTS = [("SEARCH", "autoprune.study.run", "search"), ("APPLY", "autoprune.commands.apply", "apply"),
+             ("SENS", "autoprune.commands.sensitivity", "sensitivity"),
+             ("REG", "autoprune.commands.regularize", "regularize"),
+             ("SPARSE", "autoprune.commands.sparsify", "sparsify"), ("SPACE", "autoprune.commands.space", "space_init"),
+             ("MEASURE", "autoprune.commands.profile", "profile_measure"),
+             ("TABLE", "autoprune.commands.profile", "profile_build_table"),
+             ("CALIBRATE", "autoprune.commands.profile", "profile_calibrate"), ("RUNS", "autoprune.commands.runs", "runs")]
+
+
+@pytest.mark.parametrize(("table", "module", "function"), _DEFAULTS)
+def test_the_cli_defaults_read_from_source_are_the_api_signatures(table, module, function):
+    import importlib
+    import inspect
+
+    from autoprune import cli as cli_module
+
+    fn = getattr(importlib.import_module(module), function)
+    expected = {n: p.default for n, p in inspect.signature(fn).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    assert getattr(cli_module, table) == expected
+
+
+def test_help_and_a_bad_argument_answer_before_the_heavy_imports(tmp_path):
+    """``--help`` and a mistyped budget or option never import torch, Ray, pandas or Optuna (seconds)."""
+    probe = ("import sys\nfrom autoprune.cli import main\n"
+             "codes = [main(['--help']), main(['search', '--help']), main(['search', '--budget', '5parsecs']),"
+             " main(['search', '--budget', '50ms', '--seed-plans', 'magic']),"
+             " main(['search', '--budget', '50ms', '--profile', 'tpu-v9'])]\n"
+             "print(codes, sorted(m for m in ('torch', 'ray', 'pandas', 'optuna') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, check=False,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert done.stdout.strip().splitlines()[-1] == "[0, 0, 2, 2, 2] []", done.stdout + done.stderr
+    assert "seed plan 'magic' is unknown" in done.stderr and "'tpu-v9'" in done.stderr

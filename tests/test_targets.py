@@ -14,7 +14,7 @@ from autoprune.latency.budget import Budget
 from autoprune.latency.cache import LocalLatencyCache
 from autoprune.latency.measure import latency_for
 from autoprune.latency.profiles import HardwareProfile
-from autoprune.study.run import resolve_targets
+from autoprune.study.arguments import resolve_targets
 from tests import lock_workers
 from tests.conftest import ROOT
 from tests.helpers import tiny_resnet

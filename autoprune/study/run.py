@@ -15,10 +15,7 @@ import pandas as pd
 from autoprune.core import config as cfg
 from autoprune.core.errors import AutopruneError, SearchInterrupted
 from autoprune.core.records import (
-    BUDGET_RULES,
-    EARLY_STOP,
     FINISHED,
-    FORMULATIONS,
     RUN_FORMAT,
     RunConfig,
     Status,
@@ -26,11 +23,11 @@ from autoprune.core.records import (
     ratios_of,
     status_of,
 )
-from autoprune.latency.budget import Budget, judged_ms
+from autoprune.latency.budget import judged_ms
 from autoprune.latency.cache import LatencyCache
 from autoprune.latency.cost import CostModel, channel_block
 from autoprune.latency.measure import baseline_latency, latency_for, run_references
-from autoprune.latency.profiles import DEFAULT_PROFILE, HardwareProfile, resolve_profile
+from autoprune.latency.profiles import DEFAULT_PROFILE, resolve_profile
 from autoprune.latency.reference import Reference
 from autoprune.load.models import architecture_fingerprint, fingerprint
 from autoprune.prune.engine import count_macs_params, prune
@@ -44,6 +41,7 @@ from autoprune.report.frames import (
 from autoprune.report.html import write_report
 from autoprune.report.progress import SearchProgress
 from autoprune.space.sensitivity import load_sensitivity, sensitivity_seeds
+from autoprune.study.arguments import check_search, choice, positive
 from autoprune.study.options import RunOptions
 from autoprune.study.outputs import (
     Checkpoint,
@@ -55,7 +53,6 @@ from autoprune.study.outputs import (
 )
 from autoprune.study.repair import BudgetAim, shifted
 from autoprune.study.samplers import list_samplers, uniform_seeds
-from autoprune.study.seeds import DEFAULT_SEED_PLANS, parse_seed_plans
 from autoprune.study.storage import (
     check_storage,
     load_study,
@@ -78,42 +75,6 @@ class SearchResult:
     baseline: dict[str, Any]
     plot: Path | None
     location: str = ""  # where the run is kept: ``run_dir``, or the URL given as ``out``
-
-
-def _positive(name: str, value: int, *, minimum: int = 1) -> int:
-    if not isinstance(value, int) or value < minimum:
-        raise AutopruneError(f"{name} is {value!r}; it must be an integer >= {minimum}")
-    return value
-
-
-def _as_list(value: Any) -> list[Any]:
-    return [value] if isinstance(value, (str, Path)) else list(value)
-
-
-def resolve_targets(budget: str | Sequence[str], profile: str | Path | Sequence[str | Path]
-                    ) -> tuple[tuple[HardwareProfile, ...], tuple[Budget, ...]]:
-    """Profiles (primary first) and budgets bound to them; ``50ms`` binds to the first profile."""
-    profiles = [resolve_profile(p) for p in _as_list(profile)]
-    if not profiles:
-        raise AutopruneError("no profile given; pass --profile NAME (e.g. cpu-default)")
-    names = [p.name for p in profiles]
-    if len(set(names)) != len(names):
-        raise AutopruneError(f"profiles {names} repeat a name; give each --profile once")
-    budgets = [Budget.parse(b) for b in _as_list(budget)]
-    if not budgets:
-        raise AutopruneError("no budget given; pass --budget, e.g. 50ms or 0.5x@cpu-default")
-    budgets = [b if b.profile is not None else b.on(names[0]) for b in budgets]
-    for b in budgets:
-        if b.profile not in names:
-            raise AutopruneError(f"budget {b.text!r} names profile {b.profile!r}, which is not searched; "
-                                 f"profiles: {', '.join(names)} (add --profile {b.profile})")
-    bound = [b.profile for b in budgets]
-    if len(set(bound)) != len(bound):
-        raise AutopruneError(f"two budgets for one profile ({', '.join(str(b) for b in budgets)}); "
-                             "give at most one budget per profile")
-    primary = budgets[0].profile
-    profiles.sort(key=lambda p: p.name != primary)  # stable: the primary first, the rest as given
-    return tuple(profiles), tuple(budgets)
 
 
 def measure_baseline(work: Workload, *, cache: LatencyCache | None = None
@@ -144,12 +105,6 @@ def measure_baseline(work: Workload, *, cache: LatencyCache | None = None
             if profile.name in deployed:
                 base["accuracy_float"] = base_acc
     return base, refs
-
-
-def _choice(name: str, value: str, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise AutopruneError(f"{name} {value!r} is unknown; choose one of {', '.join(choices)}")
-    return value
 
 
 def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo", data: str = "builtin:digits",
@@ -203,25 +158,13 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
     if resume is not None:
         return _resume(resume, trials=trials, concurrency=concurrency, quiet=quiet, address=address,
                        cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial)
-    trials = 24 if trials is None else trials
-    profiles, budgets = resolve_targets(budget, profile)
-    _positive("trials", trials)
-    _positive("concurrency", concurrency)
-    _positive("finetune_steps", finetune_steps, minimum=0)
-    _positive("bn_recalibration", bn_recalibration, minimum=0)
-    _positive("confirm", confirm, minimum=0)
-    _positive("confirm_seeds", confirm_seeds, minimum=1)
-    _positive("landing_moves", landing_moves, minimum=0)
-    _choice("sampler", sampler, list_samplers())
-    _choice("early_stop", early_stop, EARLY_STOP)
-    _choice("budget_confidence", budget_confidence, BUDGET_RULES)
-    _choice("formulation", formulation, FORMULATIONS)
-    if seed_plans is None:  # the default; a sensitivity table given is used, not recomputed
-        seed_plans = DEFAULT_SEED_PLANS + (",sensitivity" if sensitivity is not None else "")
-    seed_names = parse_seed_plans(seed_plans)
-    if sampler == "local" and formulation != "budget":
-        raise AutopruneError("sampler 'local' moves channels between groups at equal latency; it needs "
-                             "--formulation budget (one objective), not front")
+    args = check_search(budget=budget, profile=profile, trials=trials, concurrency=concurrency,
+                        finetune_steps=finetune_steps, bn_recalibration=bn_recalibration, confirm=confirm,
+                        confirm_seeds=confirm_seeds, landing_moves=landing_moves, early_stop=early_stop,
+                        budget_confidence=budget_confidence, formulation=formulation, sampler=sampler,
+                        seed_plans=seed_plans, sensitivity=sensitivity)
+    choice("sampler", sampler, list_samplers())
+    profiles, budgets, trials, seed_names = args.profiles, args.budgets, args.trials, args.seed_plans
     if storage is not None:
         check_storage(storage)
     check_out(out)
@@ -481,8 +424,8 @@ def _resume(run: str | Path, *, trials: int | None, concurrency: int, quiet: boo
     outputs = existing_run(run, what="--resume")
     run_dir = outputs.local
     run_config = RunConfig.read(run_dir, what="--resume")
-    total = run_config.trials if trials is None else _positive("trials", trials)
-    _positive("concurrency", concurrency)
+    total = run_config.trials if trials is None else positive("trials", trials)
+    positive("concurrency", concurrency)
     rows = (pd.read_csv(run_dir / "trials.csv").to_dict("records")
             if (run_dir / "trials.csv").is_file() else [])
     rows = [r for r in rows if status_of(r) in FINISHED]

@@ -24,26 +24,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from autoprune.core.errors import AutopruneError
 from autoprune.prune.groups import removed_units
 from autoprune.study.repair import BudgetAim, shifted
-
-SEED_PLANS = ("uniform", "global", "latency", "sensitivity")
-# ``sensitivity`` costs groups x 3 evaluations before the first trial (over 20 minutes on a
-# pretrained EfficientNet-Lite0 on 2 cores): it runs when asked for, or when a table is given.
-DEFAULT_SEED_PLANS = "uniform,global,latency"
-
-
-def parse_seed_plans(spec: str | Sequence[str]) -> tuple[str, ...]:
-    """``uniform,global`` (or a list) → validated names; ``none`` or empty → ()."""
-    names = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
-    if names == ["none"]:
-        return ()
-    for n in names:
-        if n not in SEED_PLANS:
-            raise AutopruneError(f"seed plan {n!r} is unknown; choose from {', '.join(SEED_PLANS)} "
-                                 "(comma-separated), or none")
-    return tuple(dict.fromkeys(names))
 
 
 def uniform_seed(aim: BudgetAim) -> dict[str, float]:

@@ -1,0 +1,116 @@
+"""The search's plain arguments, checked before torch, Ray or pandas are imported.
+
+``search`` calls ``check_search`` first; the CLI calls it before it imports ``search`` at all, so a
+mistyped budget, profile or option is one line within a second, not after seconds of imports.
+Only pydantic and YAML (profiles) are needed here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autoprune.core.errors import AutopruneError
+from autoprune.core.records import BUDGET_RULES, EARLY_STOP, FORMULATIONS
+from autoprune.latency.budget import Budget
+from autoprune.latency.profiles import HardwareProfile, resolve_profile
+
+SEED_PLANS = ("uniform", "global", "latency", "sensitivity")
+# ``sensitivity`` costs groups x 3 evaluations before the first trial (over 20 minutes on a
+# pretrained EfficientNet-Lite0 on 2 cores): it runs when asked for, or when a table is given.
+DEFAULT_SEED_PLANS = "uniform,global,latency"
+DEFAULT_TRIALS = 24
+
+
+@dataclass(frozen=True)
+class SearchArguments:
+    """What ``check_search`` resolved: the profiles (primary first), budgets bound to them, the trial
+    count and the seed plans' names."""
+
+    profiles: tuple[HardwareProfile, ...]
+    budgets: tuple[Budget, ...]
+    trials: int
+    seed_plans: tuple[str, ...]
+
+
+def positive(name: str, value: int, *, minimum: int = 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise AutopruneError(f"{name} is {value!r}; it must be an integer >= {minimum}")
+    return value
+
+
+def choice(name: str, value: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise AutopruneError(f"{name} {value!r} is unknown; choose one of {', '.join(choices)}")
+    return value
+
+
+def parse_seed_plans(spec: str | Sequence[str]) -> tuple[str, ...]:
+    """``uniform,global`` (or a list) → validated names; ``none`` or empty → ()."""
+    names = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+    if names == ["none"]:
+        return ()
+    for n in names:
+        if n not in SEED_PLANS:
+            raise AutopruneError(f"seed plan {n!r} is unknown; choose from {', '.join(SEED_PLANS)} "
+                                 "(comma-separated), or none")
+    return tuple(dict.fromkeys(names))
+
+
+def _as_list(value: Any) -> list[Any]:
+    return [value] if isinstance(value, (str, Path)) else list(value)
+
+
+def resolve_targets(budget: str | Sequence[str], profile: str | Path | Sequence[str | Path]
+                    ) -> tuple[tuple[HardwareProfile, ...], tuple[Budget, ...]]:
+    """Profiles (primary first) and budgets bound to them; ``50ms`` binds to the first profile."""
+    profiles = [resolve_profile(p) for p in _as_list(profile)]
+    if not profiles:
+        raise AutopruneError("no profile given; pass --profile NAME (e.g. cpu-default)")
+    names = [p.name for p in profiles]
+    if len(set(names)) != len(names):
+        raise AutopruneError(f"profiles {names} repeat a name; give each --profile once")
+    budgets = [Budget.parse(b) for b in _as_list(budget)]
+    if not budgets:
+        raise AutopruneError("no budget given; pass --budget, e.g. 50ms or 0.5x@cpu-default")
+    budgets = [b if b.profile is not None else b.on(names[0]) for b in budgets]
+    for b in budgets:
+        if b.profile not in names:
+            raise AutopruneError(f"budget {b.text!r} names profile {b.profile!r}, which is not searched; "
+                                 f"profiles: {', '.join(names)} (add --profile {b.profile})")
+    bound = [b.profile for b in budgets]
+    if len(set(bound)) != len(bound):
+        raise AutopruneError(f"two budgets for one profile ({', '.join(str(b) for b in budgets)}); "
+                             "give at most one budget per profile")
+    primary = budgets[0].profile
+    profiles.sort(key=lambda p: p.name != primary)  # stable: the primary first, the rest as given
+    return tuple(profiles), tuple(budgets)
+
+
+def check_search(*, budget: str | Sequence[str], profile: str | Path | Sequence[str | Path], trials: int | None,
+                 concurrency: int, finetune_steps: int, bn_recalibration: int, confirm: int, confirm_seeds: int,
+                 landing_moves: int, early_stop: str, budget_confidence: str, formulation: str, sampler: str,
+                 seed_plans: str | Sequence[str] | None, sensitivity: str | Path | None) -> SearchArguments:
+    """Every argument of a new search that can be checked without the model, the data or Ray.
+    (The sampler's name is checked against its registry by ``search``: that needs Optuna.)"""
+    trials = DEFAULT_TRIALS if trials is None else trials
+    profiles, budgets = resolve_targets(budget, profile)
+    positive("trials", trials)
+    positive("concurrency", concurrency)
+    positive("finetune_steps", finetune_steps, minimum=0)
+    positive("bn_recalibration", bn_recalibration, minimum=0)
+    positive("confirm", confirm, minimum=0)
+    positive("confirm_seeds", confirm_seeds, minimum=1)
+    positive("landing_moves", landing_moves, minimum=0)
+    choice("early_stop", early_stop, EARLY_STOP)
+    choice("budget_confidence", budget_confidence, BUDGET_RULES)
+    choice("formulation", formulation, FORMULATIONS)
+    if seed_plans is None:  # the default; a sensitivity table given is used, not recomputed
+        seed_plans = DEFAULT_SEED_PLANS + (",sensitivity" if sensitivity is not None else "")
+    names = parse_seed_plans(seed_plans)
+    if sampler == "local" and formulation != "budget":
+        raise AutopruneError("sampler 'local' moves channels between groups at equal latency; it needs "
+                             "--formulation budget (one objective), not front")
+    return SearchArguments(profiles=profiles, budgets=budgets, trials=trials, seed_plans=names)
