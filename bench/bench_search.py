@@ -13,6 +13,7 @@ import argparse
 import tempfile
 import threading
 import time
+from typing import Self
 
 import psutil
 
@@ -35,7 +36,7 @@ class PeakMemory:
             self.peak = max(self.peak, total)
             self._stop.wait(interval)
 
-    def __enter__(self) -> PeakMemory:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

@@ -4,6 +4,7 @@ figure asks for, and a trial that reports (and fine-tunes) the plan it actually 
 from __future__ import annotations
 
 import json
+import logging
 
 import pandas as pd
 import pytest
@@ -116,12 +117,17 @@ def test_a_trial_over_its_budget_lands_on_a_rung_and_reports_the_plan_it_ran():
     assert fingerprint(rebuilt) == landed["pruned_fingerprint"]
 
 
-def test_a_search_records_the_plan_each_trial_ran(ray_local, tmp_path):
+def test_a_search_records_the_plan_each_trial_ran(ray_local, tmp_path, caplog):
     """Whether or not a trial moved, trials.csv's ratios and its plan file rebuild the pruned weights
     the trial measured and fine-tuned."""
+    caplog.set_level(logging.INFO, logger="autoprune")
     # The demo, not TinyResNet: its latency falls clearly with pruning, so 0.6x is inside the space.
     result = search(budget="0.6x", model="builtin:demo", profile=TINY_SINGLE, trials=3, finetune_steps=1,
                     out=tmp_path / "runs", quiet=True, confirm=0, landing_moves=2, seed_plans="uniform")
+    # quiet, yet its progress reached Python's logging: each phase and each trial
+    logged = [r.getMessage() for r in caplog.records if r.name == "autoprune"]
+    assert any(m.startswith("… measuring the unpruned model") for m in logged)
+    assert sum(m.startswith(f"[  {i}/3]") for m in logged for i in (1, 2, 3)) == 3
     trials = result.trials[result.trials["status"] != "failed"]
     assert "landing_moves" in trials.columns and trials["landing_moves"].between(0, 2).all()
     model, data = load_model("builtin:demo"), load_data("builtin:digits")

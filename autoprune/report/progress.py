@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from autoprune.core.records import Status
 from autoprune.latency.pooling import describe_rule
@@ -22,6 +24,11 @@ def _latency(row: dict[str, Any]) -> str:
     if low is None or pd.isna(low):
         return f"{row['latency_p50_ms']:.1f} ms"
     return f"{row['latency_p50_ms']:.1f} ms [{low:.1f}, {high:.1f}]"
+
+
+# Progress for the Python API: every line the terminal gets, as INFO on this logger, quiet or not
+# (``logging.basicConfig(level=logging.INFO)`` shows it; Python shows no INFO until configured).
+log = logging.getLogger("autoprune")
 
 
 class SearchProgress:
@@ -39,6 +46,8 @@ class SearchProgress:
         self.timings: dict[str, float] = {}
 
     def print(self, *args: Any) -> None:
+        if log.isEnabledFor(logging.INFO):
+            log.info(" ".join(Text.from_markup(a).plain if isinstance(a, str) else str(a) for a in args))
         if not self.quiet:
             self.console.print(*args)
 

@@ -1,0 +1,89 @@
+"""How long a user waits: the CLI's answer to ``--help`` and to a bad argument, and the seconds of each
+phase of a search up to its first trial (issue 22).
+
+Each figure is taken in fresh processes, ``--repeats`` times, and printed as median [min, max]:
+
+1. ``autoprune --help``, ``autoprune search --help`` and ``autoprune search --budget 5parsecs``;
+2. per workload, a one-trial search as a user starts it (``autoprune search … --trials 1``): the
+   wall time of the command and the phases the run's ``summary.yaml`` recorded (load, baseline,
+   latency-model calibration, seed plans, trials).
+
+    python bench/bench_startup.py                       # the CLI and the demo
+    python bench/bench_startup.py --workloads demo,effnet --repeats 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKLOADS = {
+    "demo": ["--budget", "50ms"],
+    # bench_transfer's EfficientNet-Lite0 (ImageNet weights, Fashion-MNIST at 3x64x64)
+    "effnet": ["--budget", "0.5x", "--model", "bench.effnet_lite:model", "--data", "bench.effnet_lite:data",
+               "--profile", "cpu-1thread-b1"],
+}
+
+
+def _run(args: list[str], *, cwd: Path) -> tuple[float, subprocess.CompletedProcess]:
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "autoprune.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+    return time.perf_counter() - t0, done
+
+
+def _figure(values: list[float]) -> str:
+    return f"{statistics.median(values):6.2f} s [{min(values):.2f}, {max(values):.2f}]"
+
+
+def cli_answers(repeats: int) -> None:
+    print("== the CLI's answer (fresh process each) ==")
+    with tempfile.TemporaryDirectory() as tmp:
+        for args in (["--help"], ["search", "--help"], ["search", "--budget", "5parsecs"]):
+            times = []
+            for _ in range(repeats):
+                s, done = _run(args, cwd=Path(tmp))
+                times.append(s)
+            print(f"  autoprune {' '.join(args):<32} {_figure(times)}  (exit {done.returncode})")
+
+
+def first_trial(name: str, repeats: int, extra: list[str]) -> None:
+    print(f"\n== {name}: a one-trial search, phase by phase ==")
+    rows: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            wall, done = _run(["search", *WORKLOADS[name], *extra, "--trials", "1", "--confirm", "0",
+                               "--out", str(Path(tmp) / "runs")], cwd=ROOT)
+            if done.returncode != 0:
+                print(f"  failed (exit {done.returncode}): {done.stderr.strip().splitlines()[-1:]}")
+                return
+            summary = yaml.safe_load(next(Path(tmp, "runs").glob("*/summary.yaml")).read_text())
+            for key, s in {**summary.get("timings_s", {}), "command wall": wall}.items():
+                rows.setdefault(key, []).append(float(s))
+    for key, values in rows.items():
+        print(f"  {key:<24} {_figure(values)}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workloads", default="demo", help="comma-separated: " + ", ".join(WORKLOADS))
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--finetune-steps", type=int, default=None, help="passed to the searches (default: theirs)")
+    args = ap.parse_args()
+    cli_answers(args.repeats)
+    extra = [] if args.finetune_steps is None else ["--finetune-steps", str(args.finetune_steps)]
+    for name in args.workloads.split(","):
+        first_trial(name.strip(), args.repeats, extra)
+
+
+if __name__ == "__main__":
+    main()
