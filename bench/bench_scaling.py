@@ -99,7 +99,7 @@ def main() -> None:
             opts = RunOptions(trials=args.trials, concurrency=concurrency, cpus_per_trial=1,
                               storage=storage_url(run_dir, None))
             t0 = time.perf_counter()
-            rows, _ = run_trials(work=work, settings=settings, plan_fields={}, budgets_ms={"cpu-default": 50.0},
+            rows, _, _ = run_trials(work=work, settings=settings, plan_fields={}, budgets_ms={"cpu-default": 50.0},
                                  opts=opts, run_dir=run_dir, progress=SearchProgress(total=args.trials, quiet=True),
                                  trial_fn=trial_fn)
             loop = time.perf_counter() - t0

@@ -3,20 +3,24 @@ trial, no plan run twice, the front listing each plan once, and the confirmation
 
 from __future__ import annotations
 
+import json
+
+import optuna
 import pandas as pd
 import pytest
 import torch
 
 from autoprune import search
 from autoprune.core.errors import AutopruneError
-from autoprune.core.records import CONFIRMED_COLUMNS, RATIO_PREFIX, ratio_column
+from autoprune.core.records import CONFIRMED_COLUMNS, RATIO_PREFIX, at, ratio_column
 from autoprune.latency.cost import CostModel
 from autoprune.report.frames import best_within_budget, pareto_front
 from autoprune.space.space import init_space
-from autoprune.study.budgeted import plan_key
+from autoprune.study.budgeted import LADDER_KEY, BudgetedOptunaSearch, plan_key
 from autoprune.study.confirm import candidates, fresh_seeds
 from autoprune.study.repair import BudgetAim
 from autoprune.study.run import check_reach
+from autoprune.study.samplers import ratios_from_config
 from autoprune.study.seeds import latency_seed, uniform_seed
 from tests.conftest import TINY_SINGLE
 from tests.helpers import demo_space, tiny_resnet, tiny_space
@@ -83,6 +87,51 @@ def test_a_budget_only_the_corner_meets_is_refused_and_one_step_more_room_is_not
     check_reach(_aim(model, budget_ms=min(below) / margin * 1.01), measured={})  # room for another plan: runs
     with pytest.raises(AutopruneError, match="no plan"):  # a measured corner over the budget outweighs the model
         check_reach(_aim(model, budget_ms=just_corner), measured={plan_key(corner): {"p": just_corner * 1.5}})
+
+
+def _searcher(*, high: float, step: float, budget_ms: float) -> tuple[BudgetedOptunaSearch, BudgetAim]:
+    """The driver's searcher on the tiny ResNet's space, without Ray: suggest and complete by hand."""
+    model = tiny_resnet()
+    space = init_space(model, input_shape=SHAPE, low=0.0, high=high, step=step)
+    cost = CostModel.build(model, input_shape=SHAPE, space=space)
+    aim = BudgetAim.build(space=space, cost=cost, budgets_ms={"p": budget_ms}, baseline_ms={"p": 10.0})
+    dists = {n: optuna.distributions.FloatDistribution(g.low, g.high, step=g.step) for n, g in space.groups.items()}
+    searcher = BudgetedOptunaSearch(space=dists, metric="accuracy", mode="max", budgets_ms={"p": budget_ms},
+                                    budget_rule="p50", aim=aim, sampler=optuna.samplers.RandomSampler(seed=0))
+    return searcher, aim
+
+
+def _complete(searcher: BudgetedOptunaSearch, aim: BudgetAim, trial_id: str, config: dict) -> None:
+    ms = aim.predict(ratios_from_config(config))["p"]
+    searcher.on_trial_complete(trial_id, result={"accuracy": 0.5, at("latency_p50_ms", "p"): ms})
+
+
+def test_a_space_whose_every_plan_ran_ends_the_search_instead_of_running_one_twice():
+    """Two ratios a group (16 plans), a generous budget and more asks than plans: each plan runs once,
+    then the searcher answers FINISHED (Ray Tune stops asking) and says the space is exhausted."""
+    searcher, aim = _searcher(high=0.5, step=0.5, budget_ms=9.0)
+    n_plans = 2 ** len(aim.space.groups)
+    ran = []
+    for i in range(3 * n_plans):
+        config = searcher.suggest(f"t{i}")
+        if config == searcher.FINISHED:
+            break
+        ran.append(plan_key(ratios_from_config(config)))
+        _complete(searcher, aim, f"t{i}", config)
+    assert searcher.exhausted and len(ran) == len(set(ran)) == n_plans
+
+
+def test_a_running_trials_ladder_is_reserved_so_no_other_trial_lands_where_it_may():
+    """Two trials in flight at once: the second neither runs nor lands on a rung of the first's
+    ladder; once the first completes, its rungs other than the plan it ran are free again."""
+    searcher, aim = _searcher(high=0.75, step=0.125, budget_ms=6.0)
+    first, second = searcher.suggest("a"), searcher.suggest("b")
+    rungs = [{plan_key(r["ratios"]) for r in json.loads(c[LADDER_KEY])["rungs"]} for c in (first, second)]
+    assert len(rungs[0]) > 1 and not rungs[0] & rungs[1]
+    assert plan_key(ratios_from_config(second)) not in rungs[0]
+    _complete(searcher, aim, "a", first)
+    held = {plan_key(ratios_from_config(first))}
+    assert not any(searcher._taken(dict(k)) for k in rungs[0] - held)
 
 
 def test_no_plan_runs_twice_and_the_top_plans_are_confirmed_with_fresh_seeds(ray_local, tmp_path):

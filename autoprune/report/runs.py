@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from autoprune.core.config import read_yaml
 from autoprune.core.errors import AutopruneError
 from autoprune.core.files import atomic_path
 from autoprune.core.location import Location, local_path
@@ -42,6 +43,14 @@ class RunSummary:
     location: str = ""  # what to pass to apply and --resume: the run's directory or URL
 
 
+def _summary(run: Path) -> dict:
+    try:
+        data = read_yaml(run / "summary.yaml")
+    except AutopruneError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def summarize_run(run_dir: str | Path, *, location: str | None = None) -> RunSummary:
     run = Path(run_dir)
     location = str(run) if location is None else location
@@ -52,7 +61,8 @@ def summarize_run(run_dir: str | Path, *, location: str | None = None) -> RunSum
     trials = pd.read_csv(run / "trials.csv") if (run / "trials.csv").is_file() else pd.DataFrame()
     done = len(trials)
     if (run / "summary.yaml").is_file():
-        status = FINISHED if done >= conf.trials else INTERRUPTED
+        exhausted = bool(_summary(run).get("space_exhausted"))  # it ended early by design: every plan had run
+        status = FINISHED if done >= conf.trials or exhausted else INTERRUPTED
     else:
         status = INCOMPLETE
     best = best_within_budget(trials)

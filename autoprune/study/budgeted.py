@@ -12,12 +12,14 @@ as its params (the sampler models proposal → accuracy) and the plan run as a u
 Many proposals repair onto one plan (near the space's edge, or once the sampler converges). A plan
 is never run twice: a proposal that lands on a finished plan is told that plan's result at once
 (user attribute ``duplicate_of``) and the sampler asked again; after ``REASKS`` such answers, or
-when the plan is still running, an unseen neighbour on the budget (a grid step moved between two
-groups, else one group a step up or down) runs instead.
+when the plan is still running, the nearest unseen plan on the budget runs instead (breadth first
+over moves: a grid step moved between two groups, or one group a step up or down). When the space
+holds no unseen plan at all, the search ends there (``exhausted``) rather than run one twice.
 
 Each trial also gets a ladder of nearby plans with their predicted latency, to land on the budget
 as measured (``autoprune.study.landing``); a trial that moved reports the plan it ran (``plan_run``),
-which is what the sampler's attribute, the duplicate check and the latency models then hold.
+which is what the sampler's attribute, the duplicate check and the latency models then hold. A
+running trial's rungs are reserved: no other trial proposes, or lands on, a plan it may land on.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ SHIFT_KEY = "__repair_shift"
 PREDICTED_KEY = "__predicted_ms"
 DUPLICATE_ATTR = "duplicate_of"
 REASKS = 8
+NEAR_LIMIT = 4096  # plans the search for an unseen one looks at before it settles for what it met
 
 
 def plan_key(ratios: Mapping[str, float]) -> tuple[tuple[str, float], ...]:
@@ -75,6 +78,18 @@ class BudgetedOptunaSearch(OptunaSearch):
         self._ran: dict[str, dict[str, float]] = {}  # trial id -> the plan it ran
         self._seen: dict[tuple, int] = {}  # plan -> number of the trial that runs (or ran) it
         self._told: dict[tuple, tuple[Any, dict[str, float]]] = {}  # plan -> (values, constraints) told
+        self._reserved: dict[tuple, str] = {}  # plan -> id of the running trial whose ladder holds it
+        self.exhausted = False  # every plan of the space has run (or is running): no trial proposed since
+
+    def _taken(self, ratios: Mapping[str, float]) -> bool:
+        return plan_key(ratios) in self._seen or plan_key(ratios) in self._reserved
+
+    def _finish(self, ot_trial: Any, trial_id: str) -> str:
+        """Nothing unseen is left to run: drop this proposal and tell Ray Tune the search is over."""
+        self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
+        del self._ot_trials[trial_id]
+        self.exhausted = True
+        return self.FINISHED
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         config = super().suggest(trial_id)
@@ -96,26 +111,30 @@ class BudgetedOptunaSearch(OptunaSearch):
                 self._tell_earlier(trial_id, ot_trial, plan_key(repaired.ratios), earlier)
                 config = super().suggest(trial_id)
                 ot_trial = self._ot_trials[trial_id]
-            if plan_key(repaired.ratios) in self._seen:
-                other = self._neighbour(repaired.ratios)
-                if other is not None:
-                    repaired = Repaired(ratios=other, shift=repaired.shift, predicted_ms=self._aim.predict(other),
-                                        reachable=True)
+            if self._taken(repaired.ratios):
+                other = self._unseen_near(repaired.ratios)
+                if other is None:
+                    return self._finish(ot_trial, trial_id)
+                repaired = Repaired(ratios=other, shift=repaired.shift, predicted_ms=self._aim.predict(other),
+                                    reachable=True)
             extra[TRIAL_NUMBER_KEY] = ot_trial.number
             config = dict(repaired.ratios)
             primary = next(iter(self._budgets_ms))
             extra.update({SHIFT_KEY: repaired.shift, PREDICTED_KEY: repaired.predicted_ms[primary]})
             ot_trial.set_user_attr(RATIOS_ATTR, dict(repaired.ratios))
-        elif self._aim is not None and self._land_initial and plan_key(proposal) in self._seen:
+        elif self._aim is not None and self._land_initial and self._taken(proposal):
             # A seed that an earlier seed landed on: an unseen neighbour runs instead (no plan twice).
-            other = self._neighbour(proposal)
-            if other is not None:
-                config = dict(other)
-                ot_trial.set_user_attr(RATIOS_ATTR, dict(other))
+            other = self._unseen_near(proposal)
+            if other is None:
+                return self._finish(ot_trial, trial_id)
+            config = dict(other)
+            ot_trial.set_user_attr(RATIOS_ATTR, dict(other))
         if self._aim is not None and (self._land_initial or not enqueued):
             ladder = landing.build(ratios_from_config(config), proposal=proposal, space=self._aim.space,
-                                   predict=self._aim.predict, ran=lambda r: plan_key(r) in self._seen)
+                                   predict=self._aim.predict, ran=self._taken)
             extra[LADDER_KEY] = json.dumps(ladder.to_dict())
+            for rung in ladder.rungs:
+                self._reserved.setdefault(plan_key(rung.ratios), trial_id)
         self._ran[trial_id] = ratios_from_config(config)
         self._seen.setdefault(plan_key(self._ran[trial_id]), ot_trial.number)
         return {**config, **extra}
@@ -132,33 +151,50 @@ class BudgetedOptunaSearch(OptunaSearch):
             self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
         del self._ot_trials[trial_id]
 
-    def _neighbour(self, ratios: Mapping[str, float]) -> dict[str, float] | None:
-        """An unseen plan next to ``ratios``: one grid step moved from one group to another (same
-        level, another allocation), or one group a step up or down. One predicted within budget if
-        there is one, else the one predicted fastest (a probe of the boundary: the precheck measures
-        it without a fine-tune); None when every neighbour already ran."""
+    def _unseen_near(self, ratios: Mapping[str, float]) -> dict[str, float] | None:
+        """The nearest plan that no trial runs, ran or may land on, breadth first over moves (one grid
+        step moved from one group to another: same level, another allocation; or one group a step up
+        or down). The first one predicted within budget; with none among ``NEAR_LIMIT`` plans, the
+        fastest unseen one met (a probe of the boundary: the precheck measures it without a
+        fine-tune); None when no plan of the space is unseen."""
         space = self._aim.space
         grids = {n: g.choices() for n, g in space.groups.items()}
-        plan = {n: ratios.get(n, space.groups[n].low) for n in space.groups}
+        start = {n: ratios.get(n, space.groups[n].low) for n in space.groups}
+        moves = [{up: 1, down: -1} for up in start for down in start if up != down]
+        moves += [{name: by} for by in (1, -1) for name in start]
 
-        def moved(moves: dict[str, int]) -> dict[str, float] | None:
+        def moved(plan: dict[str, float], by: dict[str, int]) -> dict[str, float] | None:
             out = dict(plan)
-            for name, by in moves.items():
-                i = grids[name].index(plan[name]) + by
+            for name, step in by.items():
+                i = grids[name].index(plan[name]) + step
                 if not 0 <= i < len(grids[name]):
                     return None
                 out[name] = grids[name][i]
             return out
 
-        moves = [{up: 1, down: -1} for up in plan for down in plan if up != down]
-        moves += [{name: by} for by in (1, -1) for name in plan]
-        unseen = [c for c in map(moved, moves) if c is not None and plan_key(c) not in self._seen]
-        fitting = [c for c in unseen if self._aim.fits(c)]
-        if fitting or not unseen:
-            return fitting[0] if fitting else None
-        return min(unseen, key=lambda c: sum(self._aim.predict(c).values()))
+        visited, ring, fastest = {plan_key(start)}, [start], None
+        while ring and len(visited) < NEAR_LIMIT:
+            nxt = []
+            for plan in ring:
+                for by in moves:
+                    c = moved(plan, by)
+                    if c is not None and plan_key(c) not in visited and len(visited) < NEAR_LIMIT:
+                        visited.add(plan_key(c))
+                        nxt.append(c)
+            unseen = [c for c in nxt if not self._taken(c)]
+            fitting = [c for c in unseen if self._aim.fits(c)]
+            if fitting:
+                return fitting[0]
+            if unseen:
+                quickest = min(unseen, key=lambda c: sum(self._aim.predict(c).values()))
+                if fastest is None or sum(self._aim.predict(quickest).values()) < sum(self._aim.predict(fastest).values()):
+                    fastest = quickest
+            ring = nxt
+        return fastest
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        for key in [k for k, holder in self._reserved.items() if holder == trial_id]:
+            del self._reserved[key]  # its ladder is settled: what it ran is in _seen from here on
         ot_trial = self._ot_trials.get(trial_id)
         if ot_trial is not None and result:
             constraints = budget_constraints(result, self._budgets_ms, rule=self._rule)

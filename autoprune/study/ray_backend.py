@@ -219,14 +219,15 @@ def run_trials(*, work: Workload, settings: TrialSettings, plan_fields: dict[str
                opts: RunOptions, run_dir: Path, progress: SearchProgress,
                rows: Sequence[dict[str, Any]] = (),
                trial_fn: Callable[..., dict[str, Any]] = run_trial,
-               on_rows: Callable[[list[dict[str, Any]]], None] | None = None) -> tuple[list[dict], bool]:
+               on_rows: Callable[[list[dict[str, Any]]], None] | None = None) -> tuple[list[dict], bool, bool]:
     """Run ``opts.trials`` trials on the Ray the caller holds (see ``ray_session``).
 
     ``trial_fn`` has ``run_trial``'s signature; the orchestration benchmark passes trials of fixed cost.
     ``on_rows`` writes the outputs as each trial finishes (see ``Recorder``).
 
-    Returns every row (``rows`` given, then one per trial finished here) and whether the run was
-    interrupted (Ctrl-C) before all its trials finished.
+    Returns every row (``rows`` given, then one per trial finished here), whether the run was
+    interrupted (Ctrl-C) before all its trials finished, and whether it ended early because every
+    plan of the space had run (``exhausted``: a small space, no plan runs twice).
     """
     resources = trial_resources(opts)
     # Trials waiting for resources are proposed early, before results the sampler could use: allow
@@ -272,8 +273,12 @@ def run_trials(*, work: Workload, settings: TrialSettings, plan_fields: dict[str
         interrupted = True
     finally:
         tune_logger.setLevel(level)
-    interrupted = interrupted or recorder.finished_here < opts.trials
-    return recorder.rows, interrupted
+    exhausted = searcher.exhausted and not interrupted
+    if exhausted:
+        progress.print(f"every plan of the search space has run: the search ends after {recorder.finished_here} "
+                       f"of {opts.trials} trials (widen the space, or lower its step, for more)")
+    interrupted = interrupted or (recorder.finished_here < opts.trials and not exhausted)
+    return recorder.rows, interrupted, exhausted
 
 
 def save_plan(run_dir: Path, number: int, ratios: dict[str, float], plan_fields: dict[str, Any]) -> Path:

@@ -400,7 +400,7 @@ def _execute(work: Workload, outputs: RunOutputs, run_config: RunConfig, opts: R
     profiles = [p.name for p in work.profiles]
     written = Checkpoint(outputs, budgets_ms=budgets_ms, baseline=run_config.baseline, profiles=profiles,
                          timings=progress.timings)
-    rows, interrupted = run_trials(work=work, settings=settings, plan_fields=run_config.plan, budgets_ms=budgets_ms,
+    rows, interrupted, exhausted = run_trials(work=work, settings=settings, plan_fields=run_config.plan, budgets_ms=budgets_ms,
                                    opts=opts, run_dir=outputs.local, progress=progress, rows=rows, on_rows=written)
     if not interrupted and run_config.confirm:
         from autoprune.study.confirm import confirm, with_confirmations
@@ -411,7 +411,7 @@ def _execute(work: Workload, outputs: RunOutputs, run_config: RunConfig, opts: R
                                 resources=trial_resources(opts), progress=progress)
         rows = with_confirmations(rows, confirmations)
     result = finish(outputs, rows, budgets_ms=budgets_ms, baseline=run_config.baseline, profiles=profiles,
-                    progress=progress)
+                    progress=progress, exhausted=exhausted)
     if interrupted:
         raise SearchInterrupted(outputs.local, done=len(rows), total=run_config.trials, location=outputs.where())
     return result
@@ -468,9 +468,10 @@ def _resume(run: str | Path, *, trials: int | None, concurrency: int, quiet: boo
 
 
 def finish(outputs: RunOutputs, rows: list[dict[str, Any]], *, budgets_ms: dict[str, float], baseline: dict[str, Any],
-           profiles: list[str], progress: SearchProgress) -> SearchResult:
+           profiles: list[str], progress: SearchProgress, exhausted: bool = False) -> SearchResult:
     """Write trials.csv, the Pareto front(s) and the plot for whatever finished (and push them to the
-    run's URL: an error here names the local copy that holds everything)."""
+    run's URL: an error here names the local copy that holds everything). ``exhausted``: the search
+    ended before its trial count because every plan of the space had run (a finished run all the same)."""
     run_dir = outputs.local
     table = trials_frame(rows)
     write_trials(table, run_dir)
@@ -480,6 +481,7 @@ def finish(outputs: RunOutputs, rows: list[dict[str, Any]], *, budgets_ms: dict[
     n_failed = int((table["status"] == Status.FAILED).sum())
     counts = {k: int(v) for k, v in table["status"].value_counts().items()}
     cfg.dump({"trials": len(table), "failed": n_failed, "status": counts, "pareto_size": len(front),
+              "space_exhausted": exhausted,
               "pareto_channels": str(channels_png) if channels_png else None,
               "budgets_ms": budgets_ms, "budget_confidence": progress.budget_rule,
               "timings_s": {**progress.timings, "total_s": time.perf_counter() - progress.t0}},
