@@ -15,6 +15,7 @@ from autoprune.latency.pooled import measure_pooled, spawn_worker
 from autoprune.latency.pooling import (
     Estimate,
     ProcessTiming,
+    decided,
     enough,
     pool,
     t975,
@@ -115,6 +116,26 @@ def test_a_noisy_host_stops_at_the_cap_with_an_honest_ci():
     stats = measure_pooled("cand.onnx", PROFILE, reference=REF, spawn=timer, exclusive=False)
     assert stats.attempts == PROFILE.max_processes
     assert (stats.ratio_high / stats.ratio_low) ** 0.5 - 1 > PROFILE.target_ci
+
+
+def test_a_budget_the_ci_has_decided_stops_the_processes_and_one_near_it_does_not():
+    """Noisy processes (ratio 0.38 or 0.42 of the 80 ms reference: about 32 ms, CI never within ±2 %):
+    without a budget they run to the cap; against 50 ms (met with room) or 20 ms (missed) they stop at
+    min_processes, once the CI clears the budget by target_ci; against 32 ms (inside the CI) they
+    still run to the cap, so a plan near its budget keeps the tight figure."""
+    noisy = [0.38, 0.42]
+    free = measure_pooled("c.onnx", PROFILE, reference=REF, spawn=FakeTimer(noisy), exclusive=False)
+    assert free.attempts == PROFILE.max_processes
+    for budget in (50.0, 20.0):
+        quick = measure_pooled("c.onnx", PROFILE, reference=REF, spawn=FakeTimer(noisy), exclusive=False,
+                               budget_ms=budget)
+        assert quick.attempts == PROFILE.min_processes
+        assert verdict(low=quick.ci_low_ms, high=quick.ci_high_ms, budget=budget) != "inconclusive"
+    near = measure_pooled("c.onnx", PROFILE, reference=REF, spawn=FakeTimer(noisy), exclusive=False, budget_ms=32.0)
+    assert near.attempts == PROFILE.max_processes
+    assert decided(Estimate(1.0, 0.9, 0.97, 3), budget=1.0, margin=0.02)
+    assert not decided(Estimate(1.0, 0.9, 0.99, 3), budget=1.0, margin=0.02)  # within the margin
+    assert not decided(Estimate(1.0, 0.5, 0.6, 1), budget=1.0, margin=0.02)  # one process: no CI yet
 
 
 def test_precision_tightens_the_target_and_raises_the_cap():

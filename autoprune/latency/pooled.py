@@ -26,7 +26,7 @@ import numpy as np
 from autoprune.core.errors import AutopruneError
 from autoprune.latency import node_lock
 from autoprune.latency.onnx import LatencyStats
-from autoprune.latency.pooling import Estimate, ProcessTiming, enough, pool
+from autoprune.latency.pooling import Estimate, ProcessTiming, decided, enough, pool
 from autoprune.latency.profiles import HardwareProfile
 from autoprune.latency.reference import Reference
 
@@ -53,9 +53,11 @@ def _job(profile: HardwareProfile, models: list[str], *, seed: int) -> dict[str,
 
 
 def _processes(profile: HardwareProfile, models: list[str], figure: Callable[[list[ProcessTiming]], Estimate], *,
-               spawn: Spawn, exclusive: bool, precision: float) -> list[ProcessTiming]:
+               spawn: Spawn, exclusive: bool, precision: float,
+               settled: Callable[[Estimate], bool] | None = None) -> list[ProcessTiming]:
     """Start worker processes one after another until ``figure`` of their timings is precise enough:
-    ``precision`` × the profile's ``target_ci``, with the process cap raised by its inverse."""
+    ``precision`` × the profile's ``target_ci``, with the process cap raised by its inverse; or, after
+    the profile's ``min_processes``, until ``settled`` says the figure is decided (a budget's verdict)."""
     target_ci, max_processes = profile.target_ci * precision, round(profile.max_processes / precision)
     timings: list[ProcessTiming] = []
     with node_lock.measuring() if exclusive else contextlib.nullcontext():
@@ -65,24 +67,32 @@ def _processes(profile: HardwareProfile, models: list[str], figure: Callable[[li
                 raise AutopruneError(f"profile {profile.name!r}: {out['error']}")
             per_model = [[ms for i, _, ms in out["samples"] if i == k] for k in range(len(models))]
             timings.append(ProcessTiming(tuple(per_model[0]), tuple(per_model[1]) if len(models) > 1 else ()))
-            if enough(figure(timings), target_ci=target_ci, min_processes=profile.min_processes,
-                      max_processes=max_processes):
+            est = figure(timings)
+            if enough(est, target_ci=target_ci, min_processes=profile.min_processes, max_processes=max_processes):
+                return timings
+            if settled is not None and len(timings) >= profile.min_processes and settled(est):
                 return timings
 
 
 def measure_pooled(path: str | Path, profile: HardwareProfile, *, reference: Reference, exclusive: bool = True,
-                   spawn: Spawn = spawn_worker, precision: float = 1.0) -> LatencyStats:
+                   spawn: Spawn = spawn_worker, precision: float = 1.0, budget_ms: float | None = None) -> LatencyStats:
     """The candidate's latency as ``ratio to reference × reference ms``, with a 95 % CI.
 
     ``precision`` < 1 tightens the profile's ``target_ci`` by that factor and raises the process cap
     by its inverse (for figures every other one is scaled by: a run's baseline, a calibration).
     The reported CI adds the profile's ``systematic_ci`` to the statistical one, in quadrature.
+    ``budget_ms``: the plan's budget here; processes stop being added once the CI lies wholly on one
+    side of it with ``target_ci`` to spare (a plan near its budget still gets the tight CI).
     """
     def ratio(ts: list[ProcessTiming]) -> Estimate:
         return pool([t.ratio for t in ts])
 
+    def settled(est: Estimate) -> bool:
+        ms_ = est.widened(profile.systematic_ci).scaled(reference.ms)
+        return decided(ms_, budget=budget_ms, margin=profile.target_ci)
+
     timings = _processes(profile, [str(path), str(reference.path())], ratio, spawn=spawn, exclusive=exclusive,
-                         precision=precision)
+                         precision=precision, settled=settled if budget_ms is not None else None)
     est = ratio(timings).widened(profile.systematic_ci)
     ms = est.scaled(reference.ms)
     raw = np.asarray([ms_ for t in timings for ms_ in t.candidate_ms])

@@ -97,6 +97,12 @@ def enough(estimate: Estimate, *, target_ci: float, min_processes: int, max_proc
     return estimate.n >= min_processes and estimate.half_width <= target_ci
 
 
+def decided(estimate: Estimate, *, budget: float, margin: float) -> bool:
+    """The CI lies wholly on one side of ``budget`` with ``margin`` (relative) to spare: more processes
+    would narrow it without changing the verdict. A plan within ``margin`` of its budget never is."""
+    return estimate.n >= 2 and (estimate.high <= budget * (1.0 - margin) or estimate.low >= budget * (1.0 + margin))
+
+
 def verdict(*, low: float, high: float, budget: float) -> Verdict:
     """met: the whole CI is within the budget; missed: all of it is over; else inconclusive."""
     if high <= budget:

@@ -166,7 +166,7 @@ def run_trial(model: nn.Module, data: DataSplits, plan: Plan, *, settings: Trial
         for i, profile in enumerate(settings.profiles):
             stats = latency_for(pruned, profile, input_shape=settings.input_shape, arch_key=arch, cache=settings.cache,
                                 workdir=workdir, reference=settings.references.get(profile.name), run=timer.run,
-                                calibration=quant_calib)
+                                calibration=quant_calib, budget_ms=settings.budgets_ms.get(profile.name))
             metrics.update(ProfileLatency.from_stats(stats).columns(primary=i == 0))
         return pruned, metrics
 
