@@ -139,7 +139,9 @@ def test_no_plan_runs_twice_and_the_top_plans_are_confirmed_with_fresh_seeds(ray
     repair onto a plan already run are told its result, never run; then the top 2 plans within budget
     are re-trained with 2 fresh seeds each, and ``best`` is the best confirmed mean."""
     space = demo_space(tmp_path / "space.yaml", high=0.5, step=0.25)
-    result = search(budget="0.7x", model="builtin:demo", space=space, profile=TINY_SINGLE, trials=8,
+    # 0.85x: well inside what these four groups can cut on the tiny profile (at 0.7x a noisy corner
+    # figure on a busy CI machine read over the budget, and the search was rightly refused).
+    result = search(budget="0.85x", model="builtin:demo", space=space, profile=TINY_SINGLE, trials=8,
                     finetune_steps=3, out=tmp_path / "runs", quiet=True, confirm=2, confirm_seeds=2)
     trials = result.trials
     ratios = [c for c in trials if c.startswith(RATIO_PREFIX)]

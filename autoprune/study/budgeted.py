@@ -104,7 +104,8 @@ class BudgetedOptunaSearch(OptunaSearch):
         proposal = ratios_from_config(config)
         if self._aim is not None and not enqueued:
             for _ in range(REASKS):
-                repaired = self._aim.repair(ratios_from_config(config))
+                proposal = ratios_from_config(config)  # the sampler's last ask: the ladder keeps its allocation
+                repaired = self._aim.repair(proposal)
                 earlier = self._seen.get(plan_key(repaired.ratios))
                 if earlier is None or plan_key(repaired.ratios) not in self._told:
                     break
