@@ -211,13 +211,18 @@ def test_the_cli_defaults_read_from_source_are_the_api_signatures(table, module,
 
 
 def test_help_and_a_bad_argument_answer_before_the_heavy_imports(tmp_path):
-    """``--help`` and a mistyped budget or option never import torch, Ray, pandas or Optuna (seconds)."""
+    """``--help``, a mistyped budget or option, and a profile whose ONNX Runtime provider this machine
+    lacks never import torch, Ray, pandas or Optuna (seconds)."""
+    missing = tmp_path / "missing.yaml"
+    missing.write_text("name: missing\nprovider: NoSuchExecutionProvider\nbatch_size: 1\nmethod: single\n")
     probe = ("import sys\nfrom autoprune.cli import main\n"
              "codes = [main(['--help']), main(['search', '--help']), main(['search', '--budget', '5parsecs']),"
              " main(['search', '--budget', '50ms', '--seed-plans', 'magic']),"
-             " main(['search', '--budget', '50ms', '--profile', 'tpu-v9'])]\n"
+             " main(['search', '--budget', '50ms', '--profile', 'tpu-v9']),"
+             f" main(['search', '--budget', '50ms', '--profile', {str(missing)!r}])]\n"
              "print(codes, sorted(m for m in ('torch', 'ray', 'pandas', 'optuna') if m in sys.modules))\n")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, check=False,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
-    assert done.stdout.strip().splitlines()[-1] == "[0, 0, 2, 2, 2] []", done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[0, 0, 2, 2, 2, 2] []", done.stdout + done.stderr
     assert "seed plan 'magic' is unknown" in done.stderr and "'tpu-v9'" in done.stderr
+    assert "needs ONNX Runtime provider NoSuchExecutionProvider, which this machine lacks" in done.stderr

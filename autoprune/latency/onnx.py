@@ -15,9 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from autoprune.core.errors import AutopruneError
 from autoprune.latency import node_lock
-from autoprune.latency.profiles import HardwareProfile
+from autoprune.latency.profiles import HardwareProfile, check_provider
 
 _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
                "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
@@ -121,16 +120,6 @@ def _mha_fastpath_off():
         yield
     finally:
         backend.set_fastpath_enabled(before)
-
-
-def check_provider(profile: HardwareProfile) -> None:
-    """A profile this machine cannot run is refused in one line, before anything is timed."""
-    import onnxruntime as ort
-
-    available = ort.get_available_providers()
-    if profile.provider not in available:
-        raise AutopruneError(f"profile {profile.name!r} needs ONNX Runtime provider {profile.provider}, "
-                             f"which this machine lacks; available: {', '.join(available)}")
 
 
 def _session(path: str | Path, profile: HardwareProfile):

@@ -120,3 +120,14 @@ def resolve_profile(spec: str | Path) -> HardwareProfile:
         raise AutopruneError(f"profile {str(spec)!r} is neither a file nor a shipped profile; "
                              f"shipped profiles: {', '.join(list_profiles()) or '(none found)'}")
     return HardwareProfile.load(PROFILES.get(str(spec)))
+
+
+def check_provider(profile: HardwareProfile) -> None:
+    """A profile this machine cannot run is refused in one line, before anything is timed (only
+    onnxruntime is imported: the CLI calls it before torch or Ray)."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if profile.provider not in available:
+        raise AutopruneError(f"profile {profile.name!r} needs ONNX Runtime provider {profile.provider}, "
+                             f"which this machine lacks; available: {', '.join(available)}")

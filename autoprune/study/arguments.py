@@ -7,6 +7,7 @@ Only pydantic and YAML (profiles) are needed here.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 from autoprune.core.errors import AutopruneError
 from autoprune.core.records import BUDGET_RULES, EARLY_STOP, FORMULATIONS
 from autoprune.latency.budget import Budget
-from autoprune.latency.profiles import HardwareProfile, resolve_profile
+from autoprune.latency.profiles import HardwareProfile, check_provider, resolve_profile
 
 SEED_PLANS = ("uniform", "global", "latency", "sensitivity")
 # ``sensitivity`` costs groups x 3 evaluations before the first trial (over 20 minutes on a
@@ -92,11 +93,18 @@ def resolve_targets(budget: str | Sequence[str], profile: str | Path | Sequence[
 def check_search(*, budget: str | Sequence[str], profile: str | Path | Sequence[str | Path], trials: int | None,
                  concurrency: int, finetune_steps: int, bn_recalibration: int, confirm: int, confirm_seeds: int,
                  landing_moves: int, early_stop: str, budget_confidence: str, formulation: str, sampler: str,
-                 seed_plans: str | Sequence[str] | None, sensitivity: str | Path | None) -> SearchArguments:
+                 seed_plans: str | Sequence[str] | None, sensitivity: str | Path | None,
+                 address: str | None = None) -> SearchArguments:
     """Every argument of a new search that can be checked without the model, the data or Ray.
-    (The sampler's name is checked against its registry by ``search``: that needs Optuna.)"""
+    (The sampler's name is checked against its registry by ``search``: that needs Optuna.) A profile
+    timed on this machine (local Ray, no ``ray_resources``, no latency table) needs its ONNX Runtime
+    provider here; on a cluster (``address``) the trials' nodes may have what the driver lacks."""
     trials = DEFAULT_TRIALS if trials is None else trials
     profiles, budgets = resolve_targets(budget, profile)
+    if address is None and not os.environ.get("RAY_ADDRESS"):  # a local Ray: trials time on this machine
+        for p in profiles:
+            if not p.ray_resources and not p.latency_table:
+                check_provider(p)
     positive("trials", trials)
     positive("concurrency", concurrency)
     positive("finetune_steps", finetune_steps, minimum=0)
