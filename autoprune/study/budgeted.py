@@ -157,7 +157,7 @@ class BudgetedOptunaSearch(OptunaSearch):
         step moved from one group to another: same level, another allocation; or one group a step up
         or down). The first one predicted within budget; with none among ``NEAR_LIMIT`` plans, the
         fastest unseen one met (a probe of the boundary: the precheck measures it without a
-        fine-tune); None when no plan of the space is unseen."""
+        fine-tune); None when none of them is unseen (on a small space: every plan has run)."""
         space = self._aim.space
         grids = {n: g.choices() for n, g in space.groups.items()}
         start = {n: ratios.get(n, space.groups[n].low) for n in space.groups}
@@ -186,12 +186,12 @@ class BudgetedOptunaSearch(OptunaSearch):
             fitting = [c for c in unseen if self._aim.fits(c)]
             if fitting:
                 return fitting[0]
-            if unseen:
-                quickest = min(unseen, key=lambda c: sum(self._aim.predict(c).values()))
-                if fastest is None or sum(self._aim.predict(quickest).values()) < sum(self._aim.predict(fastest).values()):
-                    fastest = quickest
+            for c in unseen:  # none fits yet: keep the fastest met, the probe if none ever does
+                ms = sum(self._aim.predict(c).values())
+                if fastest is None or ms < fastest[0]:
+                    fastest = (ms, c)
             ring = nxt
-        return fastest
+        return None if fastest is None else fastest[1]
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         for key in [k for k, holder in self._reserved.items() if holder == trial_id]:
