@@ -69,6 +69,31 @@ def test_measurement_waits_for_fine_tune_steps_and_blocks_new_ones(tmp_path, mon
                                                       "step-2 enter"]
 
 
+def test_a_measurement_that_waits_on_another_process_says_so_once(tmp_path, monkeypatch):
+    """A fine-tune step held in another process: the measurement says it is waiting (once), then
+    takes the lock when the step ends; one that finds the lock free says nothing."""
+    monkeypatch.setenv("AUTOPRUNE_LOCK_DIR", str(tmp_path))
+    said: list[str] = []
+    with node_lock.measuring(on_wait=said.append):
+        pass
+    assert said == []
+    ctx = mp.get_context("spawn")
+    started, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=lock_workers.hold_training_step,
+                         args=(str(tmp_path), str(tmp_path / "events.log"), started, release))
+    holder.start()
+    assert started.wait(60)
+
+    def release_once_said(text: str) -> None:
+        said.append(text)
+        release.set()  # the step ends only after the wait was said: no timing decides the outcome
+
+    with node_lock.measuring(on_wait=release_once_said):
+        said.append("measured")
+    holder.join(60)
+    assert said == ["measurement lock busy", "measured"]
+
+
 def test_repeated_architecture_is_not_measured_again():
     cache = LocalLatencyCache()
     profile = HardwareProfile(name="t", batch_size=4, warmup=1, repeats=5, method="single")

@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -42,11 +44,37 @@ def _flock(name: str, mode: int) -> Iterator[None]:
         fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+PATIENCE_S = 1.0  # a wait longer than this is said: another process is timing or training here
+
+
+def _say_waiting(_: str) -> None:
+    print(f"waiting for this machine's latency-measurement lock ({_lock_dir()}/autoprune-*.lock): another "
+          "search or measurement is timing or training here; it goes on when that one is done", file=sys.stderr)
+
+
+def _wait_flock(fh: IO[str], mode: int, *, on_wait: Callable[[str], None]) -> None:
+    """flock, saying so once when the lock is still held by another process after ``PATIENCE_S``."""
+    deadline = time.monotonic() + PATIENCE_S
+    while time.monotonic() < deadline:
+        try:
+            fcntl.flock(fh, mode | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            time.sleep(0.05)
+    on_wait("measurement lock busy")
+    fcntl.flock(fh, mode)
+
+
 @contextlib.contextmanager
-def measuring() -> Iterator[None]:
-    """Exclusive: no other measurement and no fine-tune step on this machine meanwhile."""
-    with _flock("turnstile", fcntl.LOCK_EX):
-        fcntl.flock(_handle("cores"), fcntl.LOCK_EX)
+def measuring(*, on_wait: Callable[[str], None] = _say_waiting) -> Iterator[None]:
+    """Exclusive: no other measurement and no fine-tune step on this machine meanwhile. A wait
+    longer than ``PATIENCE_S`` is said once (``on_wait``; default: a line on stderr)."""
+    turnstile = _handle("turnstile")
+    _wait_flock(turnstile, fcntl.LOCK_EX, on_wait=on_wait)
+    try:
+        _wait_flock(_handle("cores"), fcntl.LOCK_EX, on_wait=on_wait)
+    finally:
+        fcntl.flock(turnstile, fcntl.LOCK_UN)
     try:
         yield
     finally:
