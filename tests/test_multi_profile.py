@@ -10,7 +10,12 @@ import yaml
 from autoprune import apply, search
 from autoprune.latency.profiles import HardwareProfile
 from autoprune.latency.table import LatencyTable
-from autoprune.latency.table_build import build_table, prediction_error, random_plans
+from autoprune.latency.table_build import (
+    build_table,
+    fit_calibration,
+    prediction_error,
+    random_plans,
+)
 from autoprune.load.models import load_model
 from autoprune.prune.engine import prune
 from autoprune.prune.plan import Plan
@@ -119,3 +124,11 @@ def test_a_profile_with_a_table_predicts_instead_of_measuring(run):
     assert set(trials["latency_source@tiny-table"]) <= {"table", "cached"}  # predicted, never timed
     assert "table" in set(trials["latency_source@tiny-table"])
     assert (trials["latency_p50_ms@tiny-table"] > 0).all()
+
+
+def test_a_calibration_tilted_by_noise_still_predicts_wider_models_slower():
+    # two whole-model points, the narrower one timed slower: a straight line through them slopes down
+    scale, offset = fit_calibration([[10.0, 0.30], [5.0, 0.32]])
+    assert scale > 0 and offset >= 0
+    assert 0 < scale * 1.0 + offset < scale * 10.0 + offset
+    assert fit_calibration([[10.0, 1.2], [5.0, 0.7]]) == pytest.approx((0.1, 0.2))

@@ -116,9 +116,19 @@ def build_table(model: nn.Module, *, input_shape: Sequence[int], profile: Hardwa
                                    ignored=space.ignored), input_shape=input_shape)
         measured = latency_for(pruned, profile, input_shape=input_shape, arch_key="calibration").p50_ms
         points.append([table.layer_sum(pruned), measured])
-    xs, ys = np.asarray(points).T
-    scale, offset = np.polyfit(xs, ys, 1) if len(points) > 1 else (ys[0] / xs[0], 0.0)
+    scale, offset = fit_calibration(points)
     return table.model_copy(update={"scale": float(scale), "offset_ms": float(offset), "calibration": points})
+
+
+def fit_calibration(points: Sequence[Sequence[float]]) -> tuple[float, float]:
+    """(scale, offset) of measured ≈ scale·Σlayers + offset, with scale > 0 and offset ≥ 0."""
+    xs, ys = np.asarray(points, dtype=float).T
+    scale, offset = np.polyfit(xs, ys, 1) if len(points) > 1 else (ys[0] / xs[0], 0.0)
+    if scale <= 0 or offset < 0:
+        # Noise on a fast model can tilt the line (a narrower model timed slower): a table that
+        # predicts a wider model faster, or a small one below zero, is worse than one through the origin.
+        scale, offset = xs @ ys / (xs @ xs), 0.0
+    return float(scale), float(offset)
 
 
 def _in_of(m: nn.Module) -> int:
