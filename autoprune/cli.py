@@ -76,7 +76,7 @@ def search_cmd(
     seed_plans: Annotated[str | None, typer.Option(help="Cheap plans tried first, each put on the budget: uniform, global (Torch-Pruning global pruning), latency (Taylor loss per millisecond saved), sensitivity (greedy from a sensitivity table: groups x 3 evaluations first); comma-separated, or none. Default: uniform,global,latency (and sensitivity with --sensitivity).")] = SEARCH["seed_plans"],
     precheck: Annotated[bool, typer.Option(help="Measure latency first; a plan over budget is recorded as infeasible, not fine-tuned.")] = SEARCH["precheck"],
     bn_recalibration: Annotated[int, typer.Option(help="Batches of adaptive BatchNorm recalibration after pruning, before the accuracy that ranks plans not fine-tuned (0: off).")] = SEARCH["bn_recalibration"],
-    early_stop: Annotated[str, typer.Option(help="Early stopping of trials across fine-tune steps: none or asha.")] = SEARCH["early_stop"],
+    early_stop: Annotated[str, typer.Option(help="Early stopping of trials: none, asha (across fine-tune steps) or bn (only plans whose adaptive-BN accuracy is in the top half so far are fine-tuned).")] = SEARCH["early_stop"],
     storage: Annotated[str | None, typer.Option(help="Optuna storage URL for the study (default: sqlite in the run directory).")] = SEARCH["storage"],
     resume: Annotated[str | None, typer.Option(help="Continue this run, a directory or URL (after Ctrl-C, kill or crash).")] = SEARCH["resume"],
     address: Annotated[str | None, typer.Option(help="Join an existing Ray cluster: auto or ray://HOST:PORT (default: RAY_ADDRESS, else a local Ray).")] = SEARCH["address"],

@@ -11,7 +11,9 @@ Fashion-MNIST at 3x64x64, ``bench/effnet_lite.py``, on ``cpu-1thread-b1``), ``re
 all in one run against one budget in ms (the unpruned latency measured once):
 
 - the search as a user runs it (default settings: seed plans, repair, confirmation), with
-  ``--search-seeds`` different search seeds; its pick is the run's ``best``;
+  ``--search-seeds`` different search seeds; its pick is the run's ``best``; with
+  ``--screen-trials N``, each search seed again with the adaptive-BN screen (``--early-stop bn``)
+  and N trials (the screen stops about half the plans before fine-tuning: more plans, same time);
 - uniform pruning and Torch-Pruning global pruning (group L1), each bisected to the budget on a fine
   ratio grid (0.01; not the space's grid), measured: the smallest ratio whose judged latency meets
   the budget;
@@ -181,6 +183,12 @@ def run_budget(name: str, budget: str, args, *, out: Path) -> None:
         searches[s] = search(budget=fixed, seed=s, **common)
         walls[f"search, seed {s}"] = time.perf_counter() - t0
         print(f"search seed {s}: {walls[f'search, seed {s}']:.0f} s", flush=True)
+    screened = {}  # the same search seeds with the adaptive-BN screen (--early-stop bn), more trials
+    for s in range(args.search_seeds if args.screen_trials else 0):
+        t0 = time.perf_counter()
+        screened[s] = search(budget=fixed, seed=s, early_stop="bn", **{**common, "trials": args.screen_trials})
+        walls[f"screened, seed {s}"] = time.perf_counter() - t0
+        print(f"screened search seed {s} ({args.screen_trials} trials): {walls[f'screened, seed {s}']:.0f} s", flush=True)
 
     run_dir = searches[0].run_dir
     work = load_workload(model=model_spec, data=data_spec, space=run_dir / "space.yaml",
@@ -190,12 +198,13 @@ def run_budget(name: str, budget: str, args, *, out: Path) -> None:
     groups, space = list(work.space.groups), work.space
 
     plans: dict[str, tuple[dict[str, float], float, float | None]] = {}  # label -> ratios, ms, in-search accuracy
-    for s, res in searches.items():
-        best = best_within_budget(res.trials)
-        if best is not None:
-            # in the search: its confirmed mean (fresh seeds of its own), else its trial's figure
-            shown = best["confirmed_accuracy"] if pd.notna(best.get("confirmed_accuracy")) else best["accuracy"]
-            plans[f"search, seed {s}"] = (ratios_of(best), float(best["latency_p50_ms"]), float(shown))
+    for kind, runs in (("search", searches), ("screened", screened)):
+        for s, res in runs.items():
+            best = best_within_budget(res.trials)
+            if best is not None:
+                # in the search: its confirmed mean (fresh seeds of its own), else its trial's figure
+                shown = best["confirmed_accuracy"] if pd.notna(best.get("confirmed_accuracy")) else best["accuracy"]
+                plans[f"{kind}, seed {s}"] = (ratios_of(best), float(best["latency_p50_ms"]), float(shown))
     t0 = time.perf_counter()
     ratios, r, ms = bench.bisect(lambda r: dict.fromkeys(groups, r))
     plans[f"uniform {r:.2f}"] = (ratios, ms, None)
@@ -251,9 +260,11 @@ def run_budget(name: str, budget: str, args, *, out: Path) -> None:
               f"{'':>9} {best_room[0]:>9.2%}         {ref - best_room[0]:>7.2%}   (median "
               f"{statistics.median(m for m, _ in room):.2%})")
     print("feasible trials within 90-100 % of the budget (judged latency):")
-    for s, res in searches.items():
-        share, n = near_share(res.trials, budget_ms)
-        print(f"  search, seed {s}: {share:.0%} of {n}")
+    for kind, runs in (("search", searches), ("screened", screened)):
+        for s, res in runs.items():
+            share, n = near_share(res.trials, budget_ms)
+            stopped = int((res.trials["status"] == "stopped").sum())
+            print(f"  {kind}, seed {s}: {share:.0%} of {n}" + (f" ({stopped} stopped by the screen)" if stopped else ""))
     print(f"re-training every plan: {retrain_s:.0f} s; {name} at {budget}: {time.perf_counter() - t_start:.0f} s; "
           f"runs in {out}", flush=True)
 
@@ -268,6 +279,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2, help="fresh fine-tune seeds per plan")
     parser.add_argument("--room", type=int, default=4)
     parser.add_argument("--no-greedy", dest="greedy", action="store_false")
+    parser.add_argument("--screen-trials", type=int, default=0,
+                        help="also run each search seed with --early-stop bn and this many trials (0: not)")
     args = parser.parse_args()
 
     import ray

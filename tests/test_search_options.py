@@ -157,6 +157,35 @@ def test_early_stopping_stops_trials_that_trail(ray_local, space_file, tmp_path)
     assert set(pd.read_csv(result.run_dir / "pareto.csv")["trial"]) <= set(trials.loc[trials["status"] == "completed", "trial"])
 
 
+def test_the_bn_screen_fine_tunes_only_plans_in_the_top_half_of_their_adaptive_bn_scores(ray_local, space_file,
+                                                                                        tmp_path):
+    result = search(budget="1000ms", model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_SINGLE,
+                    trials=8, concurrency=1, finetune_steps=8, early_stop="bn", sampler="random", out=tmp_path,
+                    quiet=True)
+    trials = pd.read_csv(result.run_dir / "trials.csv")
+    assert len(trials) == 8 and set(trials["status"]) <= {"completed", "stopped"}
+    stopped = trials[trials["status"] == "stopped"]
+    assert len(stopped) >= 1 and (stopped["finetune_step"] == 0).all()
+    assert (stopped["accuracy"] == stopped["accuracy_before_finetune"]).all()  # the screen's figure, said so
+    assert (trials.loc[trials["status"] == "completed", "finetune_step"] == 8).all()
+    # One trial at a time: each plan is fine-tuned exactly when its score is not under the median of
+    # the scores screened before it (ASHA's rung at reduction factor 2).
+    scores = trials.sort_values("trial")["accuracy_before_finetune"].tolist()
+    statuses = trials.sort_values("trial")["status"].tolist()
+    for k, (score, status) in enumerate(zip(scores, statuses, strict=True)):
+        earlier = scores[:k]
+        cut = float(pd.Series(earlier).quantile(0.5)) if earlier else -math.inf
+        assert (status == "stopped") == (score < cut), (k, score, earlier, status)
+    assert set(pd.read_csv(result.run_dir / "pareto.csv")["trial"]) <= set(trials.loc[trials["status"] == "completed", "trial"])
+
+
+def test_the_bn_screen_without_recalibration_is_refused_before_any_work(tmp_path):
+    with pytest.raises(AutopruneError, match="early_stop 'bn' ranks plans by their accuracy after adaptive-BN"):
+        search(budget="1000ms", model="tests.helpers:tiny_resnet", profile=TINY_PROFILE, early_stop="bn",
+               bn_recalibration=0, out=tmp_path, quiet=True)
+    assert not any(tmp_path.iterdir())
+
+
 def _table(rows: list[tuple[str, float, float, float]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["group", "ratio", "accuracy_drop", "latency_saving"])
 

@@ -181,7 +181,7 @@ RUN_FORMAT = 2  # 2: pooled latency with CIs, budget_confidence, the unpruned mo
 # The choices of a run's options (search() checks them; RunConfig validates them read back).
 BUDGET_RULES = ("upper", "p50")  # judge a budget on the CI's upper end (default) or on the point estimate
 FORMULATIONS = ("budget", "front")
-EARLY_STOP = ("none", "asha")
+EARLY_STOP = ("none", "asha", "bn")  # bn: halve the plans by their adaptive-BN accuracy, before any fine-tune
 
 
 class BudgetEntry(StrictModel):

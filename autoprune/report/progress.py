@@ -82,7 +82,9 @@ class SearchProgress:
                        f"not fine-tuned ({row['wall_s']:.1f} s)")
             return
         if row["status"] == Status.STOPPED:
-            self.print(f"{head} [dim]stopped early[/] at step {row.get('finetune_step', '?')}: interim acc "
+            when = ("by the adaptive-BN screen, before fine-tuning" if row.get("finetune_step") == 0
+                    else f"at step {row.get('finetune_step', '?')}")
+            self.print(f"{head} [dim]stopped early[/] {when}: interim acc "
                        f"{row['accuracy']:.1%}  {row['latency_p50_ms']:.1f} ms ({row['wall_s']:.1f} s)")
             return
         if row["meets_budget"] and (self.best is None or row["accuracy"] > self.best["accuracy"]):

@@ -113,6 +113,9 @@ def check_search(*, budget: str | Sequence[str], profile: str | Path | Sequence[
     positive("confirm_seeds", confirm_seeds, minimum=1)
     positive("landing_moves", landing_moves, minimum=0)
     choice("early_stop", early_stop, EARLY_STOP)
+    if early_stop == "bn" and bn_recalibration == 0:
+        raise AutopruneError("early_stop 'bn' ranks plans by their accuracy after adaptive-BN recalibration; "
+                             "give bn_recalibration > 0 (default 10) or choose early_stop 'asha'")
     choice("budget_confidence", budget_confidence, BUDGET_RULES)
     choice("formulation", formulation, FORMULATIONS)
     if seed_plans is None:  # the default; a sensitivity table given is used, not recomputed

@@ -65,7 +65,9 @@ def _trainable(config: dict[str, Any], *, model, data, settings: TrialSettings, 
     landing = {"ladder": Ladder.from_dict(json.loads(config[LADDER_KEY]))} if config.get(LADDER_KEY) else {}
     metrics = trial_fn(model, data, plan, settings=settings, report=lambda m: tune.report({**m, "node": node}),
                        **landing)
-    tune.report({**metrics, "node": node, "finetune_step": settings.finetune.steps if metrics["finetuned"] else 0})
+    # fidelity 2 is the bn scheduler's end (max_t): a final result is never judged at the screen's rung.
+    tune.report({**metrics, "node": node, "finetune_step": settings.finetune.steps if metrics["finetuned"] else 0,
+                 "fidelity": 2, "screen_accuracy": metrics.get("accuracy_before_finetune", float("nan"))})
 
 
 # How Ray says a trial's process is gone (its error file holds the message, not always the type).
@@ -209,6 +211,12 @@ def _scheduler(opts: RunOptions, settings: TrialSettings):
         return None
     from ray.tune.schedulers import ASHAScheduler
 
+    if opts.early_stop == "bn":
+        # One rung, at the adaptive-BN score before fine-tuning (fidelity 1): a plan is fine-tuned when
+        # its score is in the top half of those screened so far, else stopped there (EagleEye).
+        # Results over budget carry NaN there, which the rung's percentile ignores.
+        return ASHAScheduler(time_attr="fidelity", metric="screen_accuracy", mode="max", max_t=2,
+                             grace_period=1, reduction_factor=2)
     steps = settings.finetune.steps or 1
     # Rungs at fine-tune steps eval_every, 2x, 4x…: a trial continues while in the top half there.
     return ASHAScheduler(time_attr="finetune_step", metric="accuracy", mode="max", max_t=steps,

@@ -229,7 +229,7 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
             "confirm": confirm, "confirm_seeds": confirm_seeds,
             "landing_moves": landing_moves if formulation == "budget" else 0,
             "precheck": precheck, "bn_recalibration": bn_recalibration, "early_stop": early_stop,
-            "eval_every": max(1, finetune_steps // 4) if early_stop != "none" else 0,
+            "eval_every": max(1, finetune_steps // 4) if early_stop == "asha" else 0,
             "finetune": {"steps": finetune_steps, "lr": finetune.lr, "batch_size": finetune.batch_size},
             "study": {"storage": storage, "name": study_name(run_dir, storage)},
             "initial_plans": [dict(p) for p in initial_plans],
@@ -398,7 +398,7 @@ def _execute(work: Workload, outputs: RunOutputs, run_config: RunConfig, opts: R
                                 loss=work.loss, workers=work.data.workers),
         metric=work.metric, precheck=run_config.precheck,
         evaluate_infeasible=run_config.sampler == "gp", bn_recalibration=run_config.bn_recalibration,
-        eval_every=run_config.eval_every, references=references, budget_rule=run_config.budget_confidence,
+        eval_every=run_config.eval_every, screen=run_config.early_stop == "bn", references=references, budget_rule=run_config.budget_confidence,
         landing_moves=run_config.landing_moves)
     profiles = [p.name for p in work.profiles]
     written = Checkpoint(outputs, budgets_ms=budgets_ms, baseline=run_config.baseline, profiles=profiles,

@@ -52,6 +52,7 @@ class TrialSettings:
     precheck: bool = True  # skip the fine-tune of a plan whose latency misses a budget
     bn_recalibration: int = 0  # batches of adaptive-BN recalibration before evaluation (0: off)
     eval_every: int = 0  # report accuracy every N fine-tune steps (for an early-stopping scheduler)
+    screen: bool = False  # report the adaptive-BN accuracy before fine-tuning (fidelity 1): a scheduler may stop there
     device: str = "cpu"  # where fine-tuning runs; latency is measured on the profiles regardless
     references: Mapping[str, Reference] = field(default_factory=dict)  # profile name -> what pooled figures divide by
     budget_rule: str = "upper"  # a budget is met when the CI's upper end (or, "p50", the estimate) is within it
@@ -146,7 +147,8 @@ def run_trial(model: nn.Module, data: DataSplits, plan: Plan, *, settings: Trial
 
     ``finetuned`` is False for a plan the pre-check found over budget: its ``accuracy`` is then
     the one before fine-tuning (a ranking signal for the sampler, not a result). ``report`` receives
-    interim metrics every ``settings.eval_every`` fine-tune steps (``final`` False). With a ``ladder``
+    interim metrics every ``settings.eval_every`` fine-tune steps (``final`` False), and with
+    ``settings.screen`` once before fine-tuning (``fidelity`` 1, ``screen_accuracy``). With a ``ladder``
     (``plan`` is its start) and ``settings.landing_moves``, the plan is landed on the budget first
     (``autoprune.study.landing``): ``plan_run`` (JSON) then names the plan that was fine-tuned.
     """
@@ -198,6 +200,11 @@ def run_trial(model: nn.Module, data: DataSplits, plan: Plan, *, settings: Trial
     def phase_times() -> dict[str, float]:
         return {f"{p}_s": timer.seconds.get(f"{p}_s", 0.0) for p in PHASES}
 
+    if feasible and settings.screen and report is not None:
+        # EagleEye's adaptive-BN score: on EfficientNet-Lite0 it ranks plans at one latency as well as
+        # 20 or 60 fine-tune steps do (bench/bench_ranking.py), for the cost of a recalibration.
+        report({**metrics, **phase_times(), "finetune_step": 0, "fidelity": 1,
+                "screen_accuracy": metrics["accuracy_before_finetune"], "final": False})
     if feasible:
         on_step = None
         if report is not None and settings.eval_every > 0:
