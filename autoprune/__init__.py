@@ -24,7 +24,7 @@ _EXPORTS = {
     "space_init": "autoprune.commands.space",
     "sparsify": "autoprune.commands.sparsify", "SparsifyResult": "autoprune.commands.sparsify",
     "AutopruneError": "autoprune.core.errors", "ConfigError": "autoprune.core.errors",
-    "SearchInterrupted": "autoprune.core.errors",
+    "SearchInterrupted": "autoprune.core.errors", "TrialsFailed": "autoprune.core.errors",
     "Budget": "autoprune.latency.budget",
     "HardwareProfile": "autoprune.latency.profiles", "resolve_profile": "autoprune.latency.profiles",
     "load_model": "autoprune.load.models", "save_checkpoint": "autoprune.load.models",
@@ -45,6 +45,7 @@ __all__ = [
     "SearchSpace",
     "SensitivityResult",
     "SparsifyResult",
+    "TrialsFailed",
     "apply",
     "compare_runs",
     "init_space",
@@ -81,7 +82,12 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from autoprune.commands.sensitivity import SensitivityResult, sensitivity
     from autoprune.commands.space import space_init
     from autoprune.commands.sparsify import SparsifyResult, sparsify
-    from autoprune.core.errors import AutopruneError, ConfigError, SearchInterrupted
+    from autoprune.core.errors import (
+        AutopruneError,
+        ConfigError,
+        SearchInterrupted,
+        TrialsFailed,
+    )
     from autoprune.latency.budget import Budget
     from autoprune.latency.profiles import HardwareProfile, resolve_profile
     from autoprune.load.models import load_model, save_checkpoint

@@ -314,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except AutopruneError as exc:
         typer.echo(f"error: {exc}", err=True)
-        return 2
+        return int(getattr(exc, "exit_code", 2))
     except SearchInterrupted as exc:
         typer.echo(f"interrupted: {exc}", err=True)
         return 130

@@ -120,6 +120,20 @@ def flaky_resnet() -> nn.Module:
     return FlakyResNet().eval()
 
 
+class UntrainableResNet(TinyResNet):
+    """Raises on every training step, whatever the plan: a search whose every trial fails."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _training_step(self):
+            raise RuntimeError("injected fault: this model cannot train")
+        return super().forward(x)
+
+
+def untrainable_resnet() -> nn.Module:
+    torch.manual_seed(0)
+    return UntrainableResNet().eval()
+
+
 def broken_data():
     return "not a pair of datasets"
 

@@ -96,3 +96,27 @@ def test_channels_of_keeps_known_counts_in_order():
                                 "fc1": GroupRange(channels=64)})
     assert channels_of(space) == {"conv1": 32, "fc1": 64}
     assert list(channels_of(space)) == ["conv1", "fc1"]
+
+
+def test_the_pareto_plot_legend_covers_no_point_and_not_the_unpruned_star():
+    import numpy as np
+    import pandas as pd
+
+    from autoprune.report.plots import pareto_figure
+
+    rng = np.random.default_rng(0)
+    n = 12
+    lat = rng.uniform(20, 100, n)
+    trials = pd.DataFrame({"trial": [f"trial-{i:03d}" for i in range(n)], "status": ["completed"] * n,
+                           "accuracy": 0.80 + 0.15 * lat / 100 + rng.normal(0, 0.01, n),
+                           "latency_p50_ms@p": lat, "latency_p50_ms": lat, "meets_budget": lat <= 60,
+                           "accuracy_before_finetune": 0.5})
+    baseline = {"accuracy": 0.97, "profiles": {"p": {"latency_p50_ms": 110.0}}}  # top right, where legends go
+    fig = pareto_figure(trials, budgets_ms={"p": 60.0}, baseline=baseline, profiles=["p"])
+    fig.canvas.draw()
+    (ax,) = fig.axes
+    box = ax.get_legend().get_window_extent()
+    points = ax.transData.transform(np.column_stack([[*lat, 110.0], [*(trials["accuracy"] * 100), 97.0]]))
+    inside = [(box.x0 <= x <= box.x1) and (box.y0 <= y <= box.y1) for x, y in points]
+    assert not any(inside)
+    assert not box.overlaps(ax.get_window_extent())  # under the panel, not on it

@@ -9,7 +9,7 @@ import pytest
 
 from autoprune import search
 from tests.conftest import TINY_SINGLE
-from tests.helpers import TINY_GROUPS, expected_fault, tiny_space
+from tests.helpers import TINY_GROUPS, cli, expected_fault, tiny_space
 
 
 @pytest.fixture(scope="module")
@@ -49,3 +49,18 @@ def test_the_study_and_the_outputs_agree_after_faults(run):
     front = pd.read_csv(run.run_dir / "pareto.csv")
     assert set(front["trial"]) <= set(trials.loc[trials["status"] == "completed", "trial"])
     assert len(front) >= 1 and (run.run_dir / "pareto.png").is_file()
+
+
+def test_a_search_whose_every_trial_failed_exits_non_zero_with_the_cause_and_keeps_the_rows(ray_local, tmp_path):
+    space = tiny_space(tmp_path / "space.yaml", high=0.5, step=0.5)
+    proc = cli("search", "--budget", "1000ms", "--model", "tests.helpers:untrainable_resnet", "--space", str(space),
+               "--profile", str(TINY_SINGLE), "--trials", "2", "--finetune-steps", "2", "--seed-plans", "uniform",
+               "--out", str(tmp_path / "runs"))
+    assert proc.returncode == 1, proc.stderr
+    error = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(error) == 1 and "all 2 trial(s) failed" in error[0], proc.stderr
+    assert "finetune: RuntimeError: injected fault: this model cannot train (2 of 2)" in error[0]
+    assert "autoprune apply" not in proc.stdout
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    trials = pd.read_csv(run_dir / "trials.csv")
+    assert list(trials["status"]) == ["failed", "failed"]

@@ -34,3 +34,16 @@ class SearchInterrupted(Exception):
         super().__init__(f"stopped after {done} of {total} trials; trials.csv and pareto.csv hold what finished. "
                          f"Continue with: autoprune search --resume {self.location}")
         self.run_dir = run_dir
+
+
+class TrialsFailed(AutopruneError):
+    """Every trial of a search failed: the outputs are written (trials.csv names each cause), but
+    there is no plan to apply. The CLI exits with code 1 (a run that did not work, not bad usage)."""
+
+    exit_code = 1
+
+    def __init__(self, run_dir: Path, *, failed: int, cause: str, location: str | None = None) -> None:
+        self.run_dir, self.location = run_dir, str(run_dir) if location is None else location
+        super().__init__(f"all {failed} trial(s) failed, so there is no plan to apply; the most common cause: "
+                         f"{cause}. {self.location}/trials.csv has each trial's error; fix the cause and search again")
+

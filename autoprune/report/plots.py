@@ -26,14 +26,28 @@ def _ci_bars(ax, trials: pd.DataFrame, profile: str, colour: str) -> None:
 
 def plot_pareto(trials: pd.DataFrame, run_dir: Path, *, budgets_ms: dict[str, float], baseline: dict[str, Any],
                 profiles: list[str]) -> Path:
-    """One panel per profile: all trials, that profile's front, its budget line and the unpruned model."""
+    """``pareto.png`` in ``run_dir``: see ``pareto_figure``."""
+    import matplotlib.pyplot as plt
+
+    fig = pareto_figure(trials, budgets_ms=budgets_ms, baseline=baseline, profiles=profiles)
+    path = run_dir / "pareto.png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def pareto_figure(trials: pd.DataFrame, *, budgets_ms: dict[str, float], baseline: dict[str, Any],
+                  profiles: list[str]):
+    """One panel per profile: all trials, that profile's front, its budget line and the unpruned model.
+    The legend sits under each panel: inside, it hid the unpruned model's star (top right) or trials."""
     import matplotlib
 
     matplotlib.use("Agg")  # no screen needed
     import matplotlib.pyplot as plt
 
     done = trials[trials["status"] == Status.COMPLETED]
-    fig, axes = plt.subplots(1, len(profiles), figsize=(7 * len(profiles), 4.5), dpi=120, squeeze=False)
+    fig, axes = plt.subplots(1, len(profiles), figsize=(7 * len(profiles), 5.2), dpi=120, squeeze=False)
     for ax, name in zip(axes[0], profiles, strict=True):
         lat = at("latency_p50_ms", name)
         front = pareto_front(trials, latency=lat)
@@ -57,10 +71,6 @@ def plot_pareto(trials: pd.DataFrame, run_dir: Path, *, budgets_ms: dict[str, fl
         ax.set_ylabel("validation accuracy (%)")
         ax.set_title(f"accuracy against measured latency: {name}", fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, frameon=False)
     fig.tight_layout()
-    path = run_dir / "pareto.png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return fig

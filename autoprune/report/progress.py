@@ -129,4 +129,8 @@ class SearchProgress:
         for name in ("pareto_channels.png", "report.html"):
             if (run_dir / name).is_file():
                 self.print(f"  {where(name)}")
-        self.print(f"next: autoprune apply {where('')}")
+        if best is not None:
+            self.print(f"next: autoprune apply {where('')}")
+        elif counts.get(Status.COMPLETED, 0):
+            self.print("no plan met the budget: search again with a looser --budget (or a space whose `high` "
+                       f"prunes more), or apply one anyway: autoprune apply {where('')} --pick TRIAL")

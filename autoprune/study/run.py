@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from autoprune.core import config as cfg
-from autoprune.core.errors import AutopruneError, SearchInterrupted
+from autoprune.core.errors import AutopruneError, SearchInterrupted, TrialsFailed
 from autoprune.core.records import (
     FINISHED,
     RUN_FORMAT,
@@ -496,5 +496,9 @@ def finish(outputs: RunOutputs, rows: list[dict[str, Any]], *, budgets_ms: dict[
     outputs.sync(final=True)
     progress.summary(front, run_dir=run_dir, where=outputs.where, plot=plot, counts=counts,
                      best=best_within_budget(table))
+    if len(table) and n_failed == len(table):
+        causes = table["error"].fillna("unknown error").value_counts() if "error" in table else pd.Series(dtype=int)
+        cause = f"{causes.index[0]} ({causes.iloc[0]} of {n_failed})" if len(causes) else "unknown"
+        raise TrialsFailed(run_dir, failed=n_failed, cause=cause, location=outputs.where())
     return SearchResult(run_dir=run_dir, trials=table, pareto=front, budget_ms=budgets_ms[profiles[0]],
                         budgets_ms=budgets_ms, baseline=baseline, plot=plot, location=outputs.where())
