@@ -99,7 +99,8 @@ def search_cmd(
                      finetune_steps=finetune_steps, bn_recalibration=bn_recalibration, confirm=confirm,
                      confirm_seeds=confirm_seeds, landing_moves=landing_moves, early_stop=early_stop,
                      budget_confidence=budget_confidence, formulation=formulation, sampler=sampler,
-                     seed_plans=seed_plans, sensitivity=sensitivity, address=address)
+                     seed_plans=seed_plans, sensitivity=sensitivity, address=address,
+                     out=out, gpus_per_trial=gpus_per_trial)
     from autoprune.study.run import search
 
     search(budget=budget, model=model, data=data, space=space, profile=profile,

@@ -226,3 +226,16 @@ def test_help_and_a_bad_argument_answer_before_the_heavy_imports(tmp_path):
     assert done.stdout.strip().splitlines()[-1] == "[0, 0, 2, 2, 2, 2] []", done.stdout + done.stderr
     assert "seed plan 'magic' is unknown" in done.stderr and "'tpu-v9'" in done.stderr
     assert "needs ONNX Runtime provider NoSuchExecutionProvider, which this machine lacks" in done.stderr
+
+
+def test_an_out_that_cannot_hold_runs_and_gpus_this_machine_lacks_are_refused_before_any_work(tmp_path):
+    (tmp_path / "afile").write_text("")
+    as_file = cli("search", "--budget", "50ms", "--out", str(tmp_path / "afile"), cwd=tmp_path)
+    assert as_file.returncode == 2 and "is a file, not a directory" in as_file.stderr, as_file.stderr
+    under_file = cli("search", "--budget", "50ms", "--out", str(tmp_path / "afile" / "runs"), cwd=tmp_path)
+    assert under_file.returncode == 2 and "cannot be written" in under_file.stderr, under_file.stderr
+    gpus = cli("search", "--budget", "50ms", "--gpus-per-trial", "64", "--out", str(tmp_path / "new" / "runs"),
+               cwd=tmp_path)
+    assert gpus.returncode == 2 and "--gpus-per-trial 64 but this machine has" in gpus.stderr, gpus.stderr
+    assert "Traceback" not in as_file.stderr + under_file.stderr + gpus.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # the checks left nothing behind

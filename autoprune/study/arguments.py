@@ -7,7 +7,9 @@ Only pydantic and YAML (profiles) are needed here.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +48,45 @@ def choice(name: str, value: str, choices: Sequence[str]) -> str:
     if value not in choices:
         raise AutopruneError(f"{name} {value!r} is unknown; choose one of {', '.join(choices)}")
     return value
+
+
+def check_local_out(out: str | Path | None) -> None:
+    """A local ``--out`` is a directory this process can write (or can create): a file there,
+    or no permission, is one line now, not a traceback after the baseline. URLs: ``check_out``."""
+    from autoprune.core.location import local_path
+
+    base = None if out is None else local_path(out)
+    if base is None:
+        return
+    if base.exists() and not base.is_dir():
+        raise AutopruneError(f"--out {out}: is a file, not a directory; give the directory where runs go "
+                             "(it is created if missing) or a URL (s3://bucket/prefix)")
+    missing = [d for d in (base, *base.parents) if not d.exists()]  # deepest first
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=base):
+            pass
+    except OSError as exc:
+        raise AutopruneError(f"--out {out}: cannot be written ({exc.strerror or type(exc).__name__}); give a "
+                             "directory you can write, or a URL (s3://bucket/prefix)") from None
+    finally:  # what the check made goes again: the search makes its run directory when it starts
+        for d in missing:
+            with contextlib.suppress(OSError):
+                d.rmdir()
+
+
+def check_local_gpus(gpus_per_trial: float, *, address: str | None) -> None:
+    """On a local Ray, ``--gpus-per-trial`` needs that many GPUs here (on a cluster, Ray checks its nodes)."""
+    if not gpus_per_trial or address is not None or os.environ.get("RAY_ADDRESS"):
+        return
+    import math
+
+    import torch  # only on this path: the other checks stay free of torch's import
+
+    have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if have < math.ceil(gpus_per_trial):
+        raise AutopruneError(f"--gpus-per-trial {gpus_per_trial:g} but this machine has {have} GPU(s) torch can use; "
+                             "leave it out to fine-tune on CPUs, or join a cluster with GPUs (--address)")
 
 
 def parse_seed_plans(spec: str | Sequence[str]) -> tuple[str, ...]:
@@ -94,7 +135,8 @@ def check_search(*, budget: str | Sequence[str], profile: str | Path | Sequence[
                  concurrency: int, finetune_steps: int, bn_recalibration: int, confirm: int, confirm_seeds: int,
                  landing_moves: int, early_stop: str, budget_confidence: str, formulation: str, sampler: str,
                  seed_plans: str | Sequence[str] | None, sensitivity: str | Path | None,
-                 address: str | None = None) -> SearchArguments:
+                 address: str | None = None, out: str | Path | None = None,
+                 gpus_per_trial: float = 0.0) -> SearchArguments:
     """Every argument of a new search that can be checked without the model, the data or Ray.
     (The sampler's name is checked against its registry by ``search``: that needs Optuna.) A profile
     timed on this machine (local Ray, no ``ray_resources``, no latency table) needs its ONNX Runtime
@@ -124,4 +166,6 @@ def check_search(*, budget: str | Sequence[str], profile: str | Path | Sequence[
     if sampler == "local" and formulation != "budget":
         raise AutopruneError("sampler 'local' moves channels between groups at equal latency; it needs "
                              "--formulation budget (one objective), not front")
+    check_local_gpus(gpus_per_trial, address=address)
+    check_local_out(out)
     return SearchArguments(profiles=profiles, budgets=budgets, trials=trials, seed_plans=names)

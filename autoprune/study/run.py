@@ -162,7 +162,8 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
                         finetune_steps=finetune_steps, bn_recalibration=bn_recalibration, confirm=confirm,
                         confirm_seeds=confirm_seeds, landing_moves=landing_moves, early_stop=early_stop,
                         budget_confidence=budget_confidence, formulation=formulation, sampler=sampler,
-                        seed_plans=seed_plans, sensitivity=sensitivity, address=address)
+                        seed_plans=seed_plans, sensitivity=sensitivity, address=address,
+                        out=out, gpus_per_trial=gpus_per_trial)
     choice("sampler", sampler, list_samplers())
     profiles, budgets, trials, seed_names = args.profiles, args.budgets, args.trials, args.seed_plans
     if storage is not None:
