@@ -305,23 +305,27 @@ def profile_build_table_cmd(
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI on ``argv`` (default: the process's arguments); returns the exit code. In-process
     callers (the tests) get the same output and codes as the ``autoprune`` command."""
+    from autoprune.core.signals import terminate_as_interrupt, terminated
+
     try:
-        code = app(args=list(sys.argv[1:] if argv is None else argv), prog_name="autoprune", standalone_mode=False)
+        with terminate_as_interrupt():  # a scheduler's SIGTERM: what finished is written, as on Ctrl-C
+            code = app(args=list(sys.argv[1:] if argv is None else argv), prog_name="autoprune",
+                       standalone_mode=False)
     except typer.TyperException as exc:  # a usage error: unknown option, bad type (typer's own click)
         exc.show()  # type: ignore[attr-defined]
         return int(getattr(exc, "exit_code", 2))
     except typer.Abort:
         typer.echo("interrupted", err=True)
-        return 130
+        return 143 if terminated() else 130
     except AutopruneError as exc:
         typer.echo(f"error: {exc}", err=True)
         return int(getattr(exc, "exit_code", 2))
     except SearchInterrupted as exc:
-        typer.echo(f"interrupted: {exc}", err=True)
-        return 130
+        typer.echo(f"{'terminated (SIGTERM)' if terminated() else 'interrupted'}: {exc}", err=True)
+        return 143 if terminated() else 130
     except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        return 130
+        typer.echo("terminated (SIGTERM)" if terminated() else "interrupted", err=True)
+        return 143 if terminated() else 130
     return code if isinstance(code, int) else 0
 
 

@@ -372,14 +372,27 @@ class KillingResNet(_DriverSignalling):
     trial starts training: a dead driver at a known point. Counts trials in a marker directory."""
 
     marker_env = "AUTOPRUNE_TEST_KILL"
+    sends = signal.SIGKILL
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if _training_step(self) and self.marker.is_dir() and not getattr(self, "_counted", False):
             self._counted = True
             (self.marker / f"{os.getpid()}-{id(self)}").touch()
             if len(list(self.marker.iterdir())) == 2:
-                os.kill(self.driver, signal.SIGKILL)
+                os.kill(self.driver, self.sends)
         return super().forward(x)
+
+
+class TerminatingResNet(KillingResNet):
+    """The same, with SIGTERM (a batch scheduler's or a container's stop, ``timeout``)."""
+
+    marker_env = "AUTOPRUNE_TEST_TERM"
+    sends = signal.SIGTERM
+
+
+def terminating_resnet() -> nn.Module:
+    torch.manual_seed(0)
+    return TerminatingResNet().eval()
 
 
 def killing_resnet() -> nn.Module:

@@ -74,3 +74,22 @@ def test_ctrl_c_then_a_dead_driver_and_resume_lose_no_finished_trial(tmp_path, m
     ran = [{c.removeprefix("ratio."): r[c] for c in after if c.startswith("ratio.")} for _, r in after.iterrows()]
     assert killed_plan in ran[2:]  # the plan in flight ran again
     assert optuna.trial.TrialState.FAIL in {t.state for t in study.get_trials()}
+
+
+def test_sigterm_ends_a_search_as_ctrl_c_does_with_what_finished_written(tmp_path):
+    """A scheduler's stop (SIGTERM to the driver, sent when the second trial trains): exit 143, one line
+    saying how to resume, no native stack trace, and the first trial's outputs written."""
+    from tests.helpers import reap, search_process
+
+    (tmp_path / "marker").mkdir()
+    proc = search_process("--model", "tests.helpers:terminating_resnet", "--trials", "3", "--concurrency", "1",
+                          "--out", str(tmp_path / "runs"),
+                          env={"AUTOPRUNE_TEST_TERM": str(tmp_path / "marker")})
+    _, err = reap(proc)
+    assert proc.returncode == 143, err[-3000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert "terminated (SIGTERM): stopped after 1 of 3 trials" in err and f"--resume {run_dir}" in err, err[-3000:]
+    assert "SIGTERM received" not in err and "Traceback" not in err
+    trials = pd.read_csv(run_dir / "trials.csv")
+    assert list(trials["trial"]) == ["trial-000"] and list(trials["status"]) == ["completed"]
+    assert (run_dir / "pareto.csv").is_file() and (run_dir / "summary.yaml").is_file()

@@ -22,6 +22,7 @@ from ray.tune.search import ConcurrencyLimiter
 
 from autoprune.core.errors import AutopruneError
 from autoprune.core.records import TRIAL_METRICS, Status, TrialRecord
+from autoprune.core.signals import terminate_as_interrupt
 from autoprune.latency.budget import budget_verdicts, over_budget
 from autoprune.latency.cache import LatencyCache, RayLatencyCache
 from autoprune.prune.plan import Plan
@@ -178,7 +179,8 @@ def ray_session(progress: SearchProgress, *, address: str | None = None) -> Iter
                          log_to_driver=False, configure_logging=True)
         started_here = True
     try:
-        yield RayLatencyCache()
+        with terminate_as_interrupt():  # after ray.init, which sets a SIGTERM handler of its own
+            yield RayLatencyCache()
     finally:
         if started_here:
             ray.shutdown()
