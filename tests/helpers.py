@@ -134,6 +134,15 @@ def untrainable_resnet() -> nn.Module:
     return UntrainableResNet().eval()
 
 
+def labels_one_to_ten_data():
+    """Digits-shaped data labelled 1..10, as if counted from one: the 10-class TinyResNet cannot score 10."""
+    from torch.utils.data import TensorDataset
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(96, 1, 8, 8, generator=g), torch.arange(96) % 10 + 1
+    return TensorDataset(x[:64], y[:64]), TensorDataset(x[64:], y[64:])
+
+
 def broken_data():
     return "not a pair of datasets"
 

@@ -239,3 +239,12 @@ def test_an_out_that_cannot_hold_runs_and_gpus_this_machine_lacks_are_refused_be
     assert gpus.returncode == 2 and "--gpus-per-trial 64 but this machine has" in gpus.stderr, gpus.stderr
     assert "Traceback" not in as_file.stderr + under_file.stderr + gpus.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # the checks left nothing behind
+
+
+def test_labels_the_model_cannot_score_are_refused_before_any_trial(tmp_path):
+    proc = cli("search", "--budget", "1000ms", "--model", "tests.helpers:tiny_resnet",
+               "--data", "tests.helpers:labels_one_to_ten_data", "--out", str(tmp_path / "runs"), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert ("train labels run 1..10, but model 'tests.helpers:tiny_resnet' outputs 10 classes (labels 0..9); "
+            "give the model 11 outputs") in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()

@@ -47,10 +47,12 @@ def load_workload(*, model: str, data: str, space: str | Path | None, profiles: 
     input_shape = splits.input_shape
     try:
         with torch.no_grad():
-            net(torch.zeros(2, *input_shape))
+            out = net(torch.zeros(2, *input_shape))
     except Exception as exc:  # noqa: BLE001 - any failure here means model and data do not fit
         raise AutopruneError(f"model {model!r} does not accept inputs of shape {input_shape} from data {data!r} "
                              f"({type(exc).__name__}); pass --data that matches the model") from None
+    if loss == "cross_entropy" and isinstance(out, torch.Tensor) and out.ndim == 2:
+        check_labels(splits, classes=int(out.shape[1]), model=model, data=data)
     if loaded_space is None:
         loaded_space = init_space(net, input_shape=input_shape, model_name=model)
     else:
@@ -63,6 +65,38 @@ def load_workload(*, model: str, data: str, space: str | Path | None, profiles: 
         loaded_space = loaded_space.model_copy(update={"criterion": criterion})
     return Workload(model=net, data=splits, input_shape=input_shape, space=loaded_space, profiles=tuple(profiles),
                     metric=metric, loss=loss)
+
+
+def _labels(dataset, limit: int = 256) -> torch.Tensor | None:
+    """Class labels of a dataset: all of a TensorDataset's or an ImageFolder's (``targets``), else its
+    first ``limit`` samples' (decoding every image would cost more than the check is worth)."""
+    tensors = getattr(dataset, "tensors", None)
+    if tensors is not None and len(tensors) >= 2:
+        return tensors[1]
+    targets = getattr(dataset, "targets", None)
+    if isinstance(targets, torch.Tensor):
+        return targets
+    if isinstance(targets, list) and targets and all(isinstance(t, int) for t in targets):
+        return torch.as_tensor(targets)
+    ys = [dataset[i][1] for i in range(min(limit, len(dataset)))]
+    if not ys or not all(isinstance(y, int) or (isinstance(y, torch.Tensor) and y.ndim == 0) for y in ys):
+        return None
+    return torch.as_tensor([int(y) for y in ys])
+
+
+def check_labels(splits: DataSplits, *, classes: int, model: str, data: str) -> None:
+    """Labels a classifier with ``classes`` outputs can score: 0 .. classes-1. Others would give an
+    unpruned accuracy of a few percent and fine-tunes that fail ("Target out of bounds")."""
+    for name, dataset in (("train", splits.train), ("validation", splits.val)):
+        y = _labels(dataset)
+        if y is None or y.numel() == 0 or y.is_floating_point():
+            continue
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= classes:
+            raise AutopruneError(
+                f"data {data!r}: {name} labels run {lo}..{hi}, but model {model!r} outputs {classes} classes "
+                f"(labels 0..{classes - 1}); give the model {hi + 1} outputs (e.g. ?num_classes={hi + 1}, or a "
+                "new head) or data whose labels fit")
 
 
 def _with_channels(space: SearchSpace, model: torch.nn.Module, input_shape: tuple[int, ...]) -> SearchSpace:
