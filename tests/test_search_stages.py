@@ -3,7 +3,9 @@ trial, no plan run twice, the front listing each plan once, and the confirmation
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 
 import optuna
 import pandas as pd
@@ -118,7 +120,27 @@ def test_a_space_whose_every_plan_ran_ends_the_search_instead_of_running_one_twi
             break
         ran.append(plan_key(ratios_from_config(config)))
         _complete(searcher, aim, f"t{i}", config)
-    assert searcher.exhausted and len(ran) == len(set(ran)) == n_plans
+    widths = {plan_key(aim.cost.kept(dict(k))) for k in ran}
+    assert searcher.exhausted and len(ran) == len(set(ran)) == len(widths) == n_plans
+
+
+def test_ratios_that_round_to_the_same_widths_are_one_plan_and_run_once():
+    """A fine grid (0.05) on groups of 16 and 32 channels rounded to 8: most grid points prune the same
+    network as a neighbour. Each network runs once; the space is exhausted after as many trials as
+    there are distinct networks, not ratio combinations."""
+    searcher, aim = _searcher(high=0.5, step=0.05, budget_ms=9.0)
+    networks = {plan_key(aim.cost.kept(dict(zip(aim.space.groups, combo, strict=True))))
+                for combo in itertools.product(*(g.choices() for g in aim.space.groups.values()))}
+    ratio_plans = math.prod(len(g.choices()) for g in aim.space.groups.values())
+    assert len(networks) < ratio_plans / 10  # the premise: the grid is far finer than the rounding
+    ran = []
+    for i in range(len(networks) + 5):
+        config = searcher.suggest(f"t{i}")
+        if config == searcher.FINISHED:
+            break
+        ran.append(plan_key(aim.cost.kept(ratios_from_config(config))))
+        _complete(searcher, aim, f"t{i}", config)
+    assert len(ran) == len(set(ran)) and searcher.exhausted and set(ran) == networks
 
 
 def test_a_running_trials_ladder_is_reserved_so_no_other_trial_lands_where_it_may():
@@ -130,8 +152,10 @@ def test_a_running_trials_ladder_is_reserved_so_no_other_trial_lands_where_it_ma
     assert len(rungs[0]) > 1 and not rungs[0] & rungs[1]
     assert plan_key(ratios_from_config(second)) not in rungs[0]
     _complete(searcher, aim, "a", first)
-    held = {plan_key(ratios_from_config(first))}
-    assert not any(searcher._taken(dict(k)) for k in rungs[0] - held)
+    ran = plan_key(aim.cost.kept(ratios_from_config(first)))  # a plan is the widths it keeps
+    others = [k for k in rungs[0] if plan_key(aim.cost.kept(dict(k))) != ran]
+    assert len(others) == len(rungs[0]) - 1  # every rung is another network
+    assert not any(searcher._taken(dict(k)) for k in others)
 
 
 def test_no_plan_runs_twice_and_the_top_plans_are_confirmed_with_fresh_seeds(ray_local, tmp_path):

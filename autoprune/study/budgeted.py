@@ -10,7 +10,8 @@ The repair changes what runs, not what the sampler proposed: the Optuna trial ke
 as its params (the sampler models proposal → accuracy) and the plan run as a user attribute.
 
 Many proposals repair onto one plan (near the space's edge, or once the sampler converges). A plan
-is never run twice: a proposal that lands on a finished plan is told that plan's result at once
+(the channels each group keeps: ratios that round to the same widths are one plan) is never run
+twice: a proposal that lands on a finished plan is told that plan's result at once
 (user attribute ``duplicate_of``) and the sampler asked again; after ``REASKS`` such answers, or
 when the plan is still running, the nearest unseen plan on the budget runs instead (breadth first
 over moves: a grid step moved between two groups, or one group a step up or down). When the space
@@ -79,10 +80,33 @@ class BudgetedOptunaSearch(OptunaSearch):
         self._seen: dict[tuple, int] = {}  # plan -> number of the trial that runs (or ran) it
         self._told: dict[tuple, tuple[Any, dict[str, float]]] = {}  # plan -> (values, constraints) told
         self._reserved: dict[tuple, str] = {}  # plan -> id of the running trial whose ladder holds it
+        self._grids: dict[str, list[float]] = {}  # group -> one ratio per kept width (see _widths_grid)
         self.exhausted = False  # every plan of the space has run (or is running): no trial proposed since
 
+    def _key(self, ratios: Mapping[str, float]) -> tuple:
+        """What makes two plans one: the channels each group keeps. Ratios a grid step apart can round
+        to the same widths (a 0.05 step on a 64-channel group with round_to 8), and then they prune
+        the same network: running both would spend a trial to learn the same figure again."""
+        if self._aim is None:
+            return plan_key(ratios)
+        return plan_key(self._aim.cost.kept(ratios))
+
+    def _widths_grid(self, name: str) -> list[float]:
+        """The group's grid with one ratio (the lowest) per kept width."""
+        if name not in self._grids:
+            seen: dict[float, float] = {}
+            for r in self._aim.space.groups[name].choices():
+                seen.setdefault(round(self._aim.cost.kept({name: r})[name], 6), r)
+            self._grids[name] = sorted(seen.values())
+        return self._grids[name]
+
+    def _width_of(self, name: str, ratio: float) -> float:
+        """The ratio of the group's widths grid that keeps what ``ratio`` keeps."""
+        kept = round(self._aim.cost.kept({name: ratio})[name], 6)
+        return next(r for r in self._widths_grid(name) if round(self._aim.cost.kept({name: r})[name], 6) == kept)
+
     def _taken(self, ratios: Mapping[str, float]) -> bool:
-        return plan_key(ratios) in self._seen or plan_key(ratios) in self._reserved
+        return self._key(ratios) in self._seen or self._key(ratios) in self._reserved
 
     def _finish(self, ot_trial: Any, trial_id: str) -> str:
         """Nothing unseen is left to run: drop this proposal and tell Ray Tune the search is over."""
@@ -106,10 +130,10 @@ class BudgetedOptunaSearch(OptunaSearch):
             for _ in range(REASKS):
                 proposal = ratios_from_config(config)  # the sampler's last ask: the ladder keeps its allocation
                 repaired = self._aim.repair(proposal)
-                earlier = self._seen.get(plan_key(repaired.ratios))
-                if earlier is None or plan_key(repaired.ratios) not in self._told:
+                earlier = self._seen.get(self._key(repaired.ratios))
+                if earlier is None or self._key(repaired.ratios) not in self._told:
                     break
-                self._tell_earlier(trial_id, ot_trial, plan_key(repaired.ratios), earlier)
+                self._tell_earlier(trial_id, ot_trial, self._key(repaired.ratios), earlier)
                 config = super().suggest(trial_id)
                 ot_trial = self._ot_trials[trial_id]
             if self._taken(repaired.ratios):
@@ -131,13 +155,16 @@ class BudgetedOptunaSearch(OptunaSearch):
             config = dict(other)
             ot_trial.set_user_attr(RATIOS_ATTR, dict(other))
         if self._aim is not None and (self._land_initial or not enqueued):
-            ladder = landing.build(ratios_from_config(config), proposal=proposal, space=self._aim.space,
-                                   predict=self._aim.predict, ran=self._taken)
+            names = self._aim.space.groups
+            run_at = ratios_from_config(config)
+            ladder = landing.build({n: self._width_of(n, run_at.get(n, names[n].low)) for n in names}, proposal=proposal,
+                                   space=self._aim.space, predict=self._aim.predict, ran=self._taken,
+                                   grids={n: self._widths_grid(n) for n in names})
             extra[LADDER_KEY] = json.dumps(ladder.to_dict())
             for rung in ladder.rungs:
-                self._reserved.setdefault(plan_key(rung.ratios), trial_id)
+                self._reserved.setdefault(self._key(rung.ratios), trial_id)
         self._ran[trial_id] = ratios_from_config(config)
-        self._seen.setdefault(plan_key(self._ran[trial_id]), ot_trial.number)
+        self._seen.setdefault(self._key(self._ran[trial_id]), ot_trial.number)
         return {**config, **extra}
 
     def _tell_earlier(self, trial_id: str, ot_trial: Any, key: tuple, earlier: int) -> None:
@@ -159,8 +186,9 @@ class BudgetedOptunaSearch(OptunaSearch):
         fastest unseen one met (a probe of the boundary: the precheck measures it without a
         fine-tune); None when none of them is unseen (on a small space: every plan has run)."""
         space = self._aim.space
-        grids = {n: g.choices() for n, g in space.groups.items()}
-        start = {n: ratios.get(n, space.groups[n].low) for n in space.groups}
+        # Per group, one ratio per width it can keep (the lowest): every move changes the network.
+        grids = {n: self._widths_grid(n) for n in space.groups}
+        start = {n: self._width_of(n, ratios.get(n, space.groups[n].low)) for n in space.groups}
         moves = [{up: 1, down: -1} for up in start for down in start if up != down]
         moves += [{name: by} for by in (1, -1) for name in start]
 
@@ -205,11 +233,11 @@ class BudgetedOptunaSearch(OptunaSearch):
             if result.get("plan_run"):  # the trial landed on another rung of its ladder: that plan ran
                 ran = ratios_from_config(json.loads(result["plan_run"]))
                 ot_trial.set_user_attr(RATIOS_ATTR, ran)
-                self._seen.setdefault(plan_key(ran), ot_trial.number)
+                self._seen.setdefault(self._key(ran), ot_trial.number)
             if self._aim is not None and ran is not None:
                 metric = self.metric  # what OptunaSearch tells: kept to tell a proposal of the same plan
                 values = [result.get(m) for m in metric] if isinstance(metric, list) else result.get(metric)
-                self._told[plan_key(ran)] = (values, constraints)
+                self._told[self._key(ran)] = (values, constraints)
                 for probe in _probes(result, ran, budgets_ms=self._budgets_ms, rule=self._rule):
                     self._aim.landed(probe["ratios"], measured_ms=probe["measured_ms"], judged_ms=probe["judged_ms"])
         super().on_trial_complete(trial_id, result=result, error=error)

@@ -57,11 +57,18 @@ class Ladder:
 
 def build(plan: Mapping[str, float], *, proposal: Mapping[str, float] | None, space: SearchSpace,
           predict: Callable[[Mapping[str, float]], dict[str, float]], rungs: int = RUNGS,
-          ran: Callable[[Mapping[str, float]], bool] = lambda _: False) -> Ladder:
+          ran: Callable[[Mapping[str, float]], bool] = lambda _: False,
+          grids: Mapping[str, Sequence[float]] | None = None) -> Ladder:
     """The ladder around ``plan`` (ratios on the space's grid); ``proposal`` is what the sampler asked
-    for. Rungs for which ``ran`` is true (plans other trials ran) are left out: no plan runs twice."""
-    grids = {n: g.choices() for n, g in space.groups.items()}
-    base = shifted(plan, 0.0, space)  # every group on its grid, so a rung's index is its ratio's
+    for. Rungs for which ``ran`` is true (plans other trials ran) are left out: no plan runs twice.
+    ``grids``: the ratios each group may step through (default its grid; the searcher gives one
+    ratio per kept width, so that every rung is another network), ``plan``'s among them."""
+    if grids is None:
+        grids = {n: g.choices() for n, g in space.groups.items()}
+        base = shifted(plan, 0.0, space)  # every group on its grid, so a rung's index is its ratio's
+    else:
+        grids = {n: list(grids[n]) for n in space.groups}
+        base = {n: float(plan[n]) for n in space.groups}
     wanted = {n: float((proposal or base).get(n, base[n])) for n in base}
 
     def walk(direction: int) -> list[dict[str, float]]:
