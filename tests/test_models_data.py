@@ -191,3 +191,20 @@ def test_weights_file_loads_into_any_spec_and_the_checkpoint_records_it(tmp_path
     torch.save({"fc.weight": torch.zeros(3, 3)}, wrong)
     with pytest.raises(AutopruneError, match="do not fit model"):
         load_model("tests.helpers:tiny_resnet", weights=wrong)
+
+
+def test_timm_pretrained_weights_missing_from_the_cache_are_one_line_even_after_the_hub_was_imported(
+        tmp_path, monkeypatch):
+    """huggingface_hub reads HF_HUB_OFFLINE once, at import: imported first (as timm does), it would
+    try the network. The load is offline all the same, says where the weights must come from, and
+    leaves the hub's setting as it found it."""
+    from huggingface_hub import constants as hub
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "empty-cache" / "hub"))
+    before = hub.HF_HUB_OFFLINE
+    with pytest.raises(AutopruneError, match="timm's pretrained weights are not in its cache .*autoprune downloads "
+                                             "nothing") as err:
+        load_model("timm:resnet18?pretrained=true")
+    assert "LocalEntryNotFoundError" in str(err.value) or "OfflineModeIsEnabled" in str(err.value), err.value
+    assert hub.HF_HUB_OFFLINE == before

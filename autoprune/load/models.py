@@ -180,6 +180,15 @@ def _timm(spec: str, *, trained: bool) -> nn.Module:
         return timm.create_model(name, pretrained=False, **kwargs).eval()
     before = os.environ.get("HF_HUB_OFFLINE")
     os.environ["HF_HUB_OFFLINE"] = "1"  # timm's own cache (Hugging Face hub), never the network
+    # huggingface_hub reads the variable once, when it is imported: an import before this one (timm
+    # imports it) would keep retrying the network. Its module constant is what every request checks.
+    try:
+        from huggingface_hub import constants as hub
+    except ImportError:
+        hub = None
+    hub_before = getattr(hub, "HF_HUB_OFFLINE", None)
+    if hub is not None:
+        hub.HF_HUB_OFFLINE = True
     try:
         return timm.create_model(name, pretrained=True, **kwargs).eval()
     except Exception as exc:  # noqa: BLE001 - any failure to find cached weights is the same user step
@@ -188,6 +197,8 @@ def _timm(spec: str, *, trained: bool) -> nn.Module:
                              f"timm.create_model({name!r}, pretrained=True) once where there is network and "
                              "copy the Hugging Face cache (HF_HOME) here") from None
     finally:
+        if hub is not None:
+            hub.HF_HUB_OFFLINE = hub_before
         if before is None:
             os.environ.pop("HF_HUB_OFFLINE", None)
         else:
