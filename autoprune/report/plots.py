@@ -56,6 +56,10 @@ def pareto_figure(trials: pd.DataFrame, *, budgets_ms: dict[str, float], baselin
         if not skipped.empty:
             ax.scatter(skipped[lat], skipped["accuracy_before_finetune"] * 100, s=14, marker="x", c="#d5a6a6",
                        label="over budget, not fine-tuned (accuracy before)")
+        stopped = trials[trials["status"] == Status.STOPPED]
+        if not stopped.empty:  # the screen's or ASHA's stops: an interim figure, not a result
+            ax.scatter(stopped[lat], stopped["accuracy"] * 100, s=14, marker="+", c="#9bb7c9",
+                       label="stopped early (interim accuracy)")
         for part, colour in ((over, "#bbbbbb"), (ok, "#7fb3d5"), (front, "#1f4e79")):
             _ci_bars(ax, part, name, colour)
         ax.scatter(over[lat], over["accuracy"] * 100, s=18, c="#bbbbbb", label="trial over budget")
