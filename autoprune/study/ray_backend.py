@@ -66,9 +66,10 @@ def _trainable(config: dict[str, Any], *, model, data, settings: TrialSettings, 
     landing = {"ladder": Ladder.from_dict(json.loads(config[LADDER_KEY]))} if config.get(LADDER_KEY) else {}
     metrics = trial_fn(model, data, plan, settings=settings, report=lambda m: tune.report({**m, "node": node}),
                        **landing)
-    # fidelity 2 is the bn scheduler's end (max_t): a final result is never judged at the screen's rung.
+    # fidelity 2 is the bn scheduler's end (max_t); screen_accuracy NaN: a final result (a plan over
+    # budget, or one already screened) never moves the screen's cutoff.
     tune.report({**metrics, "node": node, "finetune_step": settings.finetune.steps if metrics["finetuned"] else 0,
-                 "fidelity": 2, "screen_accuracy": metrics.get("accuracy_before_finetune", float("nan"))})
+                 "fidelity": 2, "screen_accuracy": float("nan")})
 
 
 # How Ray says a trial's process is gone (its error file holds the message, not always the type).
