@@ -10,6 +10,7 @@ import os
 import re
 import socket
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -217,7 +218,9 @@ def _scheduler(opts: RunOptions, settings: TrialSettings):
     if opts.early_stop == "bn":
         # One rung, at the adaptive-BN score before fine-tuning (fidelity 1): a plan is fine-tuned when
         # its score is in the top half of those screened so far, else stopped there (EagleEye).
-        # Results over budget carry NaN there, which the rung's percentile ignores.
+        # Results over budget carry NaN there, which the rung's percentile ignores (quietly: before
+        # the first screened plan, a rung of NaNs only).
+        warnings.filterwarnings("ignore", message="All-NaN slice encountered", category=RuntimeWarning)
         return ASHAScheduler(time_attr="fidelity", metric="screen_accuracy", mode="max", max_t=2,
                              grace_period=1, reduction_factor=2)
     steps = settings.finetune.steps or 1
