@@ -148,11 +148,20 @@ def test_a_search_submitted_as_a_ray_job_writes_where_the_submitter_reads(cluste
     out = f"{s3_prefix}/runs"
     client = JobSubmissionClient(c.dashboard)
     aws = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
-    job = client.submit_job(
-        entrypoint=f"{shlex.quote(sys.executable)} -m autoprune.cli search --budget 1000ms --model "
-                   f"tests.helpers:tiny_resnet --profile {TINY_SINGLE} --trials 2 --concurrency 2 "
-                   f"--finetune-steps 2 --seed-plans none --out {out}",
-        runtime_env={"env_vars": {**aws, "PYTHONPATH": str(ROOT)}})
+    entrypoint = (f"{shlex.quote(sys.executable)} -m autoprune.cli search --budget 1000ms --model "
+                  f"tests.helpers:tiny_resnet --profile {TINY_SINGLE} --trials 2 --concurrency 2 "
+                  f"--finetune-steps 2 --seed-plans none --out {out}")
+    # the head's dashboard agent registers a while after the node is up (longer on a loaded machine);
+    # until then Ray answers "No available agent to submit job, please try again later"
+    deadline = time.monotonic() + 120  # a guard against an agent that never comes, not a timing
+    while True:
+        try:
+            job = client.submit_job(entrypoint=entrypoint, runtime_env={"env_vars": {**aws, "PYTHONPATH": str(ROOT)}})
+            break
+        except RuntimeError as exc:
+            if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
     deadline = time.monotonic() + 300  # a guard against a hung job, not a timing
     while (status := client.get_job_status(job)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
         assert time.monotonic() < deadline, client.get_job_logs(job)[-3000:]
