@@ -6,7 +6,8 @@ Each figure is taken in fresh processes, ``--repeats`` times, and printed as med
 1. ``autoprune --help``, ``autoprune search --help`` and ``autoprune search --budget 5parsecs``;
 2. per workload, a one-trial search as a user starts it (``autoprune search … --trials 1``): the
    wall time of the command and the phases the run's ``summary.yaml`` recorded (load, baseline,
-   latency-model calibration, seed plans, trials).
+   latency-model calibration, seed plans, trials), then the first trial's own split (prune, export,
+   measure, fine-tune, evaluate; the measurement's worker processes) from ``trials.csv``.
 
     python bench/bench_startup.py                       # the CLI and the demo
     python bench/bench_startup.py --workloads demo,effnet --repeats 1
@@ -15,6 +16,7 @@ Each figure is taken in fresh processes, ``--repeats`` times, and printed as med
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import statistics
 import subprocess
@@ -26,6 +28,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+TRIAL_PHASES = ("prune", "export", "measure", "recalibrate", "finetune", "evaluate", "overhead", "trial")
 WORKLOADS = {
     "demo": ["--budget", "50ms"],
     # bench_transfer's EfficientNet-Lite0 (ImageNet weights, Fashion-MNIST at 3x64x64)
@@ -69,6 +72,14 @@ def first_trial(name: str, repeats: int, extra: list[str]) -> None:
             summary = yaml.safe_load(next(Path(tmp, "runs").glob("*/summary.yaml")).read_text())
             for key, s in {**summary.get("timings_s", {}), "command wall": wall}.items():
                 rows.setdefault(key, []).append(float(s))
+            with open(next(Path(tmp, "runs").glob("*/trials.csv"))) as fh:
+                trial = next(csv.DictReader(fh))
+            for phase in TRIAL_PHASES:
+                if trial.get(f"{phase}_s"):
+                    rows.setdefault(f"  trial: {phase}", []).append(float(trial[f"{phase}_s"]))
+            procs = [v for k, v in trial.items() if k.startswith("latency_processes@") and v]
+            if procs:  # the workloads here have one profile
+                rows.setdefault("  trial: processes", []).append(float(procs[0]))
     for key, values in rows.items():
         print(f"  {key:<24} {_figure(values)}")
 

@@ -10,8 +10,12 @@ import torch
 import yaml
 
 from autoprune import apply, search
+from autoprune.latency.measure import run_references
 from autoprune.latency.onnx import onnx_outputs
+from autoprune.latency.profiles import resolve_profile
+from autoprune.latency.reference import THIN_RATIO, thinned_model
 from autoprune.load.models import load_model
+from autoprune.prune.engine import count_macs_params
 from autoprune.study.samplers import CONSTRAINT_PREFIX
 from tests.conftest import TINY_PROFILE
 from tests.helpers import cli
@@ -52,12 +56,14 @@ def test_search_writes_every_trial_and_keeps_going_after_failures(run):
                 "evaluate_s", "export_s", "measure_s", "overhead_s"):
         assert done[col].notna().all() and (done[col] >= 0).all(), col
     assert (done["latency_p50_ms"] <= done["latency_p90_ms"]).all()
-    # pooled figures (tiny.yaml): a ratio to the unpruned model with a 95 % CI, from 2-3 worker processes
+    # pooled figures (tiny.yaml): a ratio to the run's thinned model with a 95 % CI, from 2-3 worker processes
     assert (done["latency_ci_low_ms"] <= done["latency_p50_ms"]).all()
     assert (done["latency_p50_ms"] <= done["latency_ci_high_ms"]).all()
-    assert set(done["latency_method@tiny"]) == {"pooled"} and set(done["latency_reference@tiny"]) == {"unpruned"}
+    assert set(done["latency_method@tiny"]) == {"pooled"} and set(done["latency_reference@tiny"]) == {"thinned"}
     assert done["latency_processes@tiny"].between(2, 3).all()
-    assert np.allclose(done["latency_p50_ms"], done["latency_ratio@tiny"] * run.baseline["latency_p50_ms"])
+    ref_ms = run.baseline["profiles"]["tiny"]["reference"]["ms"]
+    assert np.allclose(done["latency_reference_ms@tiny"], ref_ms)
+    assert np.allclose(done["latency_p50_ms"], done["latency_ratio@tiny"] * ref_ms)
     # the default rule: within budget when the CI's upper end is
     assert ((done["latency_ci_high_ms"] <= run.budget_ms) == done["meets_budget"]).all()
     assert set(done["budget_verdict@tiny"]) == {"met"}
@@ -67,6 +73,18 @@ def test_search_writes_every_trial_and_keeps_going_after_failures(run):
     assert run.budget_ms == 1000.0
     for plan in trials["plan"]:
         assert (run.run_dir / plan).is_file()
+
+
+def test_the_thinned_reference_is_recorded_and_rebuilt_byte_for_byte_for_resume_and_apply(run):
+    rec = run.baseline["profiles"]["tiny"]["reference"]
+    assert rec["name"] == "thinned" and rec["ratio"] == THIN_RATIO
+    assert rec["groups"] == ["stem.0", "block1.conv1", "block2.conv1", "block2.conv2"] and rec["round_to"] == 8
+    model = load_model("tests.helpers:flaky_resnet")
+    refs = run_references(model, [resolve_profile(TINY_PROFILE)], input_shape=(1, 8, 8), baseline=run.baseline)
+    # the same bytes the trials were timed against, at the run's own figure: nothing measured again
+    assert refs["tiny"].name == "thinned" and refs["tiny"].digest == rec["digest"] and refs["tiny"].ms == rec["ms"]
+    thin = thinned_model(model, groups=rec["groups"], input_shape=(1, 8, 8), round_to=8)
+    assert count_macs_params(thin, input_shape=(1, 8, 8))[0] < count_macs_params(model, input_shape=(1, 8, 8))[0]
 
 
 def test_pareto_csv_is_the_non_dominated_set_sorted_by_latency(run):
@@ -110,7 +128,7 @@ def test_apply_rebuilds_the_trial_model_and_exports_it(run, tmp_path):
     assert report["macs"]["applied"] == best["macs"] and report["params"]["applied"] == best["params"]
     assert 0.0 <= report["accuracy"]["applied"] <= 1.0 and report["latency"]["tiny"]["applied_p50_ms"] > 0
     lat = report["latency"]["tiny"]
-    assert "on tiny" in lat["method"] and "x the unpruned model" in lat["method"]
+    assert "on tiny" in lat["method"] and "x the thinned model" in lat["method"]
     # apply re-measures as the search did, and puts the two figures and their CIs side by side
     assert lat["search"]["p50_ms"] == pytest.approx(best["latency_p50_ms"])
     assert lat["search"]["ci_high_ms"] == pytest.approx(best["latency_ci_high_ms"])

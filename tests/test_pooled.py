@@ -208,6 +208,27 @@ def test_a_fixed_models_figure_is_stored_per_machine_and_follows_the_anchor(tmp_
     assert stored_figure(model, profile, spawn=FakeTimer([9.0], reference_ms=7.7)).ratio == pytest.approx(9.0)
 
 
+def test_a_figure_stored_against_another_reference_is_its_ratio_to_that_reference(tmp_path, monkeypatch):
+    """A run's thinned model: stored as its ratio to the unpruned model, read back on that model's scale,
+    and kept apart from its figure against the anchor or against other unpruned bytes."""
+    monkeypatch.setenv("AUTOPRUNE_CACHE", str(tmp_path))
+    profile = PROFILE.model_copy(update={"name": "stored-against"})
+    thin = tmp_path / "thinned.onnx"
+    thin.write_bytes(b"a thinned model")
+    first = stored_figure(thin, profile, spawn=FakeTimer([0.5]), against=REF)
+    assert first.reference == "unpruned" and first.ratio == pytest.approx(0.5) and first.p50_ms == pytest.approx(40.0)
+
+    def must_not_time(job):
+        raise AssertionError("a stored figure started a worker")
+
+    # the unpruned model's stored figure moved (the anchor calibrated again): the ratio is kept
+    again = stored_figure(thin, profile, spawn=must_not_time, against=Reference(name="unpruned", onnx=REF.onnx, ms=90.0))
+    assert again.source == "stored" and again.p50_ms == pytest.approx(45.0)
+    other = Reference(name="unpruned", onnx=b"other weights", ms=80.0)
+    timer = FakeTimer([0.6])
+    assert stored_figure(thin, profile, spawn=timer, against=other).ratio == pytest.approx(0.6) and timer.jobs
+
+
 def test_real_workers_interleave_candidate_and_reference(tmp_path):
     """Real ONNX Runtime in real worker processes: both models timed in every round, in varying order."""
     profile = HardwareProfile(name="real", batch_size=4, warmup=1, rounds=6, min_processes=2, max_processes=2)

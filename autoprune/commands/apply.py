@@ -170,7 +170,7 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     plan.check_base(fingerprint(work.model), model=conf.model)
     console.print(f"applying {row['trial']} ({row['plan']}) to {conf.model}"
                   + (f", the best within budget by {describe_rule(rule)}" if str(pick) == "best" else ""))
-    # Timed as the search timed it: against the unpruned model, on the run's own scale.
+    # Timed as the search timed it: against the run's reference, on the run's own scale.
     quant_calib = quantization_inputs(work.data, profiles)
     references = run_references(work.model, profiles, input_shape=work.input_shape, baseline=conf.baseline,
                                 calibration=quant_calib)

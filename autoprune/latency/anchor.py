@@ -95,17 +95,20 @@ def forget_stored(profile: HardwareProfile) -> int:
     return len(files)
 
 
-def stored_figure(path: str | Path, profile: HardwareProfile, *, spawn: Spawn = spawn_worker) -> LatencyStats:
-    """A fixed model's pooled figure against the anchor: measured once per machine and profile (to twice
-    the profile's precision), then read back, on the anchor's current scale."""
+def stored_figure(path: str | Path, profile: HardwareProfile, *, spawn: Spawn = spawn_worker,
+                  against: Reference | None = None) -> LatencyStats:
+    """A fixed model's pooled figure against the anchor (or ``against``, a reference whose own figure is
+    stored: a run's thinned model against its unpruned one): measured once per machine and profile (to
+    twice the profile's precision), then read back, on that reference's current scale."""
     onnx = Path(path).read_bytes()
-    anchor = anchor_reference(profile, spawn=spawn)
-    file = _cache_file(profile, onnx, kind="model")
+    ref = against if against is not None else anchor_reference(profile, spawn=spawn)
+    key = onnx if against is None else onnx + b"|against|" + against.digest.encode()
+    file = _cache_file(profile, key, kind="model")
     if file.is_file():
         stats = LatencyStats(**config.read_yaml(file)["figure"])
-        return replace(stats.rescaled(anchor.ms), source="stored")
-    stats = measure_pooled(path, profile, reference=anchor, spawn=spawn, precision=0.5)
+        return replace(stats.rescaled(ref.ms), source="stored")
+    stats = measure_pooled(path, profile, reference=ref, spawn=spawn, precision=0.5)
     config.dump({"figure": stats.as_dict(), "machine": machine_key(),
                  "measured_at": dt.datetime.now().isoformat(timespec="seconds")}, file,
-                header="# autoprune: a model's pooled latency against the anchor on this machine and profile\n")
+                header="# autoprune: a model's pooled latency against a reference on this machine and profile\n")
     return stats

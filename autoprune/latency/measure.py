@@ -30,7 +30,7 @@ from autoprune.latency.onnx import (
 )
 from autoprune.latency.pooled import measure_pooled
 from autoprune.latency.profiles import HardwareProfile
-from autoprune.latency.reference import Reference
+from autoprune.latency.reference import THIN_RATIO, Reference, thinned_model
 
 
 def _measure_here(path: str | Path, profile: HardwareProfile, reference: Reference | None,
@@ -38,8 +38,8 @@ def _measure_here(path: str | Path, profile: HardwareProfile, reference: Referen
     if profile.method == "single":
         return measure_onnx(path, profile)
     check_provider(profile)
-    if reference is None and stored:
-        return stored_figure(path, profile)
+    if stored:
+        return stored_figure(path, profile, against=reference)
     return measure_pooled(path, profile, reference=reference or anchor_reference(profile), budget_ms=budget_ms)
 
 
@@ -63,7 +63,7 @@ def measure_on_profile(path: str | Path, profile: HardwareProfile, *, reference:
     """Measure an ONNX file here, or on the Ray node holding ``profile.ray_resources``.
 
     A pooled profile times it against ``reference`` (default: the shipped anchor, calibrated on the
-    measuring machine); ``stored``: against the anchor, once per machine and model, then reused (see
+    measuring machine); ``stored``: once per machine, model and reference, then reused (see
     ``anchor.stored_figure``). A single-process profile ignores both. ``budget_ms``: the budget the
     figure decides; a pooled measurement stops once it has (see ``pooled.measure_pooled``).
     """
@@ -150,31 +150,61 @@ def _unpruned_onnx(model: nn.Module, profile: HardwareProfile, input_shape: Sequ
 
 
 def baseline_latency(model: nn.Module, profile: HardwareProfile, *, input_shape: Sequence[int], arch_key: str,
-                     cache: LatencyCache | None = None, calibration: torch.Tensor | None = None
-                     ) -> tuple[LatencyStats, Reference | None]:
+                     cache: LatencyCache | None = None, calibration: torch.Tensor | None = None,
+                     reference_model: nn.Module | None = None) -> tuple[LatencyStats, Reference | None]:
     """The unpruned model's figure on ``profile``, and (pooled profiles) the reference that pruned models
-    are timed against there: the unpruned model itself (as deployed there: INT8 on a quantizing
-    profile), at that figure."""
+    are timed against there: ``reference_model`` (a run's thinned model, see ``reference.thinned_model``)
+    on a float profile, else the unpruned model itself (as deployed there: INT8 on a quantizing
+    profile), at its stored figure."""
     if not _pooled(profile):
         return latency_for(model, profile, input_shape=input_shape, arch_key=arch_key, cache=cache,
                            calibration=calibration), None
     with tempfile.TemporaryDirectory(prefix="autoprune-") as tmp:
         path = _unpruned_onnx(model, profile, input_shape, tmp, calibration)
-        # Every trial's milliseconds are scaled by this figure: taken once per machine, precisely, and
-        # reused, so two runs of one model share one scale.
+        # Every trial's milliseconds are scaled by the reference's figure: taken once per machine,
+        # precisely, and reused, so two runs of one model share one scale.
         stats = measure_on_profile(path, profile, stored=True)
-        return stats, Reference.measured(name="unpruned", onnx=path.read_bytes(), stats=stats)
+        if reference_model is None or profile.quantized:
+            return stats, Reference.measured(name="unpruned", onnx=path.read_bytes(), stats=stats)
+        unpruned = Reference.measured(name="unpruned", onnx=path.read_bytes(), stats=stats)
+        thin = deployed_onnx(reference_model, profile, Path(tmp) / "thinned.onnx", input_shape=input_shape)
+        # Its figure is its ratio to the unpruned model, so a relative budget stays decided on ratios
+        # to the unpruned model (candidate/thinned x thinned/unpruned), not on two stored figures.
+        return stats, Reference.measured(name="thinned", onnx=thin.read_bytes(),
+                                         stats=measure_on_profile(thin, profile, reference=unpruned, stored=True))
+
+
+def reference_record(ref: Reference, *, groups: Sequence[str], round_to: int, ignored: Sequence[str] | None
+                     ) -> dict[str, Any]:
+    """What a run's baseline keeps of a thinned reference: enough to rebuild it (resume, apply) and its scale."""
+    return {"name": ref.name, "ratio": THIN_RATIO, "groups": list(groups), "round_to": round_to,
+            "ignored": None if ignored is None else list(ignored), "digest": ref.digest, "ms": ref.ms,
+            "ms_low": ref.ms_low, "ms_high": ref.ms_high}
 
 
 def run_references(model: nn.Module, profiles: Sequence[HardwareProfile], *, input_shape: Sequence[int],
                    baseline: Mapping[str, Any], calibration: torch.Tensor | None = None) -> dict[str, Reference]:
-    """The references of a run already measured (resume, apply): its unpruned model at the run's own figures."""
+    """The references of a run already measured (resume, apply), at the run's own figures: its thinned
+    model where the run recorded one, else its unpruned model."""
     refs = {}
     for p in filter(_pooled, profiles):
         fig = baseline["profiles"][p.name]
+        rec = fig.get("reference")
         with tempfile.TemporaryDirectory(prefix="autoprune-") as tmp:
-            onnx = _unpruned_onnx(model, p, input_shape, tmp, calibration).read_bytes()
-        refs[p.name] = Reference(name="unpruned", onnx=onnx, ms=fig["latency_p50_ms"],
-                                 ms_low=fig.get("latency_ci_low_ms", math.nan),
+            unpruned = Reference(name="unpruned", onnx=_unpruned_onnx(model, p, input_shape, tmp, calibration).read_bytes(),
+                                 ms=fig["latency_p50_ms"], ms_low=fig.get("latency_ci_low_ms", math.nan),
                                  ms_high=fig.get("latency_ci_high_ms", math.nan))
+            refs[p.name] = unpruned
+            if not rec:
+                continue
+            thin = thinned_model(model, groups=rec["groups"], input_shape=input_shape, round_to=rec["round_to"],
+                                 ignored=rec["ignored"], ratio=rec["ratio"])
+            path = deployed_onnx(thin, p, Path(tmp) / "thinned.onnx", input_shape=input_shape)
+            ref = Reference(name=rec["name"], onnx=path.read_bytes(), ms=rec["ms"], ms_low=rec["ms_low"],
+                            ms_high=rec["ms_high"])
+            if ref.digest != rec["digest"]:
+                # Not the bytes the run timed against (another exporter): their own figure, on the run's scale.
+                ref = Reference.measured(name=rec["name"], onnx=ref.onnx,
+                                         stats=measure_on_profile(path, p, reference=unpruned, stored=True))
+            refs[p.name] = ref
     return refs

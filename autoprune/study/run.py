@@ -26,9 +26,14 @@ from autoprune.core.records import (
 from autoprune.latency.budget import judged_ms
 from autoprune.latency.cache import LatencyCache
 from autoprune.latency.cost import CostModel, channel_block
-from autoprune.latency.measure import baseline_latency, latency_for, run_references
+from autoprune.latency.measure import (
+    baseline_latency,
+    latency_for,
+    reference_record,
+    run_references,
+)
 from autoprune.latency.profiles import DEFAULT_PROFILE, resolve_profile
-from autoprune.latency.reference import Reference
+from autoprune.latency.reference import Reference, thinned_model
 from autoprune.load.models import architecture_fingerprint, fingerprint
 from autoprune.prune.engine import count_macs_params, prune
 from autoprune.prune.plan import Plan
@@ -80,7 +85,7 @@ class SearchResult:
 def measure_baseline(work: Workload, *, cache: LatencyCache | None = None
                      ) -> tuple[dict[str, Any], dict[str, Reference]]:
     """The unpruned model's accuracy, size and latency on every profile (the primary's also unsuffixed),
-    and, per pooled profile, the unpruned model as the reference every trial is timed against."""
+    and, per pooled profile, the reference every trial is timed against (``reference.thinned_model``)."""
     macs, params = count_macs_params(work.model, input_shape=work.input_shape)
     base_acc = evaluate(work.model, work.data.trial_val, metric=work.metric)
     base: dict[str, Any] = {"accuracy": base_acc, "macs": macs, "params": params, "profiles": {}}
@@ -89,9 +94,17 @@ def measure_baseline(work: Workload, *, cache: LatencyCache | None = None
     calibration = quantization_inputs(work.data, work.profiles)
     deployed = deployed_accuracy(work.model, work.data, work.profiles, input_shape=work.input_shape,
                                  calibration=calibration)
+    space = work.space
+    thin = None
+    if any(p.method == "pooled" and not p.latency_table and not p.quantized for p in work.profiles):
+        try:
+            thin = thinned_model(work.model, groups=list(space.groups), input_shape=work.input_shape,
+                                 round_to=space.round_to, ignored=space.ignored)
+        except Exception:  # noqa: BLE001 - the unpruned model is as valid a reference, only slower to time
+            thin = None
     for i, profile in enumerate(work.profiles):
         lat, ref = baseline_latency(work.model, profile, input_shape=work.input_shape, arch_key=arch, cache=cache,
-                                    calibration=calibration)
+                                    calibration=calibration, reference_model=thin)
         if ref is not None:
             refs[profile.name] = ref
         figure = {"latency_p50_ms": lat.p50_ms, "latency_ci_low_ms": lat.ci_low_ms,
@@ -99,6 +112,9 @@ def measure_baseline(work: Workload, *, cache: LatencyCache | None = None
                   "node": lat.node, "latency": lat.describe(), "quantization": profile.quantization}
         if profile.name in deployed:
             figure["accuracy"] = deployed[profile.name]  # the unpruned model as deployed there (INT8)
+        if ref is not None and ref.name == "thinned":
+            figure["reference"] = reference_record(ref, groups=list(space.groups), round_to=space.round_to,
+                                                   ignored=space.ignored)
         base["profiles"][profile.name] = figure
         if i == 0:
             base.update(figure)
