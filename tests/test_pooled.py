@@ -10,6 +10,7 @@ import pytest
 from autoprune.core.errors import AutopruneError
 from autoprune.latency.anchor import anchor_reference, forget_stored, stored_figure
 from autoprune.latency.budget import budget_verdicts, judged_ms, over_budget
+from autoprune.latency.measure import thinned_reference
 from autoprune.latency.onnx import export_onnx
 from autoprune.latency.pooled import measure_pooled, spawn_worker
 from autoprune.latency.pooling import (
@@ -21,7 +22,7 @@ from autoprune.latency.pooling import (
     t975,
     verdict,
 )
-from autoprune.latency.profiles import HardwareProfile
+from autoprune.latency.profiles import HardwareProfile, resolve_profile
 from autoprune.latency.reference import Reference
 from tests.helpers import tiny_resnet
 
@@ -227,6 +228,13 @@ def test_a_figure_stored_against_another_reference_is_its_ratio_to_that_referenc
     other = Reference(name="unpruned", onnx=b"other weights", ms=80.0)
     timer = FakeTimer([0.6])
     assert stored_figure(thin, profile, spawn=timer, against=other).ratio == pytest.approx(0.6) and timer.jobs
+
+
+@pytest.mark.parametrize(("name", "thinned"), [("cpu-default", True), ("cpu-1thread-b1", True),
+                                              ("cpu-allcores-b1", False), ("cpu-throughput-b32", False),
+                                              ("cpu-int8-b1", False), ("cuda-b1", False)])
+def test_trials_are_timed_against_the_thinned_model_only_where_it_was_measured_to_hold(name, thinned):
+    assert thinned_reference(resolve_profile(name)) is thinned
 
 
 def test_real_workers_interleave_candidate_and_reference(tmp_path):

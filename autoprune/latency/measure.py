@@ -149,12 +149,24 @@ def _unpruned_onnx(model: nn.Module, profile: HardwareProfile, input_shape: Sequ
                          calibration=calibration)
 
 
+def thinned_reference(profile: HardwareProfile) -> bool:
+    """Whether trials on ``profile`` are timed against a run's thinned model (else its unpruned model).
+
+    Float models on one CPU thread, where it was measured to hold (bench/bench_measure.py): there the
+    thinned model's ratio to the unpruned one is steady, so the chain candidate/thinned x
+    thinned/unpruned loses nothing. With several threads on a small machine that ratio moved by up to
+    20 % between windows (cpu-allcores-b1 on 2 cores), and on other providers it is not measured.
+    """
+    return (_pooled(profile) and not profile.quantized and profile.intra_op_threads == 1
+            and profile.provider == "CPUExecutionProvider")
+
+
 def baseline_latency(model: nn.Module, profile: HardwareProfile, *, input_shape: Sequence[int], arch_key: str,
                      cache: LatencyCache | None = None, calibration: torch.Tensor | None = None,
                      reference_model: nn.Module | None = None) -> tuple[LatencyStats, Reference | None]:
     """The unpruned model's figure on ``profile``, and (pooled profiles) the reference that pruned models
     are timed against there: ``reference_model`` (a run's thinned model, see ``reference.thinned_model``)
-    on a float profile, else the unpruned model itself (as deployed there: INT8 on a quantizing
+    where ``thinned_reference`` holds, else the unpruned model itself (as deployed there: INT8 on a quantizing
     profile), at its stored figure."""
     if not _pooled(profile):
         return latency_for(model, profile, input_shape=input_shape, arch_key=arch_key, cache=cache,
@@ -164,7 +176,7 @@ def baseline_latency(model: nn.Module, profile: HardwareProfile, *, input_shape:
         # Every trial's milliseconds are scaled by the reference's figure: taken once per machine,
         # precisely, and reused, so two runs of one model share one scale.
         stats = measure_on_profile(path, profile, stored=True)
-        if reference_model is None or profile.quantized:
+        if reference_model is None or not thinned_reference(profile):
             return stats, Reference.measured(name="unpruned", onnx=path.read_bytes(), stats=stats)
         unpruned = Reference.measured(name="unpruned", onnx=path.read_bytes(), stats=stats)
         thin = deployed_onnx(reference_model, profile, Path(tmp) / "thinned.onnx", input_shape=input_shape)

@@ -31,6 +31,7 @@ from autoprune.latency.measure import (
     latency_for,
     reference_record,
     run_references,
+    thinned_reference,
 )
 from autoprune.latency.profiles import DEFAULT_PROFILE, resolve_profile
 from autoprune.latency.reference import Reference, thinned_model
@@ -96,7 +97,7 @@ def measure_baseline(work: Workload, *, cache: LatencyCache | None = None
                                  calibration=calibration)
     space = work.space
     thin = None
-    if any(p.method == "pooled" and not p.latency_table and not p.quantized for p in work.profiles):
+    if any(thinned_reference(p) for p in work.profiles):
         try:
             thin = thinned_model(work.model, groups=list(space.groups), input_shape=work.input_shape,
                                  round_to=space.round_to, ignored=space.ignored)
