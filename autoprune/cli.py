@@ -6,6 +6,7 @@ options shared by several commands are declared once below.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,6 +56,14 @@ Loss = Annotated[str, typer.Option(help="What fine-tuning minimises: cross_entro
 ValSamples = Annotated[int | None, typer.Option(help="Evaluate trials on a fixed, seeded subset of this many validation samples (apply reports the full set).")]
 Device = Annotated[str, typer.Option(help="Where training runs: auto (a GPU when torch sees one), cpu, or cuda[:N].")]
 InputShape = Annotated[str | None, typer.Option(help="Input shape of one sample, e.g. 3,224,224 (instead of --data).")]
+
+
+@app.callback()
+def _everywhere(
+    traceback: Annotated[bool, typer.Option("--traceback", help="On an error, show the whole traceback after its one-line message (also AUTOPRUNE_DEBUG=1); accepted after any command too.")] = False,
+) -> None:
+    # main() takes --traceback out of the arguments wherever it stands; declared here for --help.
+    pass
 
 
 @app.command("search")
@@ -305,12 +314,29 @@ def profile_build_table_cmd(
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI on ``argv`` (default: the process's arguments); returns the exit code. In-process
     callers (the tests) get the same output and codes as the ``autoprune`` command."""
+    from autoprune.core.usercode import DEBUG_ENV
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--traceback" not in args:
+        return _main(args)
+    before = os.environ.get(DEBUG_ENV)
+    os.environ[DEBUG_ENV] = "1"  # set before Ray starts: its trial processes inherit it
+    try:
+        return _main([a for a in args if a != "--traceback"])
+    finally:  # an in-process caller (the tests) keeps its own setting
+        if before is None:
+            os.environ.pop(DEBUG_ENV, None)
+        else:
+            os.environ[DEBUG_ENV] = before
+
+
+def _main(args: list[str]) -> int:
     from autoprune.core.signals import terminate_as_interrupt, terminated
+    from autoprune.core.usercode import debug
 
     try:
         with terminate_as_interrupt():  # a scheduler's SIGTERM: what finished is written, as on Ctrl-C
-            code = app(args=list(sys.argv[1:] if argv is None else argv), prog_name="autoprune",
-                       standalone_mode=False)
+            code = app(args=args, prog_name="autoprune", standalone_mode=False)
     except typer.TyperException as exc:  # a usage error: unknown option, bad type (typer's own click)
         exc.show()  # type: ignore[attr-defined]
         return int(getattr(exc, "exit_code", 2))
@@ -318,6 +344,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         typer.echo("interrupted", err=True)
         return 143 if terminated() else 130
     except AutopruneError as exc:
+        if debug():
+            import traceback
+
+            typer.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
         typer.echo(f"error: {exc}", err=True)
         return int(getattr(exc, "exit_code", 2))
     except SearchInterrupted as exc:

@@ -32,7 +32,7 @@ def _spaces(tmp: Path) -> dict[str, Path]:
     (["search", "--budget", "50ms", "--space", "{ratio_range}"], ["groups.stem.0.high", "1.2", "less than 1"]),
     (["search", "--budget", "50ms", "--profile", "tpu-v9"], ["'tpu-v9'", "cpu-default"]),
     (["search", "--budget", "50ms", "--trials", "0"], ["trials is 0", ">= 1"]),
-    (["search", "--budget", "50ms", "--model", "torchvision:resnet18"], ["does not accept inputs", "--data"]),
+    (["search", "--budget", "50ms", "--model", "torchvision:resnet18"], ["failed on inputs of shape", "--data"]),
     (["apply", "no/such/run"], ["not an autoprune run directory", "runs/<run>"]),
     (["search", "--budget", "50ms@nowhere"], ["'nowhere', which is not searched", "--profile nowhere"]),
     pytest.param(["profile", "measure", "--model", "tests.helpers:tiny_resnet", "--profile", "cuda-b1"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,17 @@ from pathlib import Path
 def cache_dir() -> Path:
     """autoprune's cache (trained demo weights, latency anchors, local copies of runs at URLs)."""
     return Path(os.environ.get("AUTOPRUNE_CACHE", Path.home() / ".cache" / "autoprune"))
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it, the only portable way, and putting it back)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+_UMASK_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -24,6 +36,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
+    # mkstemp makes 0600 whatever the umask: the file gets the mode open() would give it (0644 under
+    # umask 022), so a teammate can read a run in a shared directory.
+    os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     try:
         yield Path(tmp)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from autoprune.core.files import write_atomic
 from autoprune.latency.onnx import LatencyStats
 
 if TYPE_CHECKING:
@@ -40,10 +40,7 @@ class Reference:
         """The ONNX file on this machine, written once per content."""
         p = Path(tempfile.gettempdir()) / f"autoprune-reference-{self.digest}.onnx"
         if not p.is_file():
-            fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(self.onnx)
-            os.replace(tmp, p)  # a concurrent reader never sees half a file
+            write_atomic(p, self.onnx)  # a concurrent reader never sees half a file; other users can read it
         return p
 
     @classmethod

@@ -186,8 +186,39 @@ def _image_folder(root: Path, *, query: str, seed: int, spec: str, preprocessing
 
 
 def _from_function(spec: str) -> DataSplits:
-    fn = import_callable(spec, what="data")
-    result = fn()
+    from autoprune.core.usercode import described
+
+    result = import_callable(spec, what="data")()
     if not (isinstance(result, (tuple, list)) and len(result) == 2):
-        raise AutopruneError(f"data {spec!r}: the function must return (train_dataset, val_dataset)")
-    return DataSplits(train=result[0], val=result[1], source=spec)
+        got = f"{len(result)} values" if isinstance(result, (tuple, list)) else described(result)
+        raise AutopruneError(f"data {spec!r}: the function returned {got}; it must return two datasets, "
+                             "(train_dataset, val_dataset)")
+    splits = DataSplits(train=result[0], val=result[1], source=spec)
+    check_splits(splits)
+    return splits
+
+
+def check_splits(splits: DataSplits) -> None:
+    """Each split a non-empty dataset of ``(input tensor, target)`` samples, both of one input shape:
+    what every trial, fine-tune and measurement reads."""
+    from autoprune.core.usercode import described
+
+    spec, shapes = splits.source, {}
+    for name, ds in (("train", splits.train), ("validation", splits.val)):
+        try:
+            n = len(ds)  # type: ignore[arg-type]
+            sample = ds[0] if n else None
+        except Exception as exc:  # the user's dataset's own __len__ or __getitem__
+            from autoprune.core.usercode import UserCodeError, describe_exception
+
+            raise UserCodeError(f"data {spec!r}: reading the {name} dataset's first sample raised "
+                                f"{describe_exception(exc)}") from exc
+        if not n:
+            raise AutopruneError(f"data {spec!r}: the {name} dataset is empty; it needs samples")
+        if not (isinstance(sample, (tuple, list)) and len(sample) == 2 and isinstance(sample[0], torch.Tensor)):
+            raise AutopruneError(f"data {spec!r}: a {name} sample is {described(sample)}; each sample must be "
+                                 "(input tensor, target), as a TensorDataset or ImageFolder gives")
+        shapes[name] = tuple(sample[0].shape)
+    if shapes["train"] != shapes["validation"]:
+        raise AutopruneError(f"data {spec!r}: train inputs have shape {shapes['train']} but validation inputs "
+                             f"{shapes['validation']}; both splits must give inputs of one shape")

@@ -41,12 +41,12 @@ def prune(model: nn.Module, plan: Plan, *, input_shape: Sequence[int],
     model = (model if inplace else copy.deepcopy(model)).eval()
     ignored = output_layers(model, input_shape) if plan.ignored is None else list(plan.ignored)
     dg = dependency_graph(model, input_shape)
-    groups = group_map(model, dg, ignored)
+    groups = group_map(model, dg, ignored, only=set(plan.ratios))  # the plan's groups only
     modules_by_name = dict(model.named_modules())
     unknown = [n for n in plan.ratios if n not in groups]
     if unknown:
         raise AutopruneError(f"plan names group {unknown[0]!r}, which is not a prunable group of this model; "
-                             f"prunable groups: {', '.join(groups)}")
+                             f"prunable groups: {', '.join(group_map(model, dg, ignored))}")
     criterion = get_criterion(plan.criterion)
     if (criterion.needs_gradients or criterion.needs_activations) and calibration is None:
         raise AutopruneError(f"criterion {plan.criterion!r} needs a calibration batch "
@@ -154,50 +154,61 @@ def _output_shapes(out: Any) -> list[tuple[int, ...]]:
 
 
 def unprunable_groups(model: nn.Module, groups: Sequence[PrunableGroup], *, input_shape: Sequence[int],
-                      ignored: Sequence[str] | None = None, round_to: int = 1, ratio: float = 0.5) -> dict[str, str]:
-    """Groups whose pruning breaks the model, each with the reason: group name -> one line.
+                      ignored: Sequence[str] | None = None, round_to: int = 1,
+                      ratios: Sequence[float] = (0.5,)) -> dict[str, str]:
+    """Groups whose pruning breaks the model at any of ``ratios``, each with the reason and the ratio:
+    group name -> one line.
 
     The dependency graph can miss a coupling that the forward pass relies on (a width read from an
-    attribute, a reshape to fixed sizes, a position table): such a group prunes without error and
-    then fails to run, or changes the output's shape. Prunes all groups at ``ratio`` at once (one
-    copy, the usual case) and bisects only when that fails.
+    attribute, a reshape to fixed sizes, a head size, a position table): such a group prunes without
+    error and then fails to run, or changes the output's shape, and often only at some widths (a
+    q/k projection cut to a multiple of its head size runs; others do not). At each ratio (ratios
+    that give every group a width already checked are skipped), all groups still good are
+    pruned at once (one copy, the usual case); only a failure bisects.
     """
     x = example_input(input_shape)
     with torch.no_grad():
         want = _output_shapes(model.eval()(x))
 
-    def breaks(names: Sequence[str]) -> str | None:
+    def breaks(names: Sequence[str], ratio: float) -> str | None:
         try:
             plan = Plan(ratios={n: ratio for n in names}, round_to=round_to, ignored=None if ignored is None else list(ignored))
             pruned = prune(model, plan, input_shape=input_shape)
             with torch.no_grad():
                 got = _output_shapes(pruned(x))
         except Exception as exc:  # noqa: BLE001 - any failure is the reason this group is left out
-            return f"pruning it breaks the model ({type(exc).__name__}: {first_line(exc)[:160]})"
-        return None if got == want else f"pruning it changes the output's shape ({want} -> {got})"
+            return f"pruning it at {ratio:g} breaks the model ({type(exc).__name__}: {first_line(exc)[:160]})"
+        return None if got == want else f"pruning it at {ratio:g} changes the output's shape ({want} -> {got})"
 
     bad: dict[str, str] = {}
 
-    def bisect(names: list[str]) -> None:
-        reason = breaks(names) if names else None
+    def bisect(names: list[str], ratio: float) -> None:
+        reason = breaks(names, ratio) if names else None
         if reason is None:
             return
         if len(names) == 1:
             bad[names[0]] = reason
             return
-        bisect(names[: len(names) // 2])
-        bisect(names[len(names) // 2:])
+        bisect(names[: len(names) // 2], ratio)
+        bisect(names[len(names) // 2:], ratio)
 
-    bisect([g.name for g in groups])
-    good = [g.name for g in groups if g.name not in bad]
-    if bad and good and breaks(good):  # fine alone, broken together: add them one at a time
-        kept: list[str] = []
-        for name in good:
-            reason = breaks([*kept, name])
-            if reason:
-                bad[name] = reason
-            else:
-                kept.append(name)
+    checked: dict[str, set[int]] = {g.name: {0} for g in groups}  # group -> units removed in a probe that ran
+    for ratio in ratios:
+        removed = {g.name: removed_units(g, ratio, round_to) for g in groups}
+        if all(n in checked[name] for name, n in removed.items()):
+            continue  # every group's width here was already checked
+        for name, n in removed.items():
+            checked[name].add(n)
+        bisect([g.name for g in groups if g.name not in bad], ratio)
+        good = [g.name for g in groups if g.name not in bad]
+        if good and breaks(good, ratio):  # fine alone, broken together: add them one at a time
+            kept: list[str] = []
+            for name in good:
+                reason = breaks([*kept, name], ratio)
+                if reason:
+                    bad[name] = reason
+                else:
+                    kept.append(name)
     return bad
 
 

@@ -6,9 +6,12 @@ This and ``engine`` are the only modules that map layer *names* to modules.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
-from collections.abc import Mapping, Sequence
+import signal
+import threading
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,20 +87,62 @@ def chunks_of(group) -> int:
     return n
 
 
+# Torch-Pruning's search for one group's coupled layers has never returned on some models (a small
+# Llama: over 600 s): past this many seconds the group is left out, with the reason.
+GROUP_ANALYSIS_LIMIT_S = 60.0
+_TOO_SLOW: dict[tuple, str] = {}  # roots that ran out of time in this process: not analysed again
+
+
+class _OutOfTime(BaseException):  # not an Exception: the engine's own ``except Exception`` must not swallow it
+    pass
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """Interrupt the block after ``seconds`` (SIGALRM: the main thread only; elsewhere, no limit)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def alarm(signum, frame):
+        raise _OutOfTime
+
+    before = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)
+
+
 def _all_groups(dg: tp.DependencyGraph, ignored: list[nn.Module], name_of: Mapping[nn.Module, str],
-                skipped: dict[str, str]):
-    """Torch-Pruning's ``get_all_groups``, one root at a time: a group whose index mapping fails is
-    skipped with its reason instead of failing the whole model."""
+                skipped: dict[str, str], only: Collection[str] | None = None):
+    """Torch-Pruning's ``get_all_groups``, one root at a time: a group whose index mapping fails, or
+    takes over ``GROUP_ANALYSIS_LIMIT_S``, is skipped with its reason instead of failing (or hanging)
+    the whole model. ``only``: the groups wanted, by name; other roots are not analysed."""
     visited: set[nn.Module] = set()
     ignored_set = set(ignored) | set(dg.IGNORED_LAYERS_IN_TRACING)
     for m in list(dg.module2node):
         if m in ignored_set or m in visited or not isinstance(m, ROOT_TYPES):
             continue
+        if only is not None and name_of.get(m) not in only:
+            continue
         pruner = dg.get_pruner_of_module(m)
         if pruner is None or pruner.get_out_channels(m) is None:
             continue
+        key = (name_of.get(m), type(m).__name__, tuple(getattr(m, "weight", torch.empty(0)).shape))
         try:
-            group = dg.get_pruning_group(m, pruner.prune_out_channels, list(range(pruner.get_out_channels(m))))
+            if key in _TOO_SLOW:
+                raise _OutOfTime
+            with _time_limit(GROUP_ANALYSIS_LIMIT_S):
+                group = dg.get_pruning_group(m, pruner.prune_out_channels, list(range(pruner.get_out_channels(m))))
+        except _OutOfTime:
+            _TOO_SLOW[key] = (f"the engine's search for its coupled layers took over {GROUP_ANALYSIS_LIMIT_S:g} s "
+                              "and was stopped")
+            if m in name_of:
+                skipped[name_of[m]] = _TOO_SLOW[key]
+            continue
         except Exception as exc:  # noqa: BLE001 - the engine's limit on this group, reported per group
             if m in name_of:
                 skipped[name_of[m]] = f"the engine cannot map its channels ({type(exc).__name__}: {first_line(exc)[:120]})"
@@ -108,11 +153,12 @@ def _all_groups(dg: tp.DependencyGraph, ignored: list[nn.Module], name_of: Mappi
             yield name_of[m], group
 
 
-def group_map(model: nn.Module, dg: tp.DependencyGraph, ignored: Sequence[str], skipped: dict[str, str] | None = None
-          ) -> dict[str, tuple[PrunableGroup, nn.Module, Any]]:
+def group_map(model: nn.Module, dg: tp.DependencyGraph, ignored: Sequence[str], skipped: dict[str, str] | None = None,
+              only: Collection[str] | None = None) -> dict[str, tuple[PrunableGroup, nn.Module, Any]]:
     """name -> (group, the module its pruning starts from, that module's pruning function).
 
-    Groups the engine cannot prune safely go to ``skipped`` (name -> reason) instead."""
+    Groups the engine cannot prune safely go to ``skipped`` (name -> reason) instead. ``only``: just
+    these groups (a plan's), so a layer the space left out is never analysed again."""
     skipped = {} if skipped is None else skipped
     modules = dict(model.named_modules())
     missing = [n for n in ignored if n not in modules]
@@ -122,7 +168,7 @@ def group_map(model: nn.Module, dg: tp.DependencyGraph, ignored: Sequence[str], 
     name_of = {m: n for n, m in model.named_modules()}
     attention = attention_blocks(model)
     found: dict[str, tuple[PrunableGroup, nn.Module, Any]] = {}
-    for root_name, group in _all_groups(dg, [modules[n] for n in ignored], name_of, skipped):
+    for root_name, group in _all_groups(dg, [modules[n] for n in ignored], name_of, skipped, only):
         if crosses_barrier(group):
             skipped[root_name] = ("its channels pass through a channel shuffle or a concatenation the engine cannot "
                                   "follow")

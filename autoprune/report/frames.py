@@ -25,6 +25,8 @@ def pareto_front(trials: pd.DataFrame, *, latency: str = "latency_p50_ms", accur
     if latency not in done or accuracy not in done or done.empty:
         return done.iloc[0:0]  # nothing finished on this profile yet
     done = done.dropna(subset=[accuracy, latency])
+    if done.empty:  # e.g. every completed trial's metric was NaN
+        return done
     plan = [c for c in done if c.startswith(RATIO_PREFIX)]
     if plan:  # a plan run twice (an older run, a resumed one) is one point: its first trial
         done = (done.sort_values("trial") if "trial" in done else done).drop_duplicates(subset=plan, keep="first")
@@ -72,8 +74,8 @@ def write_pareto(trials: pd.DataFrame, run_dir: Path, *, profiles: list[str]) ->
 
 
 def trials_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    table = pd.DataFrame(rows)
     """trials.csv's table: ``TRIAL_COLUMNS`` first (present even before any trial finished), the rest sorted."""
+    table = pd.DataFrame(rows)
     for col in TRIAL_COLUMNS:
         if col not in table:
             table[col] = pd.NA

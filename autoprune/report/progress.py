@@ -102,8 +102,9 @@ class SearchProgress:
                    f"(in the search {row['accuracy']:.1%}) at {_latency(row)}")
 
     def summary(self, front: pd.DataFrame, *, run_dir: Path, where: Callable[[str], str], plot: Path | None,
-                counts: dict[str, int], best: pd.Series | None = None) -> None:
-        """``where(name)``: how to name the run's file ``name`` (or the run, for "") to the user."""
+                counts: dict[str, int], best: pd.Series | None = None, failure: str | None = None) -> None:
+        """``where(name)``: how to name the run's file ``name`` (or the run, for "") to the user;
+        ``failure``: the most common reason trials failed, with its count (None: none failed)."""
         if self.quiet:
             return
         table = Table(title=f"Pareto front ({len(front)} plans)", title_justify="left")
@@ -122,6 +123,9 @@ class SearchProgress:
             self.print(f"best within budget: {best['trial']}, {how}, at {_latency(best)}")
         states = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         self.print(f"finished in {time.perf_counter() - self.t0:.0f} s; trials: {states}")
+        if failure is not None:
+            self.print(f"[yellow]{counts.get(Status.FAILED, 0)} trial(s) failed[/]; the most common cause: "
+                       f"{failure}; trials.csv has each trial's error")
         for name in ("trials.csv", "pareto.csv"):
             self.print(f"  {where(name)}")
         if plot is not None:

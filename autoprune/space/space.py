@@ -126,7 +126,12 @@ def init_space(model: nn.Module, *, input_shape: Sequence[int], model_name: str 
     label = model_name or type(model).__name__
     if not found and not skipped:
         raise AutopruneError(f"model {label} has no prunable conv or linear groups")
-    left_out = {**skipped, **unprunable_groups(model, found, input_shape=input_shape, round_to=round_to)}
+    # Every ratio the range allows is checked: its ends and middle first, where most breaks show
+    grid = [r for r in GroupRange(low=low, high=high, step=step).choices() if r > 0]
+    first = [grid[-1], grid[0], min(grid, key=lambda r: abs(r - 0.5))] if grid else []
+    ratios = list(dict.fromkeys([*first, *grid]))
+    left_out = {**skipped, **unprunable_groups(model, found, input_shape=input_shape, round_to=round_to,
+                                               ratios=ratios)}
     groups = [g for g in found if g.name not in left_out]
     if not groups:
         name, why = next(iter(left_out.items()))

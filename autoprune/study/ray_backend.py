@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import socket
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -21,7 +22,7 @@ import torch
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 
-from autoprune.core.errors import AutopruneError
+from autoprune.core.errors import AutopruneError, first_line
 from autoprune.core.records import TRIAL_METRICS, Status, TrialRecord
 from autoprune.core.signals import terminate_as_interrupt
 from autoprune.latency.budget import budget_verdicts, over_budget
@@ -145,6 +146,10 @@ class Recorder(tune.Callback):
         self._add(self._record(trial, status, metrics=metrics, budgets=budgets).row())
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        from autoprune.core.usercode import debug
+
+        if debug() and trial.error_file and Path(trial.error_file).is_file():  # --traceback: the trial's whole story
+            print(Path(trial.error_file).read_text().rstrip(), file=sys.stderr)
         self._add(self._record(trial, Status.FAILED, error=_error_line(trial)).row())
 
     def _add(self, row: dict[str, Any]) -> None:
@@ -177,8 +182,17 @@ def ray_session(progress: SearchProgress, *, address: str | None = None) -> Iter
                                          "with `ray start --head`, or leave --address out for a local Ray") from None
             else:
                 # address="local": a Ray of its own, even when another search on this machine runs one
-                ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.ERROR,
-                         log_to_driver=False, configure_logging=True)
+                try:
+                    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
+                             logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
+                except Exception as exc:  # a node that did not come up (disk, memory, ports, a busy machine)
+                    with contextlib.suppress(Exception):
+                        ray.shutdown()  # what did start, stopped
+                    raise AutopruneError(
+                        f"could not start a local Ray ({type(exc).__name__}: {first_line(exc)[:200]}); check that "
+                        f"{os.environ.get('RAY_TMPDIR', '/tmp')} is writable with free space and memory is free, "
+                        "run `ray stop` to end stale Ray processes, then try again (or join a running cluster with "
+                        "--address)") from exc
         started_here = True
     try:
         with terminate_as_interrupt():  # after ray.init, which sets a SIGTERM handler of its own

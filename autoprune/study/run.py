@@ -488,6 +488,13 @@ def _resume(run: str | Path, *, trials: int | None, concurrency: int, quiet: boo
                         references=references)
 
 
+def _common_failure(table: pd.DataFrame) -> str:
+    """The most common reason trials failed, with its count: ``"evaluate: … (3 of 4)"``."""
+    failed = table[table["status"] == Status.FAILED]
+    causes = failed["error"].fillna("unknown error").value_counts() if "error" in failed else pd.Series(dtype=int)
+    return f"{causes.index[0]} ({causes.iloc[0]} of {len(failed)})" if len(causes) else "unknown"
+
+
 def finish(outputs: RunOutputs, rows: list[dict[str, Any]], *, budgets_ms: dict[str, float], baseline: dict[str, Any],
            profiles: list[str], progress: SearchProgress, exhausted: bool = False) -> SearchResult:
     """Write trials.csv, the Pareto front(s) and the plot for whatever finished (and push them to the
@@ -507,16 +514,16 @@ def finish(outputs: RunOutputs, rows: list[dict[str, Any]], *, budgets_ms: dict[
               "budgets_ms": budgets_ms, "budget_confidence": progress.budget_rule,
               "timings_s": {**progress.timings, "total_s": time.perf_counter() - progress.t0}},
              run_dir / "summary.yaml")
+    cause = _common_failure(table) if n_failed else None
     try:  # report.html: the front, each plan, the trials, config and timings in one page
         write_report(run_dir)
     except Exception as exc:  # noqa: BLE001 - a page for people; the run's results are already written above
         progress.print(f"[yellow]report.html not written[/]: {type(exc).__name__}: {exc}")
     outputs.sync(final=True)
     progress.summary(front, run_dir=run_dir, where=outputs.where, plot=plot, counts=counts,
-                     best=best_within_budget(table))
-    if len(table) and n_failed == len(table):
-        causes = table["error"].fillna("unknown error").value_counts() if "error" in table else pd.Series(dtype=int)
-        cause = f"{causes.index[0]} ({causes.iloc[0]} of {n_failed})" if len(causes) else "unknown"
-        raise TrialsFailed(run_dir, failed=n_failed, cause=cause, location=outputs.where())
+                     best=best_within_budget(table), failure=cause)
+    if n_failed and not counts.get(Status.COMPLETED, 0):  # nothing to apply, and failures are why
+        raise TrialsFailed(run_dir, failed=n_failed, cause=cause or "unknown", location=outputs.where(),
+                           total=len(table))
     return SearchResult(run_dir=run_dir, trials=table, pareto=front, budget_ms=budgets_ms[profiles[0]],
                         budgets_ms=budgets_ms, baseline=baseline, plot=plot, location=outputs.where())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -63,11 +64,23 @@ def _local(*, trials: int, concurrency: int, seed: int) -> optuna.samplers.BaseS
     return LocalMovesSampler(seed=seed, fallback=_tpe(trials=trials, concurrency=concurrency, seed=seed))
 
 
+class _NSGAII(optuna.samplers.NSGAIISampler):
+    """Optuna's NSGA-II, picklable: it holds a thread lock, and Ray Tune pickles the searcher (with
+    its sampler) when the Tuner is made; the lock is made anew where it is unpickled."""
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_thread_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._thread_lock = threading.Lock()
+
+
 @SAMPLERS.register("nsga2")
 def _nsga2(*, trials: int, concurrency: int, seed: int) -> optuna.samplers.BaseSampler:
     """A population of trials/4 (4..50): the default of 50 would spend a typical search on its
     first, random generation."""
-    return optuna.samplers.NSGAIISampler(population_size=min(50, max(4, trials // 4)), seed=seed)
+    return _NSGAII(population_size=min(50, max(4, trials // 4)), seed=seed)
 
 
 @SAMPLERS.register("random")

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from autoprune.core.errors import AutopruneError
 from autoprune.core.records import PHASES, ProfileLatency
 from autoprune.core.records import at as at_profile
 from autoprune.latency import node_lock
@@ -134,6 +135,8 @@ class _Timer:
         t0 = time.perf_counter()
         try:
             return fn(*args, **kwargs)
+        except AutopruneError as exc:  # already one line naming what was wrong (a user's function, say)
+            raise TrialFailed(f"{phase}: {exc}") from exc
         except Exception as exc:
             raise TrialFailed(f"{phase}: {type(exc).__name__}: {exc}") from exc
         finally:

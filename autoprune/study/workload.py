@@ -35,7 +35,7 @@ def load_workload(*, model: str, data: str, space: str | Path | None, profiles: 
                   criterion: str | None = None, weights: str | Path | None = None, metric: str = "top1",
                   loss: str = "cross_entropy", val_samples: int | None = None) -> Workload:
     """Resolve and cross-check model, data, space, metric and loss: every user error surfaces here."""
-    from autoprune.train.task import resolve_loss, resolve_metric
+    from autoprune.train.task import check_task, resolve_loss, resolve_metric
 
     resolve_metric(metric)
     resolve_loss(loss)
@@ -48,11 +48,14 @@ def load_workload(*, model: str, data: str, space: str | Path | None, profiles: 
     try:
         with torch.no_grad():
             out = net(torch.zeros(2, *input_shape))
-    except Exception as exc:  # noqa: BLE001 - any failure here means model and data do not fit
-        raise AutopruneError(f"model {model!r} does not accept inputs of shape {input_shape} from data {data!r} "
-                             f"({type(exc).__name__}); pass --data that matches the model") from None
+    except Exception as exc:  # any failure here means model and data do not fit
+        from autoprune.core.usercode import UserCodeError, describe_exception
+
+        raise UserCodeError(f"model {model!r} failed on inputs of shape {input_shape} from data {data!r}: "
+                            f"{describe_exception(exc)}; pass --data that matches the model") from exc
     if loss == "cross_entropy" and isinstance(out, torch.Tensor) and out.ndim == 2:
         check_labels(splits, classes=int(out.shape[1]), model=model, data=data)
+    check_task(net, splits.train, splits.trial_val, metric=metric, loss=loss)
     if loaded_space is None:
         loaded_space = init_space(net, input_shape=input_shape, model_name=model)
     else:

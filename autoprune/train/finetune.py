@@ -190,11 +190,11 @@ def finetune(model: nn.Module, dataset: Dataset, *, config: FinetuneConfig,
 def evaluate(model: nn.Module, dataset: Dataset, *, batch_size: int = 256, device: str | torch.device = "cpu",
              metric: str = "top1", workers: int = 0) -> float:
     """The ``metric`` (a spec, see ``autoprune.train.task``; default top-1 accuracy in [0, 1]) on ``dataset``."""
-    from autoprune.train.task import OnDevice, resolve_metric
+    from autoprune.train.task import OnDevice, metric_value, resolve_metric
 
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
-    return float(resolve_metric(metric)(model, OnDevice(loader, device)))
+    return metric_value(resolve_metric(metric)(model, OnDevice(loader, device)), spec=metric)
 
 
 @torch.no_grad()
