@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,6 +56,11 @@ def check_local_out(out: str | Path | None) -> None:
     or no permission, is one line now, not a traceback after the baseline. URLs: ``check_out``."""
     from autoprune.core.location import local_path
 
+    scheme, sep, rest = str(out).partition(":")
+    if sep and re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]+", scheme) and not rest.startswith("//"):
+        # "s3:/bucket" or "gs:bucket": a URL short of its slashes, which would not go where it was meant
+        raise AutopruneError(f"--out {out}: looks like a URL without its '//'; write {scheme}://"
+                             f"{rest.lstrip('/')} for the store, or ./{out} for a local directory of that name")
     base = None if out is None else local_path(out)
     if base is None:
         return
