@@ -51,6 +51,7 @@ def _spaces(tmp: Path) -> dict[str, Path]:
                  marks=pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")),
     (["profile", "measure", "--model", "gone.onnx"], ["gone.onnx", "no such file"]),
     (["search", "--budget", "50ms", "--out", "s3:/team/runs"], ["looks like a URL without its '//'", "s3://team/runs"]),
+    (["search", "--budget", "50ms", "--address", "ray://127.0.0.1:1"], ["cannot join the Ray cluster", "refused"]),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, needles):
     spaces = _spaces(tmp_path)
