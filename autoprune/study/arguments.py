@@ -81,6 +81,24 @@ def check_local_out(out: str | Path | None) -> None:
                 d.rmdir()
 
 
+def check_address(address: str | None) -> None:
+    """A ``ray://HOST:PORT`` that refuses connections is said before any work (Ray's client would wait
+    30 s first, after the model was loaded)."""
+    if not address or not address.startswith("ray://"):
+        return
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rstrip("/").rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=10):
+            pass
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise AutopruneError(f"cannot join the Ray cluster at --address {address!r} ({why}); check HOST:PORT "
+                             "(the head's client port, 10001 by default; `ray start --head` starts one), or "
+                             "leave --address out for a local Ray") from None
+
+
 def check_local_gpus(gpus_per_trial: float, *, address: str | None) -> None:
     """On a local Ray, ``--gpus-per-trial`` needs that many GPUs here (on a cluster, Ray checks its nodes)."""
     if not gpus_per_trial or address is not None or os.environ.get("RAY_ADDRESS"):
@@ -174,4 +192,5 @@ def check_search(*, budget: str | Sequence[str], profile: str | Path | Sequence[
                              "--formulation budget (one objective), not front")
     check_local_gpus(gpus_per_trial, address=address)
     check_local_out(out)
+    check_address(address)
     return SearchArguments(profiles=profiles, budgets=budgets, trials=trials, seed_plans=names)

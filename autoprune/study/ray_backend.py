@@ -175,7 +175,6 @@ def ray_session(progress: SearchProgress, *, address: str | None = None) -> Iter
         with progress.phase(f"joining the Ray cluster at {address}" if address else "starting a local Ray",
                             key="ray_start_s"):
             if address:  # an existing cluster: its nodes bring their own CPUs and resources
-                _reachable(address)
                 try:
                     with warnings.catch_warnings():  # Ray's own timeout warning: the one line below says it
                         warnings.simplefilter("ignore", UserWarning)
@@ -203,21 +202,6 @@ def ray_session(progress: SearchProgress, *, address: str | None = None) -> Iter
     finally:
         if started_here:
             ray.shutdown()
-
-
-def _reachable(address: str) -> None:
-    """A ``ray://HOST:PORT`` that refuses connections is said at once (Ray's client waits 30 s first)."""
-    if not address.startswith("ray://"):
-        return
-    host, _, port = address.removeprefix("ray://").rstrip("/").rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=10):
-            pass
-    except (OSError, ValueError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise AutopruneError(f"cannot join the Ray cluster at --address {address!r} ({why}); check HOST:PORT "
-                             "(the head's client port, 10001 by default; `ray start --head` starts one), or "
-                             "leave --address out for a local Ray") from None
 
 
 def trial_resources(opts: RunOptions) -> dict[str, float]:

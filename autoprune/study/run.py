@@ -47,7 +47,7 @@ from autoprune.report.frames import (
 from autoprune.report.html import write_report
 from autoprune.report.progress import SearchProgress
 from autoprune.space.sensitivity import load_sensitivity, sensitivity_seeds
-from autoprune.study.arguments import check_search, choice, positive
+from autoprune.study.arguments import check_address, check_search, choice, positive
 from autoprune.study.options import RunOptions
 from autoprune.study.outputs import (
     Checkpoint,
@@ -442,6 +442,7 @@ def _resume(run: str | Path, *, trials: int | None, concurrency: int, quiet: boo
             cpus_per_trial: float | None, gpus_per_trial: float) -> SearchResult:
     """Continue a run (stopped by Ctrl-C, ``kill -9`` or a crash) up to its trial count; a run at a
     URL is fetched, continued here and pushed back as its trials end."""
+    check_address(address)
     outputs = existing_run(run, what="--resume")
     run_dir = outputs.local
     run_config = RunConfig.read(run_dir, what="--resume")
