@@ -25,6 +25,7 @@ _EXPORTS = {
     "sparsify": "autoprune.commands.sparsify", "SparsifyResult": "autoprune.commands.sparsify",
     "AutopruneError": "autoprune.core.errors", "ConfigError": "autoprune.core.errors",
     "SearchInterrupted": "autoprune.core.errors", "TrialsFailed": "autoprune.core.errors",
+    "UserCodeError": "autoprune.core.usercode",
     "Budget": "autoprune.latency.budget",
     "HardwareProfile": "autoprune.latency.profiles", "resolve_profile": "autoprune.latency.profiles",
     "load_model": "autoprune.load.models", "save_checkpoint": "autoprune.load.models",
@@ -46,6 +47,7 @@ __all__ = [
     "SensitivityResult",
     "SparsifyResult",
     "TrialsFailed",
+    "UserCodeError",
     "apply",
     "compare_runs",
     "init_space",
@@ -88,6 +90,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
         SearchInterrupted,
         TrialsFailed,
     )
+    from autoprune.core.usercode import UserCodeError
     from autoprune.latency.budget import Budget
     from autoprune.latency.profiles import HardwareProfile, resolve_profile
     from autoprune.load.models import load_model, save_checkpoint

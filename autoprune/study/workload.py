@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.utils.data import Dataset
 
 from autoprune.core.errors import AutopruneError
 from autoprune.latency.profiles import HardwareProfile
@@ -35,7 +36,7 @@ def load_workload(*, model: str, data: str, space: str | Path | None, profiles: 
                   criterion: str | None = None, weights: str | Path | None = None, metric: str = "top1",
                   loss: str = "cross_entropy", val_samples: int | None = None) -> Workload:
     """Resolve and cross-check model, data, space, metric and loss: every user error surfaces here."""
-    from autoprune.train.task import check_task, resolve_loss, resolve_metric
+    from autoprune.train.task import resolve_loss, resolve_metric
 
     resolve_metric(metric)
     resolve_loss(loss)
@@ -68,6 +69,34 @@ def load_workload(*, model: str, data: str, space: str | Path | None, profiles: 
         loaded_space = loaded_space.model_copy(update={"criterion": criterion})
     return Workload(model=net, data=splits, input_shape=input_shape, space=loaded_space, profiles=tuple(profiles),
                     metric=metric, loss=loss)
+
+
+def check_task(model: torch.nn.Module, train: Dataset, val: Dataset, *, metric: str, loss: str, samples: int = 32) -> None:
+    """Run a user's metric and loss once on a few samples of the unpruned model, before any work, so
+    a wrong signature or a wrong kind of result is said in one line now, not as failed trials later:
+    the metric gives a finite number, the loss a scalar tensor autograd can differentiate."""
+    from torch.utils.data import DataLoader, Subset
+
+    from autoprune.core.usercode import UserCodeError, described
+    from autoprune.train.finetune import evaluate
+    from autoprune.train.task import check_arity, resolve_loss, resolve_metric
+
+    for what, spec, fn, call in (("metric", metric, resolve_metric(metric), "fn(model, loader)"),
+                                 ("loss", loss, resolve_loss(loss), "fn(outputs, targets)")):
+        check_arity(getattr(fn, "fn", fn), what=what, spec=spec, call=call)  # the user's own, not the guard
+    if ":" in metric:
+        evaluate(model, Subset(val, range(min(samples, len(val)))), metric=metric)
+    if ":" in loss:
+        x, y = next(iter(DataLoader(Subset(train, range(min(samples, len(train)))), batch_size=samples)))
+        with torch.enable_grad():
+            value = resolve_loss(loss)(model(x), y)
+        grads = any(p.requires_grad for p in model.parameters())
+        if not (isinstance(value, torch.Tensor) and value.numel() == 1 and value.is_floating_point()
+                and (value.requires_grad or not grads)):
+            raise UserCodeError(f"loss {loss!r} returned {described(value)}; a loss returns a scalar tensor that "
+                                "autograd can differentiate (reduce a per-sample loss with .mean())")
+        if not torch.isfinite(value):
+            raise UserCodeError(f"loss {loss!r} returned {value.item()} on the unpruned model; a loss is finite")
 
 
 def _labels(dataset, limit: int = 256) -> torch.Tensor | None:

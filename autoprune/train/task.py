@@ -57,35 +57,7 @@ def metric_value(value: Any, *, spec: str) -> float:
     return as_number(value, what="metric", spec=spec, expected=METRIC_RETURNS)
 
 
-def check_task(model: nn.Module, train: Any, val: Any, *, metric: str, loss: str, samples: int = 32) -> None:
-    """Run a user's metric and loss once on a few samples of the unpruned model, before any work, so
-    a wrong signature or a wrong kind of result is said in one line now, not as failed trials later:
-    the metric gives a finite number, the loss a scalar tensor autograd can differentiate."""
-    from torch.utils.data import Subset
-
-    from autoprune.core.usercode import UserCodeError, described
-
-    for what, spec, fn, call in (("metric", metric, resolve_metric(metric), "fn(model, loader)"),
-                                 ("loss", loss, resolve_loss(loss), "fn(outputs, targets)")):
-        _check_arity(getattr(fn, "fn", fn), what=what, spec=spec, call=call)  # the user's own, not the guard
-    if ":" in metric:
-        from autoprune.train.finetune import evaluate
-
-        evaluate(model, Subset(val, range(min(samples, len(val)))), metric=metric)
-    if ":" in loss:
-        x, y = next(iter(DataLoader(Subset(train, range(min(samples, len(train)))), batch_size=samples)))
-        with torch.enable_grad():
-            value = resolve_loss(loss)(model(x), y)
-        grads = any(p.requires_grad for p in model.parameters())
-        if not (isinstance(value, torch.Tensor) and value.numel() == 1 and value.is_floating_point()
-                and (value.requires_grad or not grads)):
-            raise UserCodeError(f"loss {loss!r} returned {described(value)}; a loss returns a scalar tensor that "
-                                "autograd can differentiate (reduce a per-sample loss with .mean())")
-        if not torch.isfinite(value):
-            raise UserCodeError(f"loss {loss!r} returned {value.item()} on the unpruned model; a loss is finite")
-
-
-def _check_arity(fn: Callable, *, what: str, spec: str, call: str) -> None:
+def check_arity(fn: Callable, *, what: str, spec: str, call: str) -> None:
     """A function autoprune calls with two positional arguments must accept them."""
     import inspect
 
