@@ -48,7 +48,6 @@ def user_frame(exc: BaseException, *, fn: Callable | None = None) -> str | None:
     own = None
     if fn is not None:
         module = getattr(fn, "__module__", None) or ""
-
         top = sys.modules.get(module.partition(".")[0])
         where = getattr(top, "__file__", None)
         if where:  # a package: its directory; a lone module: its file (not the project around it)
