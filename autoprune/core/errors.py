@@ -37,7 +37,7 @@ class SearchInterrupted(Exception):
 
 
 class TrialsFailed(AutopruneError):
-    """Every trial of a search failed (or failed or was over budget): the outputs are written (trials.csv names each cause), but
+    """No trial of a search completed and some failed: the outputs are written (trials.csv names each cause), but
     there is no plan to apply. The CLI exits with code 1 (a run that did not work, not bad usage)."""
 
     exit_code = 1
@@ -45,9 +45,9 @@ class TrialsFailed(AutopruneError):
     def __init__(self, run_dir: Path, *, failed: int, cause: str, location: str | None = None,
                  total: int | None = None) -> None:
         self.run_dir, self.location = run_dir, str(run_dir) if location is None else location
-        # total > failed: the others were over budget (never fine-tuned), so no trial completed either
+        # total > failed: the others were over budget (never fine-tuned) or stopped early, so none completed
         what = (f"all {failed} trial(s) failed" if total in (None, failed) else
-                f"no trial completed ({failed} of {total} failed, the others were over budget)")
+                f"no trial completed ({failed} of {total} failed, the others were over budget or stopped early)")
         super().__init__(f"{what}, so there is no plan to apply; the most common cause: "
                          f"{cause}. {self.location}/trials.csv has each trial's error; fix the cause and search again")
 

@@ -199,9 +199,11 @@ def unprunable_groups(model: nn.Module, groups: Sequence[PrunableGroup], *, inpu
             continue  # every group's width here was already checked
         for name, n in removed.items():
             checked[name].add(n)
+        before = len(bad)
         bisect([g.name for g in groups if g.name not in bad], ratio)
         good = [g.name for g in groups if g.name not in bad]
-        if good and breaks(good, ratio):  # fine alone, broken together: add them one at a time
+        # Only when the bisection left groups out is the rest unprobed as a whole (else its first probe was it)
+        if len(bad) > before and good and breaks(good, ratio):  # fine alone, broken together: one at a time
             kept: list[str] = []
             for name in good:
                 reason = breaks([*kept, name], ratio)
