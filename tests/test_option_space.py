@@ -31,7 +31,7 @@ MODEL = "builtin:demo"  # its widest groups only: pruned, they move its latency 
 
 @pytest.fixture(scope="module")
 def space(tmp_path_factory):
-    return demo_space(tmp_path_factory.mktemp("space") / "space.yaml", high=0.5, step=0.25)
+    return demo_space(tmp_path_factory.mktemp("space") / "space.yaml", high=0.75, step=0.25)
 
 
 def accepted(*, formulation: str, sampler: str) -> bool:
