@@ -41,6 +41,7 @@ SPACE = defaults("autoprune.commands.space", "space_init")
 MEASURE = defaults("autoprune.commands.profile", "profile_measure")
 TABLE = defaults("autoprune.commands.profile", "profile_build_table")
 CALIBRATE = defaults("autoprune.commands.profile", "profile_calibrate")
+PROBE = defaults("autoprune.commands.profile", "profile_probe")
 RUNS = defaults("autoprune.commands.runs", "runs")
 
 
@@ -241,12 +242,13 @@ def space_init_cmd(
     low: Annotated[float, typer.Option(help="Lowest ratio searched per group.")] = SPACE["low"],
     high: Annotated[float, typer.Option(help="Highest ratio searched per group.")] = SPACE["high"],
     step: Annotated[float, typer.Option(help="Ratio step.")] = SPACE["step"],
+    round_to: Annotated[int, typer.Option(help="Round pruned widths to this channel multiple (autoprune profile probe recommends one for a target).")] = SPACE["round_to"],
 ) -> None:
     """Print a search space YAML covering every prunable group of a model."""
     from autoprune.commands.space import space_init
 
-    typer.echo(space_init(model=model, data=data, input_shape=input_shape, low=low, high=high, step=step).to_yaml(),
-               nl=False)
+    typer.echo(space_init(model=model, data=data, input_shape=input_shape, low=low, high=high, step=step,
+                          round_to=round_to).to_yaml(), nl=False)
 
 
 @profile_app.command("list")
@@ -273,6 +275,27 @@ def profile_measure_cmd(
     ci = f"  95 % CI {stats.ci_low_ms:.3f}–{stats.ci_high_ms:.3f} ms" if stats.has_ci else ""
     typer.echo(f"p50 {stats.p50_ms:.3f} ms{ci}  p90 {stats.p90_ms:.3f} ms  spread {stats.spread:.1%}")
     typer.echo(stats.describe())
+
+
+@profile_app.command("probe")
+def profile_probe_cmd(
+    profile: Profile = PROBE["profile"],
+    layers: Annotated[str, typer.Option(help="Layer kinds to sweep: conv, linear, or conv,linear.")] = PROBE["layers"],
+    out: Annotated[Path | None, typer.Option(help="Folder for widths.csv and widths.png.")] = PROBE["out"],
+) -> None:
+    """Time layer chains over a sweep of widths on a profile: the channel multiple its kernels compute in."""
+    from autoprune.commands.profile import profile_probe
+
+    report = profile_probe(profile=profile, layers=layers, out=out,
+                           on_layer=lambda kind: typer.echo(f"timing {kind} chains at widths 64-128 on {profile} ...", err=True))
+    for probe in report.probes:
+        steps = ", ".join(f"{m}: {r:.2f}x" for m, r in probe.up_ratio.items())
+        typer.echo(f"{probe.layer:<7} time of a width rounded up to a multiple, against the width: {steps}")
+        typer.echo(f"        widths compute in multiples of {probe.multiple}")
+    typer.echo(f"recommended: channel_block: {report.multiple} in the profile (a generated search space rounds "
+               f"pruned widths to it; the latency model counts in it)")
+    if report.plot is not None:
+        typer.echo(f"plot: {report.plot}  figures: {report.csv}")
 
 
 @profile_app.command("calibrate")

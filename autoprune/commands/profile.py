@@ -1,4 +1,4 @@
-"""``autoprune profile measure`` and ``autoprune profile build-table``, as Python functions."""
+"""``autoprune profile measure``, ``probe``, ``calibrate`` and ``build-table``, as Python functions."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from autoprune.latency.profiles import DEFAULT_PROFILE, resolve_profile
 from autoprune.latency.reference import Reference
 from autoprune.latency.table import LatencyTable
 from autoprune.latency.table_build import build_table, prediction_error, random_plans
+from autoprune.latency.widths import WidthProbe, probe_widths
 from autoprune.load.inputs import resolve_input_shape
 from autoprune.load.models import architecture_fingerprint, load_model
 from autoprune.prune.engine import prune
@@ -51,6 +52,45 @@ def profile_calibrate(*, profile: str = DEFAULT_PROFILE) -> Reference:
     hw = resolve_profile(profile)
     forget_stored(hw)
     return anchor_reference(hw, recalibrate=True)
+
+
+@dataclass(frozen=True)
+class ProbeReport:
+    probes: list[WidthProbe]
+    multiple: int  # what to round pruned widths to on this target (the conv sweep's; CNNs are most of what is pruned)
+    plot: Path | None  # widths.png, when ``out`` was given
+    csv: Path | None
+
+
+def profile_probe(*, profile: str = DEFAULT_PROFILE, layers: str = "conv,linear", out: str | Path | None = None,
+                  on_layer: Callable[[str], None] | None = None) -> ProbeReport:
+    """Time chains of convolutions and linear layers over a sweep of widths on ``profile`` and report
+    the multiple the target computes widths in (set it as the profile's ``channel_block``: a search
+    space generated for that profile rounds pruned widths to it, and the latency model counts in it).
+    ``out``: a folder for ``widths.csv`` and ``widths.png``."""
+    from autoprune.latency.profiles import check_provider
+
+    hw = resolve_profile(profile)
+    kinds = [k.strip() for k in layers.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in ("conv", "linear")]
+    if unknown or not kinds:
+        raise AutopruneError(f"layers {layers!r}: {', '.join(unknown) or 'none given'} not known; use conv, linear or both")
+    check_provider(hw)
+    probes = probe_widths(hw, layers=kinds, on_layer=on_layer)
+    multiple = next((p.multiple for p in probes if p.layer == "conv"), probes[0].multiple)
+    plot = csv = None
+    if out is not None:
+        import pandas as pd
+
+        from autoprune.core.files import write_atomic
+        from autoprune.report.plots import plot_widths
+
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = [{"layer": p.layer, "width": w, "ms": ms} for p in probes for w, ms in p.ms.items()]
+        csv = write_atomic(folder / "widths.csv", pd.DataFrame(rows).to_csv(index=False))
+        plot = plot_widths(probes, folder / "widths.png", profile=hw.name)
+    return ProbeReport(probes=probes, multiple=multiple, plot=plot, csv=csv)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from autoprune.space.space import GroupRange, SearchSpace, init_space
 
 
 def space_init(*, model: str = "builtin:demo", data: str = "builtin:digits", input_shape: str | None = None,
-               low: float = 0.0, high: float = 0.7, step: float = 0.05) -> SearchSpace:
+               low: float = 0.0, high: float = 0.7, step: float = 0.05, round_to: int = 8) -> SearchSpace:
     """``autoprune space init``: load the model and derive its space (input shape from data or given)."""
     from autoprune.load.inputs import resolve_input_shape
     from autoprune.load.models import load_model
@@ -18,4 +18,8 @@ def space_init(*, model: str = "builtin:demo", data: str = "builtin:digits", inp
     except ValueError as exc:
         raise AutopruneError(f"ratio range low={low}, high={high}, step={step} is not valid; "
                              "use 0 <= low <= high < 1 and 0 < step < 1") from exc
-    return init_space(load_model(model), input_shape=shape, model_name=model, low=low, high=high, step=step)
+    if round_to < 1:
+        raise AutopruneError(f"round_to {round_to} is not valid; use a channel multiple of at least 1 "
+                             "(autoprune profile probe recommends one for a target)")
+    return init_space(load_model(model), input_shape=shape, model_name=model, low=low, high=high, step=step,
+                      round_to=round_to)

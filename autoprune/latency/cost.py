@@ -144,13 +144,13 @@ class LatencyModel:
             self.margin = float(np.clip(self.margin + 0.5 * (judged_ms / budget_ms - AIM), 0.0, 0.2))
 
 
-def channel_block(profile_block: int | None, provider: str) -> int:
-    """The channel block a target computes in: the profile's, else 16 for ONNX Runtime's CPU
-    convolutions on an AVX-512 machine (this one: a guess for a remote target; the fit absorbs
-    the rest), else 8."""
+def channel_block(profile_block: int | None, *, cpu: bool) -> int:
+    """The channel block a target computes in: the profile's, else 16 for CPU convolutions (ONNX
+    Runtime's and OpenVINO's blocked layouts) on an AVX-512 machine (this one: a guess for a remote
+    target; the fit absorbs the rest), else 8."""
     if profile_block:
         return profile_block
-    if provider == "CPUExecutionProvider":
+    if cpu:
         try:
             with open("/proc/cpuinfo") as f:
                 if "avx512f" in f.read():

@@ -158,7 +158,7 @@ def thinned_reference(profile: HardwareProfile) -> bool:
     20 % between windows (cpu-allcores-b1 on 2 cores), and on other providers it is not measured.
     """
     return (_pooled(profile) and not profile.quantized and profile.intra_op_threads == 1
-            and profile.provider == "CPUExecutionProvider")
+            and profile.runtime == "onnxruntime" and profile.provider == "CPUExecutionProvider")
 
 
 def baseline_latency(model: nn.Module, profile: HardwareProfile, *, input_shape: Sequence[int], arch_key: str,

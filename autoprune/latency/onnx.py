@@ -1,4 +1,4 @@
-"""ONNX export and ONNX Runtime timing on a hardware profile: warm-up, repeats, median and p90."""
+"""ONNX export, and timing on a hardware profile's runtime in this process: warm-up, repeats, median and p90."""
 
 from __future__ import annotations
 
@@ -17,9 +17,7 @@ from torch import nn
 
 from autoprune.latency import node_lock
 from autoprune.latency.profiles import HardwareProfile, check_provider
-
-_OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
-               "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+from autoprune.latency.runtimes import Session, open_session
 
 
 def fmt_ms(ms: float) -> str:
@@ -122,26 +120,14 @@ def _mha_fastpath_off():
         backend.set_fastpath_enabled(before)
 
 
-def _session(path: str | Path, profile: HardwareProfile):
-    import onnxruntime as ort
-
-    check_provider(profile)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = profile.intra_op_threads
-    so.inter_op_num_threads = profile.inter_op_threads
-    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[profile.graph_optimization])
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=[profile.provider])
-
-
-def _time_once(session, feed: dict, profile: HardwareProfile, *, exclusive: bool) -> np.ndarray:
+def _time_once(session: Session, x: np.ndarray, profile: HardwareProfile, *, exclusive: bool) -> np.ndarray:
     times = []
     with node_lock.measuring() if exclusive else contextlib.nullcontext():
         for _ in range(profile.warmup):
-            session.run(None, feed)
+            session.run(x)
         for _ in range(profile.repeats):
             t0 = time.perf_counter()
-            session.run(None, feed)
+            session.run(x)
             times.append((time.perf_counter() - t0) * 1000.0)
     return np.asarray(times)
 
@@ -153,14 +139,14 @@ def measure_onnx(path: str | Path, profile: HardwareProfile, *, exclusive: bool 
     unless ``exclusive=False``; measures again, up to ``max_attempts``, while the spread is above
     ``max_spread``, and keeps the steadiest measurement.
     """
-    session = _session(path, profile)
-    inp = session.get_inputs()[0]
-    shape = [d if isinstance(d, int) else profile.batch_size for d in inp.shape]
-    feed = {inp.name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+    check_provider(profile)
+    session = open_session(str(path), profile.runtime_settings(), batch_size=profile.batch_size)
+    shape = session.input_shape
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     best: LatencyStats | None = None
     taken = 0
     while taken < profile.max_attempts and (best is None or best.spread > profile.max_spread):
-        arr = _time_once(session, feed, profile, exclusive=exclusive)
+        arr = _time_once(session, x, profile, exclusive=exclusive)
         taken += 1
         stats = LatencyStats(profile=profile.name, batch_size=shape[0], p50_ms=float(np.median(arr)),
                              p90_ms=float(np.percentile(arr, 90)), mean_ms=float(arr.mean()),

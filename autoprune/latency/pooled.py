@@ -47,8 +47,7 @@ def spawn_worker(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _job(profile: HardwareProfile, models: list[str], *, seed: int) -> dict[str, Any]:
-    return {"models": models, "provider": profile.provider, "intra_op_threads": profile.intra_op_threads,
-            "inter_op_threads": profile.inter_op_threads, "graph_optimization": profile.graph_optimization,
+    return {"models": models, "runtime": profile.runtime_settings(),
             "batch_size": profile.batch_size, "warmup": profile.warmup, "rounds": profile.rounds, "seed": seed}
 
 

@@ -1,9 +1,9 @@
-"""HardwareProfile: where and how latency is measured (ONNX Runtime), loaded from ``hw_profiles/*.yaml``."""
+"""HardwareProfile: where and how latency is measured (ONNX Runtime or OpenVINO), loaded from ``hw_profiles/*.yaml``."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -18,7 +18,15 @@ DEFAULT_PROFILE = "cpu-default"
 class HardwareProfile(StrictModel):
     name: str
     description: str = ""
-    provider: str = "CPUExecutionProvider"
+    # What runs the model on the target (latency/runtimes.py): ONNX Runtime with an execution
+    # provider, or OpenVINO on a device (``pip install 'autoprune[openvino]'``).
+    runtime: Literal["onnxruntime", "openvino"] = "onnxruntime"
+    provider: str = "CPUExecutionProvider"  # onnxruntime: the execution provider
+    device: str = "CPU"  # openvino: the device plugin
+    # openvino: the inference precision (INFERENCE_PRECISION_HINT); None: the device's default, which
+    # on a CPU with bf16 instructions is bf16. Anything but f32 changes outputs: trials then score the
+    # model as the runtime runs it.
+    precision: Literal["f32", "bf16", "f16"] | None = None
     intra_op_threads: int = Field(default=1, ge=0)  # 0: ONNX Runtime picks (all cores)
     inter_op_threads: int = Field(default=1, ge=0)
     batch_size: int = Field(default=1, ge=1)
@@ -72,9 +80,41 @@ class HardwareProfile(StrictModel):
                              "latency_table to measure the INT8 model")
         return self
 
+    @model_validator(mode="after")
+    def _runtime_fields(self) -> HardwareProfile:
+        if self.runtime == "onnxruntime" and self.precision is not None:
+            raise ValueError(f"precision ({self.precision}) is an OpenVINO setting; set runtime: openvino, or "
+                             "remove precision (ONNX Runtime runs a float model in f32)")
+        if self.runtime == "openvino" and self.provider != "CPUExecutionProvider":
+            raise ValueError(f"provider ({self.provider}) is an ONNX Runtime setting; an OpenVINO profile names "
+                             "its device (device: CPU)")
+        return self
+
     @property
     def quantized(self) -> bool:
         return self.quantization != "none"
+
+    @property
+    def numerics_differ(self) -> bool:
+        """Whether the target's outputs differ from the float model's (INT8, or OpenVINO below f32):
+        its accuracy is then taken through the runtime, not from torch."""
+        return self.quantized or (self.runtime == "openvino" and self.precision != "f32")
+
+    @property
+    def on_cpu(self) -> bool:
+        """Whether the target computes on this kind of machine's CPU (ONNX Runtime's CPU provider, OpenVINO's CPU)."""
+        return self.device == "CPU" if self.runtime == "openvino" else self.provider == "CPUExecutionProvider"
+
+    @property
+    def target(self) -> str:
+        """The runtime and what it runs on, in words (``ONNX Runtime provider X``, ``OpenVINO device CPU``)."""
+        return f"OpenVINO device {self.device}" if self.runtime == "openvino" else f"ONNX Runtime provider {self.provider}"
+
+    def runtime_settings(self) -> dict[str, Any]:
+        """What ``runtimes.open_session`` needs, as plain data (a timing worker's job carries it)."""
+        return {"runtime": self.runtime, "provider": self.provider, "device": self.device, "precision": self.precision,
+                "intra_op_threads": self.intra_op_threads, "inter_op_threads": self.inter_op_threads,
+                "graph_optimization": self.graph_optimization}
 
     @classmethod
     def load(cls, path: str | Path) -> HardwareProfile:
@@ -86,10 +126,12 @@ class HardwareProfile(StrictModel):
 
     def timing_key(self) -> str:
         """What a latency figure depends on besides the architecture: the cache key of this profile."""
-        # The precision settings change how sure a figure is, not what it measures.
+        # The CI settings change how sure a figure is, not what it measures. The other runtime's
+        # fields are left out (an ONNX Runtime profile's key is what it was before OpenVINO came).
+        other = {"provider"} if self.runtime == "openvino" else {"runtime", "device", "precision"}
         fields = self.model_dump(exclude={"name", "description", "max_spread", "max_attempts", "latency_table",
                                           "rounds", "target_ci", "min_processes", "max_processes",
-                                          "systematic_ci", "calibration_samples", "channel_block"})
+                                          "systematic_ci", "calibration_samples", "channel_block", *other})
         return f"{self.name}:{sorted(fields.items())}"
 
 
@@ -123,11 +165,10 @@ def resolve_profile(spec: str | Path) -> HardwareProfile:
 
 
 def check_provider(profile: HardwareProfile) -> None:
-    """A profile this machine cannot run is refused in one line, before anything is timed (only
-    onnxruntime is imported: the CLI calls it before torch or Ray)."""
-    import onnxruntime as ort
+    """A profile this machine cannot run (its runtime, provider or device missing) is refused in one
+    line, before anything is timed (only the runtime is imported: the CLI calls it before torch or Ray)."""
+    from autoprune.latency.runtimes import missing
 
-    available = ort.get_available_providers()
-    if profile.provider not in available:
-        raise AutopruneError(f"profile {profile.name!r} needs ONNX Runtime provider {profile.provider}, "
-                             f"which this machine lacks; available: {', '.join(available)}")
+    why = missing(profile.runtime_settings())
+    if why is not None:
+        raise AutopruneError(f"profile {profile.name!r} needs {why}")

@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -138,23 +139,31 @@ def quantize_onnx(src: str | Path, dst: str | Path, *, mode: str, calibration: t
 
 
 def onnx_accuracy(path: str | Path, dataset: Dataset, *, batch_size: int = 256,
-                  provider: str = "CPUExecutionProvider", threads: int = 0) -> float:
-    """Top-1 accuracy in [0, 1] of the ONNX model on ``dataset`` (pairs (x, y)), run with ONNX Runtime.
+                  provider: str = "CPUExecutionProvider", threads: int = 0,
+                  settings: dict | None = None) -> float:
+    """Top-1 accuracy in [0, 1] of the ONNX model on ``dataset`` (pairs (x, y)), run with ONNX Runtime
+    (``provider``, ``threads``; 0 lets it pick), or on the runtime ``settings`` name
+    (``HardwareProfile.runtime_settings``: OpenVINO, say, at the target's precision).
 
     A model exported with a fixed batch gets exactly that many rows per run: the last one is padded
-    with zeros and the padded rows' outputs are dropped. ``threads`` 0 lets ONNX Runtime pick.
+    with zeros and the padded rows' outputs are dropped.
     """
-    import onnxruntime as ort
+    from autoprune.latency.runtimes import missing, open_session
 
-    if provider not in ort.get_available_providers():
-        raise AutopruneError(f"ONNX Runtime provider {provider} is not available on this machine; available: "
-                             f"{', '.join(ort.get_available_providers())}")
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.log_severity_level = 3
-    session = ort.InferenceSession(str(path), so, providers=[provider])
-    inp = session.get_inputs()[0]
-    fixed = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else None
+    settings = settings or {"runtime": "onnxruntime", "provider": provider, "intra_op_threads": threads,
+                            "inter_op_threads": 0, "graph_optimization": "all"}
+    why = missing(settings)
+    if why is not None:
+        raise AutopruneError(f"evaluating {Path(path).name} needs {why}")
+    probe = open_session(str(path), settings, batch_size=1)
+    fixed = probe.input_shape[0] if _fixed_batch(path) else None
+    sessions: dict[int, Any] = {1: probe}
+
+    def session(rows: int):  # OpenVINO compiles one static shape: one session per batch size met
+        if rows not in sessions:
+            sessions[rows] = open_session(str(path), settings, batch_size=rows)
+        return sessions[rows]
+
     # A loader batch that is a whole number of fixed batches, so each one splits into runs evenly.
     step = max(fixed, batch_size // fixed * fixed) if fixed else max(1, batch_size)
     correct = total = 0
@@ -165,7 +174,7 @@ def onnx_accuracy(path: str | Path, dataset: Dataset, *, batch_size: int = 256,
         padded = -(-n // chunk) * chunk
         if padded > n:
             xs = np.concatenate([xs, np.zeros((padded - n, *xs.shape[1:]), dtype=np.float32)])
-        logits = np.concatenate([session.run(None, {inp.name: xs[i:i + chunk]})[0] for i in range(0, padded, chunk)])
+        logits = np.concatenate([session(chunk).run(xs[i:i + chunk]) for i in range(0, padded, chunk)])
         correct += int((logits[:n].argmax(1) == y.numpy()).sum())
         total += n
     return correct / max(1, total)
@@ -181,3 +190,11 @@ def calibration_samples(dataset: Dataset, *, count: int = 256, seed: int = 0) ->
         raise AutopruneError("the dataset to draw calibration samples from is empty")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:count].tolist()
     return torch.stack([torch.as_tensor(dataset[i][0]) for i in order])
+
+
+def _fixed_batch(path: str | Path) -> bool:
+    """Whether the ONNX file's input has a fixed batch size (else its batch axis is symbolic)."""
+    import onnx
+
+    dim = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0]
+    return dim.HasField("dim_value") and dim.dim_value > 0

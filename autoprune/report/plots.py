@@ -78,3 +78,27 @@ def pareto_figure(trials: pd.DataFrame, *, budgets_ms: dict[str, float], baselin
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, frameon=False)
     fig.tight_layout()
     return fig
+
+
+def plot_widths(probes: list, path: Path, *, profile: str) -> Path:
+    """Milliseconds against width, one panel per layer kind, the recommended multiple's widths marked:
+    the steps a pruned width should land on."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(probes), figsize=(5.5 * len(probes), 3.8), squeeze=False)
+    for ax, probe in zip(axes[0], probes):
+        widths = sorted(probe.ms)
+        ax.plot(widths, [probe.ms[w] for w in widths], "o-", ms=3, color="tab:blue", label="ms per run")
+        marked = [w for w in widths if probe.multiple > 1 and w % probe.multiple == 0]
+        ax.plot(marked, [probe.ms[w] for w in marked], "s", ms=7, color="tab:orange",
+                label=f"multiples of {probe.multiple} (recommended)")
+        ax.set(title=f"{probe.layer} chain on {profile}", xlabel="width (channels)", ylabel="ms")
+        ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path

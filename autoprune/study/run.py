@@ -271,7 +271,7 @@ def budget_aim(work: Workload, *, budgets_ms: dict[str, float], baseline: dict[s
                rows: Sequence[dict[str, Any]] = (), rule: str = "upper") -> BudgetAim:
     """The repair's cost model and latency models (fed with any trials already measured)."""
     cost = CostModel.build(work.model, input_shape=work.input_shape, space=work.space)
-    blocks = {p.name: channel_block(p.channel_block, p.provider) for p in work.profiles}
+    blocks = {p.name: channel_block(p.channel_block, cpu=p.on_cpu) for p in work.profiles}
     aim = BudgetAim.build(space=work.space, cost=cost, budgets_ms=budgets_ms, blocks=blocks,
                           baseline_ms={p: baseline["profiles"][p]["latency_p50_ms"] for p in budgets_ms})
     for row in rows:

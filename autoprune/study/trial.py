@@ -75,7 +75,8 @@ def quantization_inputs(data: DataSplits, profiles: Sequence[HardwareProfile]) -
 def deployed_accuracy(model: nn.Module, data: DataSplits, profiles: Sequence[HardwareProfile], *,
                       input_shape: tuple[int, ...], calibration: torch.Tensor | None,
                       workdir: str | Path | None = None) -> dict[str, float]:
-    """Validation accuracy of the model as each quantizing profile deploys it, run by ONNX Runtime."""
+    """Validation accuracy of the model as each profile whose numerics differ from torch's deploys it
+    (INT8; OpenVINO below f32), run by the profile's runtime at this process's thread count."""
     import tempfile
 
     from autoprune.latency.measure import deployed_onnx
@@ -84,11 +85,14 @@ def deployed_accuracy(model: nn.Module, data: DataSplits, profiles: Sequence[Har
     out = {}
     with tempfile.TemporaryDirectory(prefix="autoprune-int8-", dir=workdir) as tmp:
         for p in profiles:
-            if not p.quantized:
+            if not p.numerics_differ:
                 continue
             path = deployed_onnx(model, p, Path(tmp) / f"{p.name}.onnx", input_shape=input_shape,
                                  calibration=calibration)
-            out[p.name] = onnx_accuracy(path, data.trial_val, threads=torch.get_num_threads())
+            settings = {**p.runtime_settings(), "intra_op_threads": torch.get_num_threads(), "inter_op_threads": 0}
+            if p.runtime == "onnxruntime":  # the CPU provider scores what any provider runs (INT8 QDQ is exact there)
+                settings["provider"] = "CPUExecutionProvider"
+            out[p.name] = onnx_accuracy(path, data.trial_val, settings=settings)
     return out
 
 
@@ -227,7 +231,7 @@ def run_trial(model: nn.Module, data: DataSplits, plan: Plan, *, settings: Trial
         metrics["accuracy"] = timer.run("evaluate", evaluate, pruned, data.trial_val, device=device,
                                         metric=settings.metric)
         metrics["finetuned"] = True
-        if any(p.quantized for p in settings.profiles):
+        if any(p.numerics_differ for p in settings.profiles):
             pruned.to("cpu")
             deployed = timer.run("evaluate", deployed_accuracy, pruned, data, settings.profiles,
                                  input_shape=settings.input_shape, calibration=quant_calib, workdir=workdir)

@@ -1,0 +1,92 @@
+"""The inference runtimes a profile runs a model on: ONNX Runtime (any execution provider) and OpenVINO.
+
+One ``open_session(path, settings)`` for both, so a figure is timed the same way whichever runtime
+the target ships with. ``settings`` is the plain dict a timing job carries (``job_settings`` of a
+profile): this module imports nothing from autoprune, because the timing worker loads it by file
+path (that process must not import torch).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+RUNTIMES = ("onnxruntime", "openvino")
+# What pip installs for each runtime (named in the error when it is missing).
+INSTALL = {"onnxruntime": "pip install onnxruntime", "openvino": "pip install 'autoprune[openvino]'"}
+_OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+               "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+
+
+class Session:
+    """A model ready to run on its target with a fixed batch: ``run(x)`` returns the first output."""
+
+    def __init__(self, run: Any, input_shape: list[int]) -> None:
+        self._run, self.input_shape = run, input_shape
+
+    def run(self, x: Any) -> Any:
+        return self._run(x)
+
+
+def missing(settings: dict[str, Any]) -> str | None:
+    """Why this machine cannot run ``settings``, as the end of a sentence; None when it can."""
+    runtime = settings.get("runtime", "onnxruntime")
+    if runtime == "openvino":
+        try:
+            import openvino
+        except ImportError:
+            return f"OpenVINO, which is not installed here ({INSTALL['openvino']})"
+        devices = openvino.Core().available_devices
+        device = settings.get("device", "CPU")
+        if not any(d == device or d.startswith(f"{device}.") for d in devices):
+            return f"OpenVINO device {device}, which this machine lacks; available: {', '.join(devices) or '(none)'}"
+        return None
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if settings["provider"] not in available:
+        return f"ONNX Runtime provider {settings['provider']}, which this machine lacks; available: {', '.join(available)}"
+    return None
+
+
+def open_session(path: str, settings: dict[str, Any], *, batch_size: int) -> Session:
+    """The ONNX file at ``path`` compiled for the target ``settings`` describe, at ``batch_size``
+    where the file's batch axis is dynamic."""
+    if settings.get("runtime", "onnxruntime") == "openvino":
+        return _openvino(path, settings, batch_size=batch_size)
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = settings["intra_op_threads"]
+    so.inter_op_num_threads = settings["inter_op_threads"]
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[settings["graph_optimization"]])
+    so.log_severity_level = 3
+    session = ort.InferenceSession(str(path), so, providers=[settings["provider"]])
+    inp = session.get_inputs()[0]
+    shape = [d if isinstance(d, int) else batch_size for d in inp.shape]
+    return Session(lambda x: session.run(None, {inp.name: x})[0], shape)
+
+
+def _openvino(path: str, settings: dict[str, Any], *, batch_size: int) -> Session:
+    import openvino
+
+    core = openvino.Core()
+    model = core.read_model(str(path))
+    partial = model.input(0).get_partial_shape()
+    shape = [batch_size if d.is_dynamic else d.get_length() for d in partial]
+    if partial.is_dynamic:  # compiled for one static shape: what a deployed latency-bound model runs
+        model.reshape({model.input(0): shape})
+    # LATENCY and one stream: one request at a time on the threads the profile gives (0: the
+    # plugin's choice), as ONNX Runtime's intra-op threads do.
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+    if settings["intra_op_threads"]:
+        config["INFERENCE_NUM_THREADS"] = settings["intra_op_threads"]
+    if settings.get("precision"):
+        config["INFERENCE_PRECISION_HINT"] = settings["precision"]
+    compiled = core.compile_model(model, settings.get("device", "CPU"), config)
+    request = compiled.create_infer_request()
+
+    def run(x: Any) -> Any:
+        request.infer({0: x})
+        return request.get_output_tensor(0).data.copy()
+
+    return Session(run, shape)
