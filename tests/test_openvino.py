@@ -97,13 +97,21 @@ def test_a_search_measures_each_trial_on_onnxruntime_and_openvino(ray_local, tmp
     done = pd.read_csv(result.run_dir / "trials.csv")
     measured = done[done["status"].isin(["completed", "infeasible"])]
     assert len(measured) >= 1
-    for name in ("tiny", "tiny-openvino"):
-        assert (measured[f"latency_p50_ms@{name}"] > 0).all(), name
     # the two runtimes time the same plans differently (their kernels differ)
     assert not (measured["latency_p50_ms@tiny"] == measured["latency_p50_ms@tiny-openvino"]).any()
+    for name in ("tiny", "tiny-openvino"):
+        assert (measured[f"latency_p50_ms@{name}"] > 0).all(), name
+        # each target's speedup against the MAC cut, and the plans whose cut bought nothing there
+        assert (measured[f"speedup@{name}"] > 0).all() and f"not_faster_than@{name}" in measured
+        assert measured[f"speedup_per_mac_cut@{name}"].tolist() == pytest.approx(
+            (measured[f"speedup@{name}"] / measured["mac_cut"]).tolist())
+    assert "Where MACs fell and latency did not" in (result.run_dir / "report.html").read_text()
     trial = measured["trial"].iloc[0]
     applied = apply(result.run_dir, pick=trial, epochs=0.1, out=tmp_path / "applied", quiet=True)
     assert applied.report["onnx_max_abs_diff"] <= 1e-4 and applied.onnx_path.is_file()
+    for name in ("tiny", "tiny-openvino"):
+        lat = applied.report["latency"][name]
+        assert lat["speedup"] == pytest.approx(lat["unpruned_p50_ms"] / lat["applied"]["p50_ms"])
 
 
 def test_openvino_not_installed_is_one_line_naming_the_extra(monkeypatch):

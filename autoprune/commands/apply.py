@@ -271,6 +271,14 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     latency = {name: _latency_entry(stats, row=row, base=base["profiles"][name],
                                     budget_ms=budgets.get(name), rule=rule)
                for name, stats in measured.items()}
+    mac_cut = base["macs"] / macs if macs else float("nan")
+    for name, lat in latency.items():
+        lat["speedup"] = lat["unpruned_p50_ms"] / lat["applied"]["p50_ms"]
+        lat["speedup_per_mac_cut"] = lat["speedup"] / mac_cut
+        note = _little_gain(name, speedup=lat["speedup"], mac_cut=mac_cut)
+        if note is not None:
+            warnings_.append(note)
+            console.print(f"[yellow]note:[/] {note}")
     report = {
         "trial": row["trial"], "plan": str(run / row["plan"]), "budget": conf.budget,
         "same_pruned_weights_as_trial": bool(same_weights), "onnx_max_abs_diff": max_diff,
@@ -287,7 +295,7 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
         "accuracy": {"unpruned": acc_unpruned, "unpruned_in_search": base["accuracy"], "trial": trial_acc,
                      "applied_on_trial_samples": applied_on_subset,
                      "applied_before_finetune": acc_pruned, "applied": accuracy},
-        "macs": {"unpruned": base["macs"], "trial": _num(row["macs"]), "applied": macs},
+        "macs": {"unpruned": base["macs"], "trial": _num(row["macs"]), "applied": macs, "cut": mac_cut},
         "params": {"unpruned": base["params"], "trial": _num(row["params"]), "applied": params},
         "latency": latency,
         "meets_budget": all(v["meets_budget"] for v in latency.values() if v["meets_budget"] is not None),
@@ -308,6 +316,16 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     _print_report(console, report)
     return ApplyResult(out_dir=out_dir, model_path=model_path, onnx_path=onnx_path, report_path=report_path,
                        report=report, location=remote_out.url if remote_out is not None else str(out_dir))
+
+
+def _little_gain(profile: str, *, speedup: float, mac_cut: float) -> str | None:
+    """A line when ``profile`` gains less than half of what the MAC cut promises (its speedup's gain
+    under half the cut's), else None."""
+    if not (mac_cut > 1.05 and math.isfinite(speedup)) or speedup - 1 >= 0.5 * (mac_cut - 1):
+        return None
+    return (f"on {profile} the plan is {speedup:.2f}x as fast as the unpruned model for a {mac_cut:.2f}x MAC cut: "
+            "this target gains less than half the cut (memory-bound layers, or widths off its channel multiple: "
+            f"autoprune profile probe --profile {profile})")
 
 
 def _shortfall(*, applied: float, trial: float | None, unpruned: float, distilled: bool, warnings: list[str],
@@ -446,7 +464,8 @@ def _print_report(console: Console, report: dict[str, Any]) -> None:
     t.add_row("params", f"{p['unpruned']:,}", f"{p['trial']:,}", f"{p['applied']:,}")
     console.print(t)
     for name, lat in report["latency"].items():
-        console.print(f"{name}: {lat['method']}")
+        console.print(f"{name}: {lat['method']}; {lat['speedup']:.2f}x as fast as unpruned for a "
+                      f"{m['cut']:.2f}x MAC cut")
         if lat["verdict"] is not None:
             words = {"met": "budget met: the whole CI is within", "missed": "budget MISSED: the whole CI is over",
                      "inconclusive": "budget inconclusive: the CI straddles"}[lat["verdict"]]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,12 +74,56 @@ def write_pareto(trials: pd.DataFrame, run_dir: Path, *, profiles: list[str]) ->
     return fronts[0]
 
 
-def trials_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """trials.csv's table: ``TRIAL_COLUMNS`` first (present even before any trial finished), the rest sorted."""
+# A plan is "not faster" than one with at least MORE_MACS more MACs when it is not faster by more
+# than NOT_FASTER_MARGIN (two timings of one plan differ by about 2 %).
+NOT_FASTER_MARGIN = 0.03
+MORE_MACS = 0.10
+
+
+def mac_efficiency(table: pd.DataFrame, *, baseline: dict[str, Any], profiles: Sequence[str]) -> pd.DataFrame:
+    """Per profile P, where MACs fell and latency did not follow:
+
+    - ``speedup@P``: the unpruned model's ms over the plan's; ``mac_cut``: its MACs over the plan's;
+    - ``speedup_per_mac_cut@P``: speedup ÷ MAC cut (1: latency fell as MACs did; far below 1: the
+      target gains little from the cut: memory-bound layers, widths off its channel multiple);
+    - ``not_faster_than@P``: a trial with ``MORE_MACS`` more MACs than this one that this one is not
+      faster than on P (by the p50s, within ``NOT_FASTER_MARGIN``), else empty: the cut bought nothing there.
+    """
+    table = table.copy()
+    macs = pd.to_numeric(table["macs"], errors="coerce")
+    base_macs = baseline.get("macs")
+    table["mac_cut"] = base_macs / macs if base_macs else float("nan")
+    for name in profiles:
+        col = at("latency_p50_ms", name)
+        base_ms = baseline.get("profiles", {}).get(name, {}).get("latency_p50_ms")
+        if col not in table or not base_ms:
+            continue
+        ms = pd.to_numeric(table[col], errors="coerce")
+        table[at("speedup", name)] = base_ms / ms
+        table[at("speedup_per_mac_cut", name)] = table[at("speedup", name)] / table["mac_cut"]
+        ok = ms.notna() & macs.notna()
+        flags = []
+        for i in table.index:
+            if not ok[i]:
+                flags.append("")
+                continue
+            bigger = table.index[ok & (macs >= macs[i] * (1 + MORE_MACS)) & (ms * (1 - NOT_FASTER_MARGIN) <= ms[i])]
+            # the heaviest plan it fails to beat: the clearest case
+            flags.append(str(table.at[macs[bigger].idxmax(), "trial"]) if len(bigger) else "")
+        table[at("not_faster_than", name)] = flags
+    return table
+
+
+def trials_frame(rows: list[dict[str, Any]], *, baseline: dict[str, Any] | None = None,
+                 profiles: Sequence[str] = ()) -> pd.DataFrame:
+    """trials.csv's table: ``TRIAL_COLUMNS`` first (present even before any trial finished), the rest
+    sorted; with the run's ``baseline``, each profile's speedup against the MAC cut (``mac_efficiency``)."""
     table = pd.DataFrame(rows)
     for col in TRIAL_COLUMNS:
         if col not in table:
             table[col] = pd.NA
     table["meets_budget"] = table["meets_budget"].fillna(False).astype(bool)
+    if baseline is not None:
+        table = mac_efficiency(table, baseline=baseline, profiles=profiles)
     rest = [c for c in table.columns if c not in TRIAL_COLUMNS]
     return table[[*TRIAL_COLUMNS, *sorted(rest)]].sort_values("trial").reset_index(drop=True)

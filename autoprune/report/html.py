@@ -25,7 +25,7 @@ from autoprune.report.frames import best_within_budget
 from autoprune.space.space import SearchSpace
 
 TABLE_COLUMNS = ("trial", "status", "accuracy", "confirmed_accuracy", "confirmed_sd", "latency_p50_ms", "latency_ci_low_ms", "latency_ci_high_ms",
-                 "meets_budget", "macs", "params", "wall_s", "error")
+                 "meets_budget", "macs", "mac_cut", "params", "wall_s", "error")
 
 
 def _clean(value: Any) -> Any:
@@ -52,13 +52,19 @@ def report_data(run_dir: Path) -> dict[str, Any]:
         plan = {g: {"ratio": r, "kept": kept.get(g), "of": channels.get(g)} for g, r in ratios.items()}
         rows.append({**{c: _clean(row[c]) for c in TABLE_COLUMNS if c in trials}, "plan": plan})
     best = best_within_budget(trials) if len(trials) else None
+    flags = []  # plans whose cut in MACs bought no time on a target: not faster than a heavier plan
+    for prof in conf.profiles:
+        col = f"not_faster_than@{prof['name']}"
+        for _, row in (trials[trials[col].fillna("").astype(str) != ""] if col in trials else trials.iloc[0:0]).iterrows():
+            flags.append({"trial": str(row["trial"]), "profile": prof["name"], "not_faster_than": str(row[col]),
+                          "speedup": _clean(row.get(f"speedup@{prof['name']}")), "mac_cut": _clean(row.get("mac_cut"))})
     primary = conf.profiles[0]["name"]
     base = conf.baseline.get("profiles", {}).get(primary, {})
     return {"run": run_dir.name, "model": conf.model, "data": conf.data, "profile": primary, "budget": conf.budget,
             "budget_ms": conf.budget_ms, "metric": conf.metric,
             "unpruned": {"accuracy": _clean(conf.baseline.get("accuracy")),
                          "latency_p50_ms": _clean(base.get("latency_p50_ms"))},
-            "front": [str(t) for t in front.get("trial", [])], "trials": rows,
+            "front": [str(t) for t in front.get("trial", [])], "trials": rows, "mac_flags": flags,
             "best": None if best is None else str(best["trial"]),
             "completed": int((trials["status"] == Status.COMPLETED).sum()) if len(trials) else 0}
 
@@ -87,10 +93,24 @@ def write_report(run_dir: str | Path) -> Path:
             .replace("{channels}", _image(run / "pareto_channels.png", "channels kept per group, plans of the front")
                      or "<p>no channel chart (no completed plan on the front)</p>")
             .replace("{static}", _image(run / "pareto.png", "accuracy against latency"))
+            .replace("{macs}", _mac_flags(data["mac_flags"]))
             .replace("{config}", html.escape(config_text)).replace("{timings}", html.escape(timings))
             .replace("{data}", payload))
     path = run / "report.html"
     return write_atomic(path, page)  # a reader never sees half a page
+
+
+def _mac_flags(flags: list[dict[str, Any]]) -> str:
+    if not flags:
+        return "<p>none: on every target, each plan with fewer MACs than another was also faster.</p>"
+    items = "".join(
+        f"<li>{html.escape(f['trial'])} on {html.escape(f['profile'])}: not faster than "
+        f"{html.escape(f['not_faster_than'])}, which has more MACs"
+        + (f" (speedup {f['speedup']:.2f}x for a {f['mac_cut']:.2f}x MAC cut)"
+           if isinstance(f["speedup"], float) and isinstance(f["mac_cut"], float) else "") + "</li>"
+        for f in flags)
+    return (f"<ul>{items}</ul><p>Widths off the target's channel multiple or memory-bound layers; "
+            "<code>autoprune profile probe --profile P</code> finds the multiple.</p>")
 
 
 _PAGE = """<!DOCTYPE html>
@@ -119,6 +139,8 @@ img { max-width: 100%; } pre { background: #f7f7f7; padding: 8px; overflow: auto
 {channels}
 <h2>Trials (click a column to sort)</h2>
 <table class="trials" id="trials"><thead></thead><tbody></tbody></table>
+<h2>Where MACs fell and latency did not</h2>
+{macs}
 <h2>The static plot</h2>
 {static}
 <h2>Config</h2>

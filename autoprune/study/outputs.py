@@ -125,7 +125,7 @@ class Checkpoint:
     def __call__(self, rows: list[dict[str, Any]]) -> None:
         t0 = time.perf_counter()
         run_dir = self.outputs.local
-        table = trials_frame(rows)
+        table = trials_frame(rows, baseline=self.baseline, profiles=self.profiles)
         write_trials(table, run_dir)
         front = write_pareto(table, run_dir, profiles=self.profiles)
         start = time.monotonic()

@@ -502,7 +502,7 @@ def finish(outputs: RunOutputs, rows: list[dict[str, Any]], *, budgets_ms: dict[
     run's URL: an error here names the local copy that holds everything). ``exhausted``: the search
     ended before its trial count because every plan of the space had run (a finished run all the same)."""
     run_dir = outputs.local
-    table = trials_frame(rows)
+    table = trials_frame(rows, baseline=baseline, profiles=profiles)
     write_trials(table, run_dir)
     front = write_pareto(table, run_dir, profiles=profiles)
     plot, channels_png = draw_plots(run_dir, table, front, budgets_ms=budgets_ms, baseline=baseline,
