@@ -130,6 +130,7 @@ def latency_for(model: nn.Module, profile: HardwareProfile, *, input_shape: Sequ
 
         stats = run("measure", LatencyTable.load(profile.latency_table).predict, model, profile=profile)
     else:
+        check_provider(profile)  # before an export or a quantization that could not be timed here anyway
         with tempfile.TemporaryDirectory(prefix="autoprune-", dir=workdir) as tmp:
             path = deployed_onnx(model, profile, Path(tmp) / "model.onnx", input_shape=shape, calibration=calibration,
                                  run=run)

@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from autoprune.core.errors import AutopruneError
 from autoprune.latency import node_lock
 from autoprune.latency.profiles import HardwareProfile, check_provider
-from autoprune.latency.runtimes import Session, open_session
+from autoprune.latency.runtimes import Session, Unavailable, open_session
 
 
 def fmt_ms(ms: float) -> str:
@@ -140,7 +141,10 @@ def measure_onnx(path: str | Path, profile: HardwareProfile, *, exclusive: bool 
     ``max_spread``, and keeps the steadiest measurement.
     """
     check_provider(profile)
-    session = open_session(str(path), profile.runtime_settings(), batch_size=profile.batch_size)
+    try:
+        session = open_session(str(path), profile.runtime_settings(), batch_size=profile.batch_size)
+    except Unavailable as exc:
+        raise AutopruneError(f"profile {profile.name!r} needs {exc}") from None
     shape = session.input_shape
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     best: LatencyStats | None = None

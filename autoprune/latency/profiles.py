@@ -22,6 +22,9 @@ class HardwareProfile(StrictModel):
     # provider, or OpenVINO on a device (``pip install 'autoprune[openvino]'``).
     runtime: Literal["onnxruntime", "openvino"] = "onnxruntime"
     provider: str = "CPUExecutionProvider"  # onnxruntime: the execution provider
+    # onnxruntime: the provider's options (TensorRT: trt_fp16_enable, trt_int8_enable, ...). TensorRT
+    # engines are cached per architecture under the autoprune cache unless trt_engine_cache_path says where.
+    provider_options: dict[str, Any] | None = None
     device: str = "CPU"  # openvino: the device plugin
     # openvino: the inference precision (INFERENCE_PRECISION_HINT); None: the device's default, which
     # on a CPU with bf16 instructions is bf16. Anything but f32 changes outputs: trials then score the
@@ -85,9 +88,9 @@ class HardwareProfile(StrictModel):
         if self.runtime == "onnxruntime" and self.precision is not None:
             raise ValueError(f"precision ({self.precision}) is an OpenVINO setting; set runtime: openvino, or "
                              "remove precision (ONNX Runtime runs a float model in f32)")
-        if self.runtime == "openvino" and self.provider != "CPUExecutionProvider":
-            raise ValueError(f"provider ({self.provider}) is an ONNX Runtime setting; an OpenVINO profile names "
-                             "its device (device: CPU)")
+        if self.runtime == "openvino" and (self.provider != "CPUExecutionProvider" or self.provider_options):
+            raise ValueError(f"provider ({self.provider}) and provider_options are ONNX Runtime settings; an "
+                             "OpenVINO profile names its device (device: CPU)")
         return self
 
     @property
@@ -112,7 +115,8 @@ class HardwareProfile(StrictModel):
 
     def runtime_settings(self) -> dict[str, Any]:
         """What ``runtimes.open_session`` needs, as plain data (a timing worker's job carries it)."""
-        return {"runtime": self.runtime, "provider": self.provider, "device": self.device, "precision": self.precision,
+        return {"runtime": self.runtime, "provider": self.provider, "provider_options": self.provider_options,
+                "device": self.device, "precision": self.precision,
                 "intra_op_threads": self.intra_op_threads, "inter_op_threads": self.inter_op_threads,
                 "graph_optimization": self.graph_optimization}
 
@@ -128,7 +132,9 @@ class HardwareProfile(StrictModel):
         """What a latency figure depends on besides the architecture: the cache key of this profile."""
         # The CI settings change how sure a figure is, not what it measures. The other runtime's
         # fields are left out (an ONNX Runtime profile's key is what it was before OpenVINO came).
-        other = {"provider"} if self.runtime == "openvino" else {"runtime", "device", "precision"}
+        other = {"provider", "provider_options"} if self.runtime == "openvino" else {"runtime", "device", "precision"}
+        if self.runtime == "onnxruntime" and not self.provider_options:
+            other.add("provider_options")
         fields = self.model_dump(exclude={"name", "description", "max_spread", "max_attempts", "latency_table",
                                           "rounds", "target_ci", "min_processes", "max_processes",
                                           "systematic_ci", "calibration_samples", "channel_block", *other})

@@ -148,14 +148,17 @@ def onnx_accuracy(path: str | Path, dataset: Dataset, *, batch_size: int = 256,
     A model exported with a fixed batch gets exactly that many rows per run: the last one is padded
     with zeros and the padded rows' outputs are dropped.
     """
-    from autoprune.latency.runtimes import missing, open_session
+    from autoprune.latency.runtimes import Unavailable, missing, open_session
 
     settings = settings or {"runtime": "onnxruntime", "provider": provider, "intra_op_threads": threads,
                             "inter_op_threads": 0, "graph_optimization": "all"}
     why = missing(settings)
     if why is not None:
         raise AutopruneError(f"evaluating {Path(path).name} needs {why}")
-    probe = open_session(str(path), settings, batch_size=1)
+    try:
+        probe = open_session(str(path), settings, batch_size=1)
+    except Unavailable as exc:
+        raise AutopruneError(f"evaluating {Path(path).name} needs {exc}") from None
     fixed = probe.input_shape[0] if _fixed_batch(path) else None
     sessions: dict[int, Any] = {1: probe}
 

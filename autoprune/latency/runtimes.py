@@ -8,6 +8,8 @@ path (that process must not import torch).
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 RUNTIMES = ("onnxruntime", "openvino")
@@ -15,6 +17,10 @@ RUNTIMES = ("onnxruntime", "openvino")
 INSTALL = {"onnxruntime": "pip install onnxruntime", "openvino": "pip install 'autoprune[openvino]'"}
 _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
                "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+
+
+class Unavailable(RuntimeError):
+    """The runtime took the session but cannot run it where asked (its message ends "needs ...")."""
 
 
 class Session:
@@ -60,10 +66,31 @@ def open_session(path: str, settings: dict[str, Any], *, batch_size: int) -> Ses
     so.inter_op_num_threads = settings["inter_op_threads"]
     so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[settings["graph_optimization"]])
     so.log_severity_level = 3
-    session = ort.InferenceSession(str(path), so, providers=[settings["provider"]])
+    session = ort.InferenceSession(str(path), so, providers=providers(settings))
+    if session.get_providers()[0] != settings["provider"]:
+        # ONNX Runtime falls back to the next provider (to the CPU) with only a warning when a
+        # provider's libraries (CUDA, TensorRT) do not load: a figure from there would be the wrong target's.
+        raise Unavailable(f"ONNX Runtime provider {settings['provider']}, which listed itself but did not load "
+                          f"here (its libraries: CUDA, cuDNN, TensorRT); the session ran on {session.get_providers()[0]}")
     inp = session.get_inputs()[0]
     shape = [d if isinstance(d, int) else batch_size for d in inp.shape]
     return Session(lambda x: session.run(None, {inp.name: x})[0], shape)
+
+
+def providers(settings: dict[str, Any]) -> list[Any]:
+    """ONNX Runtime's provider list for ``settings``: the provider with its options; TensorRT with its
+    engines cached (a build takes seconds to minutes: once per architecture, not per timing process)
+    and CUDA behind it for the nodes TensorRT does not take."""
+    name, options = settings["provider"], dict(settings.get("provider_options") or {})
+    if name == "TensorrtExecutionProvider":
+        cache = Path(os.environ.get("AUTOPRUNE_CACHE", Path.home() / ".cache" / "autoprune")) / "tensorrt"
+        options.setdefault("trt_engine_cache_enable", True)
+        options.setdefault("trt_timing_cache_enable", True)
+        options.setdefault("trt_engine_cache_path", str(cache))
+        options.setdefault("trt_timing_cache_path", str(cache))
+        Path(options["trt_engine_cache_path"]).mkdir(parents=True, exist_ok=True)
+        return [(name, options), "CUDAExecutionProvider"]
+    return [(name, options)] if options else [name]
 
 
 def _openvino(path: str, settings: dict[str, Any], *, batch_size: int) -> Session:

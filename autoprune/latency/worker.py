@@ -38,7 +38,10 @@ def run(job: dict) -> dict:
         return {"error": f"it needs {why}"}
     sessions, feeds = [], []
     for path in job["models"]:
-        session = runtimes.open_session(path, settings, batch_size=job["batch_size"])
+        try:
+            session = runtimes.open_session(path, settings, batch_size=job["batch_size"])
+        except runtimes.Unavailable as exc:
+            return {"error": f"it needs {exc}"}
         sessions.append(session)
         feeds.append(np.random.default_rng(0).standard_normal(session.input_shape).astype(np.float32))
     for session, feed in zip(sessions, feeds):
