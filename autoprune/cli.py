@@ -292,8 +292,9 @@ def profile_probe_cmd(
         steps = ", ".join(f"{m}: {r:.2f}x" for m, r in probe.up_ratio.items())
         typer.echo(f"{probe.layer:<7} time of a width rounded up to a multiple, against the width: {steps}")
         typer.echo(f"        widths compute in multiples of {probe.multiple}")
-    typer.echo(f"recommended: channel_block: {report.multiple} in the profile (a generated search space rounds "
-               f"pruned widths to it; the latency model counts in it)")
+    typer.echo(f"recommended multiple: {report.multiple}. Kept for this machine ({report.stored}): a search on "
+               f"{profile} now rounds a generated space's widths to {report.multiple} and its latency model counts "
+               f"in it, unless the profile sets channel_block or the space its round_to")
     if report.plot is not None:
         typer.echo(f"plot: {report.plot}  figures: {report.csv}")
 

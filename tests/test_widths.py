@@ -9,7 +9,7 @@ import pytest
 from autoprune.commands.profile import profile_probe
 from autoprune.core.errors import AutopruneError
 from autoprune.latency.profiles import HardwareProfile
-from autoprune.latency.widths import MULTIPLES, recommend
+from autoprune.latency.widths import MULTIPLES, channel_multiple, recommend
 from autoprune.study.workload import load_workload
 from tests.conftest import TINY_SINGLE
 from tests.helpers import cli
@@ -46,7 +46,14 @@ def test_an_unbroken_run_of_multiples_decides():
     assert recommend(ms)[1] == 8
 
 
-def test_a_real_probe_times_every_width_and_writes_its_plot(tmp_path):
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch):
+    """A cache of this test's own: what a probe keeps for the machine does not reach other tests."""
+    monkeypatch.setenv("AUTOPRUNE_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_a_real_probe_times_every_width_and_writes_its_plot(tmp_path, own_cache):
     report = profile_probe(profile=str(TINY_SINGLE), layers="conv", out=tmp_path)
     (probe,) = report.probes
     assert probe.layer == "conv" and sorted(probe.ms) == list(range(64, 129))
@@ -55,16 +62,23 @@ def test_a_real_probe_times_every_width_and_writes_its_plot(tmp_path):
     table = pd.read_csv(report.csv)
     assert len(table) == 65 and set(table["layer"]) == {"conv"}
     assert report.plot.read_bytes()[:4] == b"\x89PNG"
+    # kept for this machine: a search on the profile now rounds its generated space to the multiple
+    assert report.stored.is_relative_to(own_cache)
+    assert channel_multiple(HardwareProfile.load(TINY_SINGLE)) == report.multiple
+    work = load_workload(model="builtin:demo", data="builtin:digits", space=None, profiles=[HardwareProfile.load(TINY_SINGLE)])
+    assert work.space.round_to == report.multiple
+    # ...unless the profile says otherwise
+    assert channel_multiple(HardwareProfile.load(TINY_SINGLE).model_copy(update={"channel_block": 4})) == 4
 
 
-def test_probe_refuses_an_unknown_layer_kind_in_one_line():
+def test_probe_refuses_an_unknown_layer_kind_in_one_line(own_cache):
     with pytest.raises(AutopruneError, match="layers 'conv,lstm': lstm not known; use conv, linear or both"):
         profile_probe(profile=str(TINY_SINGLE), layers="conv,lstm")
     done = cli("profile", "probe", "--profile", str(TINY_SINGLE), "--layers", "attention")
     assert done.returncode != 0 and "attention not known" in done.stderr
 
 
-def test_a_generated_space_rounds_to_the_primary_profiles_channel_block(tmp_path):
+def test_a_generated_space_rounds_to_the_primary_profiles_channel_block(tmp_path, own_cache):
     profile = HardwareProfile.load(TINY_SINGLE)
     plain = load_workload(model="builtin:demo", data="builtin:digits", space=None, profiles=[profile])
     blocked = load_workload(model="builtin:demo", data="builtin:digits", space=None,

@@ -18,6 +18,7 @@ from autoprune.latency.reference import Reference
 from autoprune.latency.table import LatencyTable
 from autoprune.latency.table_build import build_table, prediction_error, random_plans
 from autoprune.latency.widths import WidthProbe, probe_widths
+from autoprune.latency.widths import store as store_multiple
 from autoprune.load.inputs import resolve_input_shape
 from autoprune.load.models import architecture_fingerprint, load_model
 from autoprune.prune.engine import prune
@@ -60,14 +61,15 @@ class ProbeReport:
     multiple: int  # what to round pruned widths to on this target (the conv sweep's; CNNs are most of what is pruned)
     plot: Path | None  # widths.png, when ``out`` was given
     csv: Path | None
+    stored: Path | None  # where this machine keeps the multiple for later searches (None: not stored)
 
 
 def profile_probe(*, profile: str = DEFAULT_PROFILE, layers: str = "conv,linear", out: str | Path | None = None,
-                  on_layer: Callable[[str], None] | None = None) -> ProbeReport:
+                  store: bool = True, on_layer: Callable[[str], None] | None = None) -> ProbeReport:
     """Time chains of convolutions and linear layers over a sweep of widths on ``profile`` and report
-    the multiple the target computes widths in (set it as the profile's ``channel_block``: a search
-    space generated for that profile rounds pruned widths to it, and the latency model counts in it).
-    ``out``: a folder for ``widths.csv`` and ``widths.png``."""
+    the multiple the target computes widths in. ``store``: keep it for this machine, so that a search
+    on the profile (without its own ``channel_block``) rounds a generated space's widths to it and
+    its latency model counts in it. ``out``: a folder for ``widths.csv`` and ``widths.png``."""
     from autoprune.latency.profiles import check_provider
 
     hw = resolve_profile(profile)
@@ -78,6 +80,7 @@ def profile_probe(*, profile: str = DEFAULT_PROFILE, layers: str = "conv,linear"
     check_provider(hw)
     probes = probe_widths(hw, layers=kinds, on_layer=on_layer)
     multiple = next((p.multiple for p in probes if p.layer == "conv"), probes[0].multiple)
+    stored = store_multiple(hw, probes, multiple=multiple) if store else None
     plot = csv = None
     if out is not None:
         import pandas as pd
@@ -90,7 +93,7 @@ def profile_probe(*, profile: str = DEFAULT_PROFILE, layers: str = "conv,linear"
         rows = [{"layer": p.layer, "width": w, "ms": ms} for p in probes for w, ms in p.ms.items()]
         csv = write_atomic(folder / "widths.csv", pd.DataFrame(rows).to_csv(index=False))
         plot = plot_widths(probes, folder / "widths.png", profile=hw.name)
-    return ProbeReport(probes=probes, multiple=multiple, plot=plot, csv=csv)
+    return ProbeReport(probes=probes, multiple=multiple, plot=plot, csv=csv, stored=stored)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ not with every width: a remainder path can make rounding *any* width up pay, to 
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import statistics
 import tempfile
 from collections.abc import Callable, Sequence
@@ -22,7 +24,10 @@ from typing import Any
 
 from torch import nn
 
+from autoprune.core import config
+from autoprune.core.files import cache_dir
 from autoprune.latency import node_lock
+from autoprune.latency.anchor import machine_key
 from autoprune.latency.onnx import export_onnx
 from autoprune.latency.pooled import Spawn, _job, spawn_worker
 from autoprune.latency.profiles import HardwareProfile
@@ -104,3 +109,31 @@ def probe_widths(profile: HardwareProfile, *, layers: Sequence[str] = ("conv", "
             ratios, multiple = recommend(ms)
             out.append(WidthProbe(layer=layer, ms=ms, up_ratio=ratios, multiple=multiple))
     return out
+
+
+def _stored_file(profile: HardwareProfile) -> Path:
+    key = hashlib.sha256(profile.timing_key().encode()).hexdigest()[:16]
+    return cache_dir() / "widths" / machine_key() / f"{profile.name}-{key}.yaml"
+
+
+def store(profile: HardwareProfile, probes: Sequence[WidthProbe], *, multiple: int) -> Path:
+    """Keep a probe's multiple for this machine and profile: later searches on it round to it."""
+    path = _stored_file(profile)
+    config.dump({"multiple": multiple, "layers": {p.layer: p.multiple for p in probes},
+                 "up_ratio": {p.layer: {int(m): float(r) for m, r in p.up_ratio.items()} for p in probes},
+                 "profile": profile.name, "machine": machine_key(),
+                 "probed_at": dt.datetime.now().isoformat(timespec="seconds")}, path,
+                header="# autoprune profile probe: the channel multiple this machine computes in on this profile\n")
+    return path
+
+
+def channel_multiple(profile: HardwareProfile) -> int | None:
+    """The multiple a target computes channels in, as known: the profile's ``channel_block``, else
+    what ``profile probe`` measured on this machine (not for a profile measured on a remote node),
+    else None (unknown: the caller assumes)."""
+    if profile.channel_block:
+        return profile.channel_block
+    path = _stored_file(profile)
+    if profile.ray_resources or not path.is_file():
+        return None
+    return int(config.read_yaml(path)["multiple"])

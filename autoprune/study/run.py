@@ -35,6 +35,7 @@ from autoprune.latency.measure import (
 )
 from autoprune.latency.profiles import DEFAULT_PROFILE, resolve_profile
 from autoprune.latency.reference import Reference, thinned_model
+from autoprune.latency.widths import channel_multiple
 from autoprune.load.models import architecture_fingerprint, fingerprint
 from autoprune.prune.engine import count_macs_params, prune
 from autoprune.prune.plan import Plan
@@ -271,7 +272,7 @@ def budget_aim(work: Workload, *, budgets_ms: dict[str, float], baseline: dict[s
                rows: Sequence[dict[str, Any]] = (), rule: str = "upper") -> BudgetAim:
     """The repair's cost model and latency models (fed with any trials already measured)."""
     cost = CostModel.build(work.model, input_shape=work.input_shape, space=work.space)
-    blocks = {p.name: channel_block(p.channel_block, cpu=p.on_cpu) for p in work.profiles}
+    blocks = {p.name: channel_block(channel_multiple(p), cpu=p.on_cpu) for p in work.profiles}
     aim = BudgetAim.build(space=work.space, cost=cost, budgets_ms=budgets_ms, blocks=blocks,
                           baseline_ms={p: baseline["profiles"][p]["latency_p50_ms"] for p in budgets_ms})
     for row in rows:

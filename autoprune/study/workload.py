@@ -58,8 +58,10 @@ def load_workload(*, model: str, data: str, space: str | Path | None, profiles: 
         check_labels(splits, classes=int(out.shape[1]), model=model, data=data)
     check_task(net, splits.train, splits.trial_val, metric=metric, loss=loss)
     if loaded_space is None:
-        # widths rounded to what the primary target computes in, when its profile says (profile probe)
-        block = profiles[0].channel_block if profiles else None
+        # widths rounded to what the primary target computes in, where known (its profile, profile probe)
+        from autoprune.latency.widths import channel_multiple
+
+        block = channel_multiple(profiles[0]) if profiles else None
         loaded_space = init_space(net, input_shape=input_shape, model_name=model, round_to=block or 8)
     else:
         loaded_space.check_against(net, input_shape=input_shape, source=str(space))
