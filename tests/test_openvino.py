@@ -90,9 +90,10 @@ def test_onnxruntime_profiles_keep_their_cache_keys():
     assert "'runtime', 'openvino'" in resolve_profile("openvino-cpu-b1").timing_key()
 
 
-def test_a_search_measures_each_trial_on_onnxruntime_and_openvino(ray_local, tmp_path):
+def test_a_search_budgeted_on_openvino_measures_each_trial_on_both_runtimes(ray_local, tmp_path):
+    # OpenVINO primary (its budget, its pooled reference); ONNX Runtime beside it in one process per timing
     space = demo_space(tmp_path / "space.yaml", high=0.5, step=0.25)
-    result = search(budget="0.9x", model="builtin:demo", space=space, profile=[TINY_SINGLE, TINY_OV], trials=3,
+    result = search(budget="0.9x", model="builtin:demo", space=space, profile=[TINY_OV, TINY_SINGLE], trials=3,
                     finetune_steps=2, bn_recalibration=2, confirm=0, out=tmp_path / "runs", quiet=True)
     done = pd.read_csv(result.run_dir / "trials.csv")
     measured = done[done["status"].isin(["completed", "infeasible"])]
