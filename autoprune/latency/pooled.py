@@ -46,7 +46,8 @@ def spawn_worker(job: dict[str, Any]) -> dict[str, Any]:
     return json.loads(proc.stdout)
 
 
-def _job(profile: HardwareProfile, models: list[str], *, seed: int) -> dict[str, Any]:
+def timing_job(profile: HardwareProfile, models: list[str], *, seed: int) -> dict[str, Any]:
+    """What one worker process is asked: time ``models`` on ``profile``'s runtime, interleaved in its rounds."""
     return {"models": models, "runtime": profile.runtime_settings(),
             "batch_size": profile.batch_size, "warmup": profile.warmup, "rounds": profile.rounds, "seed": seed}
 
@@ -61,7 +62,7 @@ def _processes(profile: HardwareProfile, models: list[str], figure: Callable[[li
     timings: list[ProcessTiming] = []
     with node_lock.measuring() if exclusive else contextlib.nullcontext():
         while True:
-            out = spawn(_job(profile, models, seed=len(timings)))
+            out = spawn(timing_job(profile, models, seed=len(timings)))
             if "error" in out:
                 raise AutopruneError(f"profile {profile.name!r}: {out['error']}")
             per_model = [[ms for i, _, ms in out["samples"] if i == k] for k in range(len(models))]

@@ -160,7 +160,7 @@ def onnx_accuracy(path: str | Path, dataset: Dataset, *, batch_size: int = 256,
     except Unavailable as exc:
         raise AutopruneError(f"evaluating {Path(path).name} needs {exc}") from None
     fixed = probe.input_shape[0] if _fixed_batch(path) else None
-    sessions: dict[int, Any] = {1: probe}
+    sessions: dict[int, Any] = {probe.input_shape[0]: probe}
 
     def session(rows: int):  # OpenVINO compiles one static shape: one session per batch size met
         if rows not in sessions:

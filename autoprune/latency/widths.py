@@ -29,7 +29,7 @@ from autoprune.core.files import cache_dir
 from autoprune.latency import node_lock
 from autoprune.latency.anchor import machine_key
 from autoprune.latency.onnx import export_onnx
-from autoprune.latency.pooled import Spawn, _job, spawn_worker
+from autoprune.latency.pooled import Spawn, spawn_worker, timing_job
 from autoprune.latency.profiles import HardwareProfile
 
 WIDTHS = tuple(range(64, 129))  # two half-multiples of 32 (80, 112), four of 16, ...
@@ -98,7 +98,7 @@ def probe_widths(profile: HardwareProfile, *, layers: Sequence[str] = ("conv", "
             samples: dict[int, list[float]] = {w: [] for w in widths}
             with node_lock.measuring():
                 for p in range(processes):
-                    result: dict[str, Any] = spawn(_job(one, paths, seed=p))
+                    result: dict[str, Any] = spawn(timing_job(one, paths, seed=p))
                     if "error" in result:
                         from autoprune.core.errors import AutopruneError
 

@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from autoprune.core.records import Status
+from autoprune.latency.onnx import fmt_ms
 from autoprune.latency.pooling import describe_rule
 
 
@@ -22,8 +23,8 @@ def _latency(row: dict[str, Any]) -> str:
     """``12.3 ms [12.1, 12.6]``: the estimate and, where there is one, its 95 % CI."""
     low, high = row.get("latency_ci_low_ms"), row.get("latency_ci_high_ms")
     if low is None or pd.isna(low):
-        return f"{row['latency_p50_ms']:.1f} ms"
-    return f"{row['latency_p50_ms']:.1f} ms [{low:.1f}, {high:.1f}]"
+        return f"{fmt_ms(row['latency_p50_ms'])} ms"
+    return f"{fmt_ms(row['latency_p50_ms'])} ms [{fmt_ms(low)}, {fmt_ms(high)}]"
 
 
 # Progress for the Python API: every line the terminal gets, as INFO on this logger, quiet or not
@@ -85,13 +86,13 @@ class SearchProgress:
             when = ("by the adaptive-BN screen, before fine-tuning" if row.get("finetune_step") == 0
                     else f"at step {row.get('finetune_step', '?')}")
             self.print(f"{head} [dim]stopped early[/] {when}: interim acc "
-                       f"{row['accuracy']:.1%}  {row['latency_p50_ms']:.1f} ms ({row['wall_s']:.1f} s)")
+                       f"{row['accuracy']:.1%}  {fmt_ms(row['latency_p50_ms'])} ms ({row['wall_s']:.1f} s)")
             return
         if row["meets_budget"] and (self.best is None or row["accuracy"] > self.best["accuracy"]):
             self.best = row
         mark = "[green]within budget[/]" if row["meets_budget"] else "[yellow]over budget[/]"
         best = (f"best within budget ({self._rule}): {self.best['accuracy']:.1%} @ "
-                f"{self.best['latency_p50_ms']:.1f} ms" if self.best else "none within budget yet")
+                f"{fmt_ms(self.best['latency_p50_ms'])} ms" if self.best else "none within budget yet")
         self.print(f"{head} acc {row['accuracy']:.1%}  {_latency(row)}  "
                    f"{row['macs'] / 1e6:.1f} M MACs  {mark}  ({row['wall_s']:.1f} s)   {best}")
 
@@ -112,9 +113,9 @@ class SearchProgress:
                     f"meets budget ({self._rule})"):
             table.add_column(col, justify="right" if col != "trial" else "left")
         for r in front.itertuples():
-            ci = "" if pd.isna(r.latency_ci_low_ms) else f"{r.latency_ci_low_ms:.2f}–{r.latency_ci_high_ms:.2f}"
+            ci = "" if pd.isna(r.latency_ci_low_ms) else f"{fmt_ms(r.latency_ci_low_ms)}–{fmt_ms(r.latency_ci_high_ms)}"
             fresh = "" if pd.isna(r.confirmed_accuracy) else f"{r.confirmed_accuracy:.1%} ± {r.confirmed_sd:.1%}"
-            table.add_row(r.trial, f"{r.accuracy:.1%}", fresh, f"{r.latency_p50_ms:.2f}", ci,
+            table.add_row(r.trial, f"{r.accuracy:.1%}", fresh, fmt_ms(r.latency_p50_ms), ci,
                           f"{r.macs / 1e6:.2f}", "yes" if r.meets_budget else "no")
         self.console.print(table)
         if best is not None:
