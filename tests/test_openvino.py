@@ -76,7 +76,7 @@ def test_settings_of_the_other_runtime_are_refused_with_file_and_key(tmp_path):
     with pytest.raises(ConfigError, match=r"p\.yaml.*precision \(bf16\) is an OpenVINO setting; set runtime: openvino"):
         HardwareProfile.load(path)
     path.write_text("name: x\nruntime: openvino\nprovider: CUDAExecutionProvider\n")
-    with pytest.raises(ConfigError, match=r"provider \(CUDAExecutionProvider\) is an ONNX Runtime setting"):
+    with pytest.raises(ConfigError, match=r"provider \(CUDAExecutionProvider\) and provider_options are ONNX Runtime settings"):
         HardwareProfile.load(path)
     path.write_text("name: x\nruntime: tensorflow\n")
     with pytest.raises(ConfigError, match="runtime: 'tensorflow'"):
