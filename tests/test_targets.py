@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-import threading
 from pathlib import Path
 
 import pytest
@@ -53,9 +52,13 @@ def test_measurement_waits_for_fine_tune_steps_and_blocks_new_ones(tmp_path, mon
     holder = ctx.Process(target=lock_workers.hold_training_step, args=(str(tmp_path), log, started, release))
     holder.start()
     assert started.wait(60)
-    waiter = threading.Timer(0.5, release.set)  # lets the step end only once the measurement is queued behind it
-    waiter.start()
-    with node_lock.measuring():
+    queued: list[str] = []
+
+    def let_the_step_end(why: str) -> None:  # called once the measurement found the lock held: queued behind it
+        queued.append(why)
+        release.set()
+
+    with node_lock.measuring(on_wait=let_the_step_end):
         lock_workers.record(log, "measure enter")
         stepper = ctx.Process(target=lock_workers.try_training_step, args=(str(tmp_path), log, trying))
         stepper.start()
@@ -64,7 +67,7 @@ def test_measurement_waits_for_fine_tune_steps_and_blocks_new_ones(tmp_path, mon
         lock_workers.record(log, "measure exit")
     stepper.join(60)
     holder.join(60)
-    waiter.join()
+    assert queued == ["measurement lock busy"]  # the measurement did wait on the step in flight
     assert Path(log).read_text().split("\n")[:-1] == ["step-1 enter", "step-1 exit", "measure enter", "measure exit",
                                                       "step-2 enter"]
 
