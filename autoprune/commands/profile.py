@@ -17,8 +17,7 @@ from autoprune.latency.profiles import DEFAULT_PROFILE, resolve_profile
 from autoprune.latency.reference import Reference
 from autoprune.latency.table import LatencyTable
 from autoprune.latency.table_build import build_table, prediction_error, random_plans
-from autoprune.latency.widths import WidthProbe, probe_widths
-from autoprune.latency.widths import store as store_multiple
+from autoprune.latency.widths import WidthProbe, probe_widths, store_multiple
 from autoprune.load.inputs import resolve_input_shape
 from autoprune.load.models import architecture_fingerprint, load_model
 from autoprune.prune.engine import prune

@@ -24,12 +24,11 @@ from autoprune.latency.anchor import anchor_reference, stored_figure
 from autoprune.latency.cache import LatencyCache
 from autoprune.latency.onnx import (
     LatencyStats,
-    check_provider,
     export_onnx,
     measure_onnx,
 )
 from autoprune.latency.pooled import measure_pooled
-from autoprune.latency.profiles import HardwareProfile
+from autoprune.latency.profiles import HardwareProfile, check_provider
 from autoprune.latency.reference import THIN_RATIO, Reference, thinned_model
 
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from autoprune.core.errors import AutopruneError
 from autoprune.latency import node_lock
-from autoprune.latency.profiles import HardwareProfile, check_provider
+from autoprune.latency.profiles import HardwareProfile
 from autoprune.latency.runtimes import Session, Unavailable, open_session
 
 
@@ -140,7 +140,6 @@ def measure_onnx(path: str | Path, profile: HardwareProfile, *, exclusive: bool 
     unless ``exclusive=False``; measures again, up to ``max_attempts``, while the spread is above
     ``max_spread``, and keeps the steadiest measurement.
     """
-    check_provider(profile)
     try:
         session = open_session(str(path), profile.runtime_settings(), batch_size=profile.batch_size)
     except Unavailable as exc:

@@ -108,11 +108,6 @@ class HardwareProfile(StrictModel):
         """Whether the target computes on this kind of machine's CPU (ONNX Runtime's CPU provider, OpenVINO's CPU)."""
         return self.device == "CPU" if self.runtime == "openvino" else self.provider == "CPUExecutionProvider"
 
-    @property
-    def target(self) -> str:
-        """The runtime and what it runs on, in words (``ONNX Runtime provider X``, ``OpenVINO device CPU``)."""
-        return f"OpenVINO device {self.device}" if self.runtime == "openvino" else f"ONNX Runtime provider {self.provider}"
-
     def runtime_settings(self) -> dict[str, Any]:
         """What ``runtimes.open_session`` needs, as plain data (a timing worker's job carries it)."""
         return {"runtime": self.runtime, "provider": self.provider, "provider_options": self.provider_options,

@@ -148,18 +148,15 @@ def onnx_accuracy(path: str | Path, dataset: Dataset, *, batch_size: int = 256,
     A model exported with a fixed batch gets exactly that many rows per run: the last one is padded
     with zeros and the padded rows' outputs are dropped.
     """
-    from autoprune.latency.runtimes import Unavailable, missing, open_session
+    from autoprune.latency.runtimes import Unavailable, open_session
 
     settings = settings or {"runtime": "onnxruntime", "provider": provider, "intra_op_threads": threads,
                             "inter_op_threads": 0, "graph_optimization": "all"}
-    why = missing(settings)
-    if why is not None:
-        raise AutopruneError(f"evaluating {Path(path).name} needs {why}")
     try:
         probe = open_session(str(path), settings, batch_size=1)
     except Unavailable as exc:
         raise AutopruneError(f"evaluating {Path(path).name} needs {exc}") from None
-    fixed = probe.input_shape[0] if _fixed_batch(path) else None
+    fixed = None if probe.dynamic_batch else probe.input_shape[0]
     sessions: dict[int, Any] = {probe.input_shape[0]: probe}
 
     def session(rows: int):  # OpenVINO compiles one static shape: one session per batch size met
@@ -193,11 +190,3 @@ def calibration_samples(dataset: Dataset, *, count: int = 256, seed: int = 0) ->
         raise AutopruneError("the dataset to draw calibration samples from is empty")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:count].tolist()
     return torch.stack([torch.as_tensor(dataset[i][0]) for i in order])
-
-
-def _fixed_batch(path: str | Path) -> bool:
-    """Whether the ONNX file's input has a fixed batch size (else its batch axis is symbolic)."""
-    import onnx
-
-    dim = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0]
-    return dim.HasField("dim_value") and dim.dim_value > 0

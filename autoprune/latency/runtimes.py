@@ -1,9 +1,9 @@
 """The inference runtimes a profile runs a model on: ONNX Runtime (any execution provider) and OpenVINO.
 
 One ``open_session(path, settings)`` for both, so a figure is timed the same way whichever runtime
-the target ships with. ``settings`` is the plain dict a timing job carries (``job_settings`` of a
-profile): this module imports nothing from autoprune, because the timing worker loads it by file
-path (that process must not import torch).
+the target ships with. ``settings`` is the plain dict a timing job carries
+(``HardwareProfile.runtime_settings``): this module imports nothing from autoprune, because the
+timing worker loads it by file path (that process must not import torch).
 """
 
 from __future__ import annotations
@@ -12,22 +12,21 @@ import os
 from pathlib import Path
 from typing import Any
 
-RUNTIMES = ("onnxruntime", "openvino")
-# What pip installs for each runtime (named in the error when it is missing).
-INSTALL = {"onnxruntime": "pip install onnxruntime", "openvino": "pip install 'autoprune[openvino]'"}
 _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
                "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 
 
 class Unavailable(RuntimeError):
-    """The runtime took the session but cannot run it where asked (its message ends "needs ...")."""
+    """This machine cannot run the session asked for; the message is what it would need (it reads
+    after "needs": "OpenVINO, which is not installed here ...")."""
 
 
 class Session:
-    """A model ready to run on its target with a fixed batch: ``run(x)`` returns the first output."""
+    """A model ready to run on its target: ``run(x)`` returns the first output. ``input_shape`` has the
+    batch it was opened with where the file's batch axis is dynamic (``dynamic_batch``)."""
 
-    def __init__(self, run: Any, input_shape: list[int]) -> None:
-        self._run, self.input_shape = run, input_shape
+    def __init__(self, run: Any, input_shape: list[int], *, dynamic_batch: bool) -> None:
+        self._run, self.input_shape, self.dynamic_batch = run, input_shape, dynamic_batch
 
     def run(self, x: Any) -> Any:
         return self._run(x)
@@ -40,7 +39,7 @@ def missing(settings: dict[str, Any]) -> str | None:
         try:
             import openvino
         except ImportError:
-            return f"OpenVINO, which is not installed here ({INSTALL['openvino']})"
+            return "OpenVINO, which is not installed here (pip install 'autoprune[openvino]')"
         devices = openvino.Core().available_devices
         device = settings.get("device", "CPU")
         if not any(d == device or d.startswith(f"{device}.") for d in devices):
@@ -56,7 +55,10 @@ def missing(settings: dict[str, Any]) -> str | None:
 
 def open_session(path: str, settings: dict[str, Any], *, batch_size: int) -> Session:
     """The ONNX file at ``path`` compiled for the target ``settings`` describe, at ``batch_size``
-    where the file's batch axis is dynamic."""
+    where the file's batch axis is dynamic. Raises ``Unavailable`` where this machine cannot run it."""
+    why = missing(settings)
+    if why is not None:
+        raise Unavailable(why)
     if settings.get("runtime", "onnxruntime") == "openvino":
         return _openvino(path, settings, batch_size=batch_size)
     import onnxruntime as ort
@@ -74,7 +76,7 @@ def open_session(path: str, settings: dict[str, Any], *, batch_size: int) -> Ses
                           f"here (its libraries: CUDA, cuDNN, TensorRT); the session ran on {session.get_providers()[0]}")
     inp = session.get_inputs()[0]
     shape = [d if isinstance(d, int) else batch_size for d in inp.shape]
-    return Session(lambda x: session.run(None, {inp.name: x})[0], shape)
+    return Session(lambda x: session.run(None, {inp.name: x})[0], shape, dynamic_batch=not isinstance(inp.shape[0], int))
 
 
 def providers(settings: dict[str, Any]) -> list[Any]:
@@ -83,6 +85,7 @@ def providers(settings: dict[str, Any]) -> list[Any]:
     and CUDA behind it for the nodes TensorRT does not take."""
     name, options = settings["provider"], dict(settings.get("provider_options") or {})
     if name == "TensorrtExecutionProvider":
+        # core.files.cache_dir's rule, written out: this module imports nothing from autoprune
         cache = Path(os.environ.get("AUTOPRUNE_CACHE", Path.home() / ".cache" / "autoprune")) / "tensorrt"
         options.setdefault("trt_engine_cache_enable", True)
         options.setdefault("trt_timing_cache_enable", True)
@@ -100,6 +103,7 @@ def _openvino(path: str, settings: dict[str, Any], *, batch_size: int) -> Sessio
     model = core.read_model(str(path))
     partial = model.input(0).get_partial_shape()
     shape = [batch_size if d.is_dynamic else d.get_length() for d in partial]
+    dynamic_batch = partial[0].is_dynamic
     if partial.is_dynamic:  # compiled for one static shape: what a deployed latency-bound model runs
         model.reshape({model.input(0): shape})
     # LATENCY and one stream: one request at a time on the threads the profile gives (0: the
@@ -116,4 +120,4 @@ def _openvino(path: str, settings: dict[str, Any], *, batch_size: int) -> Sessio
         request.infer({0: x})
         return request.get_output_tensor(0).data.copy()
 
-    return Session(run, shape)
+    return Session(run, shape, dynamic_batch=dynamic_batch)

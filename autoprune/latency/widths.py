@@ -25,6 +25,7 @@ from typing import Any
 from torch import nn
 
 from autoprune.core import config
+from autoprune.core.errors import AutopruneError
 from autoprune.core.files import cache_dir
 from autoprune.latency import node_lock
 from autoprune.latency.anchor import machine_key
@@ -100,8 +101,6 @@ def probe_widths(profile: HardwareProfile, *, layers: Sequence[str] = ("conv", "
                 for p in range(processes):
                     result: dict[str, Any] = spawn(timing_job(one, paths, seed=p))
                     if "error" in result:
-                        from autoprune.core.errors import AutopruneError
-
                         raise AutopruneError(f"profile {profile.name!r}: {result['error']}")
                     for i, _, ms in result["samples"]:
                         samples[widths[i]].append(ms)
@@ -116,7 +115,7 @@ def _stored_file(profile: HardwareProfile) -> Path:
     return cache_dir() / "widths" / machine_key() / f"{profile.name}-{key}.yaml"
 
 
-def store(profile: HardwareProfile, probes: Sequence[WidthProbe], *, multiple: int) -> Path:
+def store_multiple(profile: HardwareProfile, probes: Sequence[WidthProbe], *, multiple: int) -> Path:
     """Keep a probe's multiple for this machine and profile: later searches on it round to it."""
     path = _stored_file(profile)
     config.dump({"multiple": multiple, "layers": {p.layer: p.multiple for p in probes},

@@ -32,14 +32,10 @@ def run(job: dict) -> dict:
     import numpy as np
 
     runtimes = _runtimes()
-    settings = job["runtime"]
-    why = runtimes.missing(settings)
-    if why is not None:
-        return {"error": f"it needs {why}"}
     sessions, feeds = [], []
     for path in job["models"]:
         try:
-            session = runtimes.open_session(path, settings, batch_size=job["batch_size"])
+            session = runtimes.open_session(path, job["runtime"], batch_size=job["batch_size"])
         except runtimes.Unavailable as exc:
             return {"error": f"it needs {exc}"}
         sessions.append(session)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from autoprune.core.files import atomic_path
@@ -101,15 +102,13 @@ def mac_efficiency(table: pd.DataFrame, *, baseline: dict[str, Any], profiles: S
         ms = pd.to_numeric(table[col], errors="coerce")
         table[at("speedup", name)] = base_ms / ms
         table[at("speedup_per_mac_cut", name)] = table[at("speedup", name)] / table["mac_cut"]
-        ok = ms.notna() & macs.notna()
+        m, t = macs.to_numpy(dtype=float), ms.to_numpy(dtype=float)
+        ok, trials = ~(np.isnan(m) | np.isnan(t)), table["trial"].astype(str).to_numpy()
         flags = []
-        for i in table.index:
-            if not ok[i]:
-                flags.append("")
-                continue
-            bigger = table.index[ok & (macs >= macs[i] * (1 + MORE_MACS)) & (ms * (1 - NOT_FASTER_MARGIN) <= ms[i])]
+        for i in range(len(table)):
+            bigger = np.flatnonzero(ok & ok[i] & (m >= m[i] * (1 + MORE_MACS)) & (t * (1 - NOT_FASTER_MARGIN) <= t[i]))
             # the heaviest plan it fails to beat: the clearest case
-            flags.append(str(table.at[macs[bigger].idxmax(), "trial"]) if len(bigger) else "")
+            flags.append(trials[bigger[np.argmax(m[bigger])]] if len(bigger) else "")
         table[at("not_faster_than", name)] = flags
     return table
 
