@@ -3,6 +3,7 @@ layers, no cycles between sibling modules or packages), and the public API keeps
 
 from __future__ import annotations
 
+import pytest
 from importlinter.application.use_cases import SUCCESS, lint_imports
 from importlinter.configuration import configure
 
@@ -37,3 +38,16 @@ def test_importing_one_module_does_not_import_the_world() -> None:
     code = "import sys, autoprune.latency.cache; print('torch' in sys.modules, 'ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_the_pruning_engine_leaves_timm_unimported_and_importable() -> None:
+    """Torch-Pruning imports timm for an operation counter autoprune does not use (with torchvision and
+    torch._dynamo, 2 s of every trial process's start); the engine hides it for that one import only."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("timm")
+    code = ("import sys, autoprune.prune.engine; print('timm' in sys.modules); "
+            "import timm; print(timm.create_model('resnet18', pretrained=False, num_classes=3).fc.out_features)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "3"]

@@ -12,7 +12,7 @@ from autoprune.latency.anchor import anchor_reference, forget_stored, stored_fig
 from autoprune.latency.budget import budget_verdicts, judged_ms, over_budget
 from autoprune.latency.measure import thinned_reference
 from autoprune.latency.onnx import export_onnx
-from autoprune.latency.pooled import measure_pooled, spawn_worker
+from autoprune.latency.pooled import measure_pooled, spawn_workers, timing_job
 from autoprune.latency.pooling import (
     Estimate,
     ProcessTiming,
@@ -39,7 +39,10 @@ class FakeTimer:
         self.ratios, self.phases, self.reference_ms = list(ratios), phases, reference_ms
         self.jobs = []
 
-    def __call__(self, job):
+    def __call__(self, jobs):
+        return [self._process(job) for job in jobs]
+
+    def _process(self, job):
         k = len(self.jobs)
         self.jobs.append(job)
         phase = self.phases[k % len(self.phases)] if self.phases else 1.0
@@ -148,8 +151,8 @@ def test_precision_tightens_the_target_and_raises_the_cap():
 
 
 def test_a_worker_error_is_one_clear_line():
-    def broken(job):
-        return {"error": "ONNX Runtime provider X is missing here; available: CPUExecutionProvider"}
+    def broken(jobs):
+        return [{"error": "ONNX Runtime provider X is missing here; available: CPUExecutionProvider"}] * len(jobs)
 
     with pytest.raises(AutopruneError, match="profile 'fake': ONNX Runtime provider X is missing"):
         measure_pooled("c.onnx", PROFILE, reference=REF, spawn=broken, exclusive=False)
@@ -177,7 +180,7 @@ def test_anchor_is_calibrated_once_per_machine_and_profile(tmp_path, monkeypatch
     assert first.name == "anchor" and first.ms == pytest.approx(7.0)
     assert len(list(tmp_path.rglob("anchor-test-*.yaml"))) == 1
 
-    def must_not_time(job):
+    def must_not_time(jobs):
         raise AssertionError("a cached calibration started a worker")
 
     again = anchor_reference(profile, spawn=must_not_time)
@@ -195,7 +198,7 @@ def test_a_fixed_models_figure_is_stored_per_machine_and_follows_the_anchor(tmp_
     first = stored_figure(model, profile, spawn=FakeTimer([8.0], reference_ms=7.0))  # 8x the anchor
     assert first.p50_ms == pytest.approx(56.0) and first.reference == "anchor" and first.source == "measured"
 
-    def must_not_time(job):
+    def must_not_time(jobs):
         raise AssertionError("a stored figure started a worker")
 
     again = stored_figure(model, profile, spawn=must_not_time)
@@ -219,7 +222,7 @@ def test_a_figure_stored_against_another_reference_is_its_ratio_to_that_referenc
     first = stored_figure(thin, profile, spawn=FakeTimer([0.5]), against=REF)
     assert first.reference == "unpruned" and first.ratio == pytest.approx(0.5) and first.p50_ms == pytest.approx(40.0)
 
-    def must_not_time(job):
+    def must_not_time(jobs):
         raise AssertionError("a stored figure started a worker")
 
     # the unpruned model's stored figure moved (the anchor calibrated again): the ratio is kept
@@ -228,6 +231,27 @@ def test_a_figure_stored_against_another_reference_is_its_ratio_to_that_referenc
     other = Reference(name="unpruned", onnx=b"other weights", ms=80.0)
     timer = FakeTimer([0.6])
     assert stored_figure(thin, profile, spawn=timer, against=other).ratio == pytest.approx(0.6) and timer.jobs
+
+
+def test_a_figure_stored_at_the_profiles_own_precision_is_kept_apart_from_the_precise_one(tmp_path, monkeypatch):
+    """A search's calibration plans: stored once per machine at the profile's ``target_ci`` (a run's
+    reference figures at twice it), each under a key of its own."""
+    monkeypatch.setenv("AUTOPRUNE_CACHE", str(tmp_path))
+    profile = PROFILE.model_copy(update={"name": "stored-precision"})
+    plan = tmp_path / "plan.onnx"
+    plan.write_bytes(b"a calibration plan")
+    spread = [0.500, 0.503, 0.497, 0.500]  # +-1.5 % from 3 processes, +-0.8 % from 4
+    loose_timer, precise_timer = FakeTimer(spread), FakeTimer(spread)
+    loose = stored_figure(plan, profile, spawn=loose_timer, against=REF, precision=1.0)
+    precise = stored_figure(plan, profile, spawn=precise_timer, against=REF)
+    assert len(loose_timer.jobs) == 3 and len(precise_timer.jobs) == 4  # the precise one was not read from the loose
+
+    def must_not_time(jobs):
+        raise AssertionError("a stored figure started a worker")
+
+    again = stored_figure(plan, profile, spawn=must_not_time, against=REF, precision=1.0)
+    assert again.source == "stored" and again.attempts == 3 and again.p50_ms == pytest.approx(loose.p50_ms)
+    assert stored_figure(plan, profile, spawn=must_not_time, against=REF).attempts == precise.attempts == 4
 
 
 @pytest.mark.parametrize(("name", "thinned"), [("cpu-default", True), ("cpu-1thread-b1", True),
@@ -243,14 +267,18 @@ def test_real_workers_interleave_candidate_and_reference(tmp_path):
     cand = export_onnx(tiny_resnet(), tmp_path / "c.onnx", input_shape=(1, 8, 8), batch_size=4)
     ref_path = export_onnx(tiny_resnet(), tmp_path / "r.onnx", input_shape=(1, 8, 8), batch_size=4)
     ref = Reference(name="unpruned", onnx=ref_path.read_bytes(), ms=2.0)
-    outputs = []
+    outputs, batches = [], []
 
-    def recording(job):
-        outputs.append(spawn_worker(job))
-        return outputs[-1]
+    def recording(jobs):
+        batches.append(len(jobs))
+        outputs.extend(spawn_workers(jobs))
+        return outputs[-len(jobs):]
 
     stats = measure_pooled(cand, profile, reference=ref, spawn=recording)
     assert stats.attempts == 2 and len({o["pid"] for o in outputs}) == 2  # two separate processes
+    assert batches == [2]  # started together (min_processes)...
+    (_, first_end), (second_start, _) = outputs[0]["window"], outputs[1]["window"]
+    assert first_end <= second_start  # ...and timed one after the other
     firsts = []
     for out in outputs:
         rounds = {}
@@ -263,3 +291,17 @@ def test_real_workers_interleave_candidate_and_reference(tmp_path):
     assert set(firsts) == {0, 1}  # random order: sometimes the reference runs first
     assert stats.ci_low_ms <= stats.p50_ms <= stats.ci_high_ms
     assert stats.p50_ms == pytest.approx(stats.ratio * ref.ms)
+
+
+def test_a_worker_that_cannot_load_its_model_is_one_line_and_its_batch_is_stopped(tmp_path):
+    """Workers start together: one that dies while opening its sessions fails the measurement in one
+    line naming the file, and none of the others is left running."""
+    good = export_onnx(tiny_resnet(), tmp_path / "good.onnx", input_shape=(1, 8, 8), batch_size=2)
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not an onnx file")
+    profile = HardwareProfile(name="real", batch_size=2, warmup=0, rounds=1, min_processes=3, max_processes=3)
+    jobs = [timing_job(profile, [str(good)], seed=0), timing_job(profile, [str(bad)], seed=1),
+            timing_job(profile, [str(good)], seed=2)]
+    with pytest.raises(AutopruneError, match=r"latency worker failed on .*bad\.onnx: \S") as err:
+        spawn_workers(jobs)
+    assert "\n" not in str(err.value)

@@ -29,7 +29,7 @@ from pathlib import Path
 from autoprune.core import config
 from autoprune.core.files import cache_dir
 from autoprune.latency.onnx import LatencyStats
-from autoprune.latency.pooled import Spawn, calibrate, measure_pooled, spawn_worker
+from autoprune.latency.pooled import Spawn, calibrate, measure_pooled, spawn_workers
 from autoprune.latency.profiles import HardwareProfile
 from autoprune.latency.reference import Reference
 
@@ -71,7 +71,7 @@ def _cache_file(profile: HardwareProfile, onnx: bytes, *, kind: str = "anchor") 
 
 
 def anchor_reference(profile: HardwareProfile, *, recalibrate: bool = False,
-                     spawn: Spawn = spawn_worker) -> Reference:
+                     spawn: Spawn = spawn_workers) -> Reference:
     """The anchor with its nominal milliseconds on ``profile``: from this machine's cache, or calibrated now."""
     onnx = anchor_onnx(profile.batch_size, opset=profile.opset)
     path = _cache_file(profile, onnx)
@@ -95,19 +95,22 @@ def forget_stored(profile: HardwareProfile) -> int:
     return len(files)
 
 
-def stored_figure(path: str | Path, profile: HardwareProfile, *, spawn: Spawn = spawn_worker,
-                  against: Reference | None = None) -> LatencyStats:
+def stored_figure(path: str | Path, profile: HardwareProfile, *, spawn: Spawn = spawn_workers,
+                  against: Reference | None = None, precision: float = 0.5) -> LatencyStats:
     """A fixed model's pooled figure against the anchor (or ``against``, a reference whose own figure is
     stored: a run's thinned model against its unpruned one): measured once per machine and profile (to
-    twice the profile's precision), then read back, on that reference's current scale."""
+    ``precision`` × the profile's ``target_ci``: twice as precisely by default), then read back, on that
+    reference's current scale."""
     onnx = Path(path).read_bytes()
     ref = against if against is not None else anchor_reference(profile, spawn=spawn)
     key = onnx if against is None else onnx + b"|against|" + against.digest.encode()
+    if precision != 0.5:  # the figures stored before precision was a choice keep their keys
+        key += f"|precision|{precision:g}".encode()
     file = _cache_file(profile, key, kind="model")
     if file.is_file():
         stats = LatencyStats(**config.read_yaml(file)["figure"])
         return replace(stats.rescaled(ref.ms), source="stored")
-    stats = measure_pooled(path, profile, reference=ref, spawn=spawn, precision=0.5)
+    stats = measure_pooled(path, profile, reference=ref, spawn=spawn, precision=precision)
     config.dump({"figure": stats.as_dict(), "machine": machine_key(),
                  "measured_at": dt.datetime.now().isoformat(timespec="seconds")}, file,
                 header="# autoprune: a model's pooled latency against a reference on this machine and profile\n")

@@ -33,24 +33,24 @@ from autoprune.latency.reference import THIN_RATIO, Reference, thinned_model
 
 
 def _measure_here(path: str | Path, profile: HardwareProfile, reference: Reference | None,
-                  stored: bool, budget_ms: float | None = None) -> LatencyStats:
+                  stored: bool, budget_ms: float | None = None, precision: float = 0.5) -> LatencyStats:
     if profile.method == "single":
         return measure_onnx(path, profile)
     check_provider(profile)
     if stored:
-        return stored_figure(path, profile, against=reference)
+        return stored_figure(path, profile, against=reference, precision=precision)
     return measure_pooled(path, profile, reference=reference or anchor_reference(profile), budget_ms=budget_ms)
 
 
 def _measure_bytes(data: bytes, profile: HardwareProfile, reference: Reference | None,
-                   stored: bool, budget_ms: float | None = None) -> LatencyStats:
+                   stored: bool, budget_ms: float | None = None, precision: float = 0.5) -> LatencyStats:
     """Runs on the target node: write the model locally, measure under that node's lock."""
     import ray
 
     with tempfile.TemporaryDirectory(prefix="autoprune-remote-") as tmp:
         path = Path(tmp) / "model.onnx"
         path.write_bytes(data)
-        stats = _measure_here(path, profile, reference, stored, budget_ms)
+        stats = _measure_here(path, profile, reference, stored, budget_ms, precision)
     return replace(stats, node=f"{socket.gethostname()} ray-node:{ray.get_runtime_context().get_node_id()}")
 
 
@@ -58,16 +58,17 @@ _remote_measure: Any = None
 
 
 def measure_on_profile(path: str | Path, profile: HardwareProfile, *, reference: Reference | None = None,
-                       stored: bool = False, budget_ms: float | None = None) -> LatencyStats:
+                       stored: bool = False, budget_ms: float | None = None, precision: float = 0.5) -> LatencyStats:
     """Measure an ONNX file here, or on the Ray node holding ``profile.ray_resources``.
 
     A pooled profile times it against ``reference`` (default: the shipped anchor, calibrated on the
     measuring machine); ``stored``: once per machine, model and reference, then reused (see
-    ``anchor.stored_figure``). A single-process profile ignores both. ``budget_ms``: the budget the
+    ``anchor.stored_figure``), to ``precision`` × the profile's ``target_ci`` (0.5: a figure that others
+    are scaled by). A single-process profile ignores these. ``budget_ms``: the budget the
     figure decides; a pooled measurement stops once it has (see ``pooled.measure_pooled``).
     """
     if not profile.ray_resources:
-        return _measure_here(path, profile, reference, stored, budget_ms)
+        return _measure_here(path, profile, reference, stored, budget_ms, precision)
     import ray
 
     global _remote_measure
@@ -82,7 +83,7 @@ def measure_on_profile(path: str | Path, profile: HardwareProfile, *, reference:
         _remote_measure = ray.remote(num_cpus=0)(_measure_bytes)
     # "DEFAULT": not captured by the calling trial's placement group, which lacks the target's resource.
     task = _remote_measure.options(resources=dict(profile.ray_resources), scheduling_strategy="DEFAULT")
-    return ray.get(task.remote(Path(path).read_bytes(), profile, reference, stored, budget_ms))
+    return ray.get(task.remote(Path(path).read_bytes(), profile, reference, stored, budget_ms, precision))
 
 
 def _call(phase: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
@@ -111,13 +112,16 @@ def deployed_onnx(model: nn.Module, profile: HardwareProfile, path: str | Path, 
 def latency_for(model: nn.Module, profile: HardwareProfile, *, input_shape: Sequence[int], arch_key: str,
                 cache: LatencyCache | None = None, workdir: str | Path | None = None,
                 reference: Reference | None = None, run: Callable[..., Any] = _call,
-                calibration: torch.Tensor | None = None, budget_ms: float | None = None) -> LatencyStats:
+                calibration: torch.Tensor | None = None, budget_ms: float | None = None,
+                stored: bool = False) -> LatencyStats:
     """The model's latency on ``profile``: from the cache, the profile's table, or a measurement.
 
     ``reference``: what a pooled profile times the model against (see ``measure_on_profile``).
     ``run(phase, fn, *args)`` wraps each step, so a caller can time "export" and "measure" apart.
     ``calibration``: training inputs for a profile that quantizes statically (see ``deployed_onnx``).
     ``budget_ms``: the plan's budget on ``profile``; a pooled measurement stops once its verdict is decided.
+    ``stored``: a pooled figure kept on this machine across runs, at the profile's own precision and
+    whatever the budget (``anchor.stored_figure``): for plans every run of a model measures alike.
     """
     key = f"{arch_key}|{profile.timing_key()}|{reference.digest if reference is not None else 'anchor'}"
     hit = cache.get(key) if cache is not None else None
@@ -133,7 +137,11 @@ def latency_for(model: nn.Module, profile: HardwareProfile, *, input_shape: Sequ
         with tempfile.TemporaryDirectory(prefix="autoprune-", dir=workdir) as tmp:
             path = deployed_onnx(model, profile, Path(tmp) / "model.onnx", input_shape=shape, calibration=calibration,
                                  run=run)
-            stats = run("measure", measure_on_profile, path, profile, reference=reference, budget_ms=budget_ms)
+            if stored:
+                stats = run("measure", measure_on_profile, path, profile, reference=reference, stored=True,
+                            precision=1.0)
+            else:
+                stats = run("measure", measure_on_profile, path, profile, reference=reference, budget_ms=budget_ms)
     if cache is not None:
         cache.put(key, stats.as_dict())
     return stats

@@ -20,7 +20,6 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from torch import nn
 
@@ -30,7 +29,7 @@ from autoprune.core.files import cache_dir
 from autoprune.latency import node_lock
 from autoprune.latency.anchor import machine_key
 from autoprune.latency.onnx import export_onnx
-from autoprune.latency.pooled import Spawn, spawn_worker, timing_job
+from autoprune.latency.pooled import Spawn, spawn_workers, timing_job
 from autoprune.latency.profiles import HardwareProfile
 
 WIDTHS = tuple(range(64, 129))  # two half-multiples of 32 (80, 112), four of 16, ...
@@ -81,7 +80,7 @@ def recommend(ms: dict[int, float], *, multiples: Sequence[int] = MULTIPLES,
 
 
 def probe_widths(profile: HardwareProfile, *, layers: Sequence[str] = ("conv", "linear"),
-                 widths: Sequence[int] = WIDTHS, rounds: int = 15, processes: int = 3, spawn: Spawn = spawn_worker,
+                 widths: Sequence[int] = WIDTHS, rounds: int = 15, processes: int = 3, spawn: Spawn = spawn_workers,
                  on_layer: Callable[[str], None] | None = None) -> list[WidthProbe]:
     """Time each layer kind's chain at every width on ``profile`` (batch 1: a width's step does not
     depend on the batch), ``rounds`` interleaved rounds in each of ``processes`` worker processes."""
@@ -98,8 +97,7 @@ def probe_widths(profile: HardwareProfile, *, layers: Sequence[str] = ("conv", "
                                              batch_size=1)))
             samples: dict[int, list[float]] = {w: [] for w in widths}
             with node_lock.measuring():
-                for p in range(processes):
-                    result: dict[str, Any] = spawn(timing_job(one, paths, seed=p))
+                for result in spawn([timing_job(one, paths, seed=p) for p in range(processes)]):
                     if "error" in result:
                         raise AutopruneError(f"profile {profile.name!r}: {result['error']}")
                     for i, _, ms in result["samples"]:

@@ -1,11 +1,13 @@
 """Times ONNX models in a process that does nothing else (no torch, no Ray, no fine-tune threads).
 
-Run as a script, ``python latency_worker.py`` with a JSON job on stdin; never imported by
+Run as a script, ``python worker.py`` with a JSON job on the first line of stdin; never imported by
 autoprune (importing the package would load torch, whose OpenMP threads are what this process
-exists to avoid). The job names the models and the runtime's session settings; the worker
-warms each model up, then runs ``rounds`` rounds, each timing every model once in a random order
-(interleaved, so a slow phase of the host moves all of them alike). It prints the samples as JSON,
-in the order they were taken.
+exists to avoid). The job names the models and the runtime's session settings; the worker opens a
+session per model, prints ``ready`` and waits for a second line (or the end of stdin: a caller
+that does not prepare workers sends the job alone). Then it warms each model up and runs
+``rounds`` rounds, each timing every model once in a random order (interleaved, so a slow phase of
+the host moves all of them alike). It prints the samples as JSON, in the order they were taken,
+with the wall-clock window they were taken in.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ def run(job: dict) -> dict:
             return {"error": f"it needs {exc}"}
         sessions.append(session)
         feeds.append(np.random.default_rng(0).standard_normal(session.input_shape).astype(np.float32))
+    print("ready", flush=True)
+    sys.stdin.readline()  # "go": the caller lets one prepared worker time at a time
+    started = time.time()
     for session, feed in zip(sessions, feeds):
         for _ in range(job["warmup"]):
             session.run(feed)
@@ -52,8 +57,8 @@ def run(job: dict) -> dict:
             t0 = time.perf_counter()
             sessions[i].run(feeds[i])
             samples.append([i, r, (time.perf_counter() - t0) * 1000.0])
-    return {"pid": os.getpid(), "host": socket.gethostname(), "samples": samples}
+    return {"pid": os.getpid(), "host": socket.gethostname(), "samples": samples, "window": [started, time.time()]}
 
 
 if __name__ == "__main__":
-    json.dump(run(json.load(sys.stdin)), sys.stdout)
+    print(json.dumps(run(json.loads(sys.stdin.readline()))), flush=True)

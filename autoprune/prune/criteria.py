@@ -6,10 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch_pruning as tp
 from torch import nn
 
 from autoprune.core.registry import Registry
+from autoprune.prune.tp import tp
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-import torch_pruning as tp
 from torch import nn
 
 from autoprune.core.errors import AutopruneError
@@ -27,6 +26,7 @@ from autoprune.prune.groups import (
     removed_units,
 )
 from autoprune.prune.plan import Plan
+from autoprune.prune.tp import tp
 
 
 def prune(model: nn.Module, plan: Plan, *, input_shape: Sequence[int],

@@ -12,11 +12,10 @@ import weakref
 from collections.abc import Sequence
 
 import torch
-import torch_pruning as tp
 from torch import nn
-from torch_pruning.dependency import index_mapping as _tp_index_mapping
 
 from autoprune.core.errors import AutopruneError
+from autoprune.prune.tp import tp
 
 
 def example_input(input_shape: Sequence[int], *, batch: int = 1) -> torch.Tensor:
@@ -65,7 +64,7 @@ def _reshape_mapping(graph: tp.DependencyGraph, node) -> None:
     mapping multiplies indices until the graph never closes) or split them (ShuffleNet's channel
     shuffle: a division by zero). The latter is marked: no channel passes through it.
     """
-    from torch_pruning.dependency import shape_infer
+    shape_infer = tp.dependency.shape_infer
 
     # torch 2 names the saved input shape ``_saved_self_sym_sizes``; Torch-Pruning looks for the old name,
     # misses it and maps every reshape.
@@ -94,7 +93,7 @@ def _reshape_mapping(graph: tp.DependencyGraph, node) -> None:
     if c_out > c_in and size is not None and len(size) == 4 and math.prod(size[1:]) != c_out:
         return  # not a flatten of (C, H, W) into features
     # From here on as Torch-Pruning: flatten (C -> C*H*W features) or its reverse.
-    mapping = _tp_index_mapping._FlattenIndexMapping
+    mapping = tp.dependency.index_mapping._FlattenIndexMapping
     # Flatten: the reshape's inputs hold the channels; its reverse: its outputs do.
     ends, stride = (node.inputs, c_out // c_in) if c_out > c_in else (node.outputs, c_in // c_out)
     for end in ends:
@@ -126,10 +125,10 @@ class _ChannelSplits(torch.overrides.TorchFunctionMode):
         return out
 
 
-_tp_index_mapping.update_reshape_index_mapping = _reshape_mapping
+tp.dependency.index_mapping.update_reshape_index_mapping = _reshape_mapping
 
 
-_tp_concat_mapping = _tp_index_mapping.update_concat_index_mapping
+_tp_concat_mapping = tp.dependency.index_mapping.update_concat_index_mapping
 
 
 def _concat_mapping(graph: tp.DependencyGraph, node) -> None:
@@ -141,7 +140,7 @@ def _concat_mapping(graph: tp.DependencyGraph, node) -> None:
         _BARRIERS.add(node)
 
 
-_tp_index_mapping.update_concat_index_mapping = _concat_mapping
+tp.dependency.index_mapping.update_concat_index_mapping = _concat_mapping
 
 
 def crosses_barrier(group) -> bool:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch_pruning as tp
 from torch import nn
 
 from autoprune.core.errors import AutopruneError
@@ -26,6 +25,7 @@ from autoprune.prune.graph import (
     example_input,
     first_line,
 )
+from autoprune.prune.tp import tp
 
 ROOT_TYPES = (nn.Conv2d, nn.Conv1d, nn.Linear)
 

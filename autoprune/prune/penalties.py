@@ -30,7 +30,7 @@ class Regularizer:
 
 def _bn_scale(group_lasso: bool):
     def make(model, input_shape, ignored, strength):
-        import torch_pruning as tp
+        from autoprune.prune.tp import tp
 
         pruner = tp.pruner.BNScalePruner(model, torch.zeros(1, *input_shape), importance=tp.importance.BNScaleImportance(),
                                          reg=strength, group_lasso=group_lasso, ignored_layers=ignored)
@@ -39,7 +39,7 @@ def _bn_scale(group_lasso: bool):
 
 
 def _group_norm(model, input_shape, ignored, strength):
-    import torch_pruning as tp
+    from autoprune.prune.tp import tp
 
     pruner = tp.pruner.GroupNormPruner(model, torch.zeros(1, *input_shape),
                                        importance=tp.importance.GroupMagnitudeImportance(p=2), reg=strength,

@@ -72,6 +72,7 @@ class SearchProgress:
         self.print(f"a plan is within budget when {describe_rule(self.budget_rule)} of its latency is within the budget")
 
     def trial(self, row: dict[str, Any]) -> None:
+        self.timings.setdefault("first_trial_s", time.perf_counter() - self.t0)  # what a user waits for first
         self.done += 1
         head = f"[{self.done:>3}/{self.total}] {row['trial']}"
         if row["status"] == Status.FAILED:
