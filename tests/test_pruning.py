@@ -83,3 +83,35 @@ def test_torchvision_resnet18_prunes_consistently():
     assert pruned(torch.randn(1, *shape)).shape == (1, 10)
     assert count_macs_params(pruned, input_shape=shape)[0] < count_macs_params(model, input_shape=shape)[0]
     assert all(m.out_channels % 8 == 0 for m in pruned.modules() if isinstance(m, nn.Conv2d))
+
+
+def test_index_mappings_reused_while_widths_are_unchanged_prune_as_torch_pruning_does(monkeypatch):
+    """The engine skips Torch-Pruning's recomputation of concat/split/reshape mappings when no width
+    changed since the last one (graph.py); a DenseNet (every block a concatenation) pruned with the
+    skip and with Torch-Pruning's own update gets the same weights."""
+    import torchvision
+
+    from autoprune.prune import graph
+    from autoprune.prune.tp import tp
+
+    torch.manual_seed(0)
+    model = torchvision.models.DenseNet(growth_rate=8, block_config=(2, 2), num_init_features=16, bn_size=2,
+                                        num_classes=10).eval()
+    shape = (3, 32, 32)
+    groups = [g.name for g in find_groups(model, input_shape=shape)]
+    assert len(groups) > 4
+    plan = Plan(ratios=dict.fromkeys(groups, 0.4))
+    original, calls = graph._tp_update_index_mapping, []
+
+    def counting(g):
+        calls.append(g)
+        original(g)
+
+    monkeypatch.setattr(graph, "_tp_update_index_mapping", counting)
+    with_skip = prune(model, plan, input_shape=shape)
+    assert 0 < len(calls) < 3 * len(groups)  # Torch-Pruning updates at each of 3 calls per group
+    monkeypatch.setattr(tp.dependency.index_mapping, "update_index_mapping", original)
+    without = prune(model, plan, input_shape=shape)
+    assert with_skip.state_dict().keys() == without.state_dict().keys()
+    assert all(torch.equal(v, without.state_dict()[k]) for k, v in with_skip.state_dict().items())
+    assert count_macs_params(with_skip, input_shape=shape)[0] < count_macs_params(model, input_shape=shape)[0]

@@ -143,6 +143,24 @@ def _concat_mapping(graph: tp.DependencyGraph, node) -> None:
 tp.dependency.index_mapping.update_concat_index_mapping = _concat_mapping
 
 
+_tp_update_index_mapping = tp.dependency.index_mapping.update_index_mapping
+
+
+def _update_index_mapping(graph: tp.DependencyGraph) -> None:
+    """Torch-Pruning's update of every concat/split/reshape mapping, skipped while the widths it was
+    computed from are unchanged. Torch-Pruning runs it at each ``get_pruning_group``: listing and
+    scoring DenseNet-121's 120 groups redid 15 000 concat mappings to the same result, 6 of a prune's
+    10 s. The mappings depend only on the layers' widths, which only pruning changes."""
+    widths = tuple(tuple(p.shape) for p in graph.model.parameters())
+    if getattr(graph, "_autoprune_mapped_widths", None) == widths:
+        return
+    _tp_update_index_mapping(graph)
+    graph._autoprune_mapped_widths = widths
+
+
+tp.dependency.index_mapping.update_index_mapping = _update_index_mapping
+
+
 def crosses_barrier(group) -> bool:
     """Whether a Torch-Pruning group passes through a reshape or concat no channel may cross."""
     return any(dep.source in _BARRIERS or dep.target in _BARRIERS for dep, _ in group)
