@@ -172,10 +172,7 @@ def unprunable_groups(model: nn.Module, groups: Sequence[PrunableGroup], *, inpu
 
     def breaks(names: Sequence[str], ratio: float) -> str | None:
         try:
-            # Which channels leave does not change whether the pruned model runs or its output's shape:
-            # random ranking, not the L1 norms of every group (a quarter of a DenseNet-121 probe).
-            plan = Plan(ratios={n: ratio for n in names}, criterion="random", round_to=round_to,
-                        ignored=None if ignored is None else list(ignored))
+            plan = Plan(ratios={n: ratio for n in names}, round_to=round_to, ignored=None if ignored is None else list(ignored))
             pruned = prune(model, plan, input_shape=input_shape)
             with torch.no_grad():
                 got = _output_shapes(pruned(x))
