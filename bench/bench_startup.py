@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import os
 import statistics
 import subprocess
@@ -48,7 +49,7 @@ def _run(args: list[str], *, cwd: Path, mark: str | None = None) -> tuple[float,
     seen, lines = float("nan"), []
     for line in proc.stdout:  # read as printed: the progress lines are flushed one by one
         lines.append(line)
-        if mark and seen != seen and line.lstrip().startswith(mark):
+        if mark and math.isnan(seen) and line.lstrip().startswith(mark):
             seen = time.perf_counter() - t0
     err = proc.stderr.read()
     proc.wait()
