@@ -44,16 +44,19 @@ WORKLOADS = {
 def _run(args: list[str], *, cwd: Path, mark: str | None = None) -> tuple[float, subprocess.CompletedProcess, float]:
     """The command's wall time, its result, and the seconds until a line starting with ``mark`` came out."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "autoprune.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    seen, lines = float("nan"), []
-    for line in proc.stdout:  # read as printed: the progress lines are flushed one by one
-        lines.append(line)
-        if mark and math.isnan(seen) and line.lstrip().startswith(mark):
-            seen = time.perf_counter() - t0
-    err = proc.stderr.read()
-    proc.wait()
-    return time.perf_counter() - t0, subprocess.CompletedProcess(proc.args, proc.returncode, "".join(lines), err), seen
+    # stderr to a file: a pipe nobody reads while stdout is read could fill and stall the command
+    with tempfile.TemporaryFile(mode="w+") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "autoprune.cli", *args], stdout=subprocess.PIPE, stderr=err,
+                                text=True, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        seen, lines = float("nan"), []
+        for line in proc.stdout:  # read as printed: the progress lines are flushed one by one
+            lines.append(line)
+            if mark and math.isnan(seen) and line.lstrip().startswith(mark):
+                seen = time.perf_counter() - t0
+        proc.wait()
+        err.seek(0)
+        done = subprocess.CompletedProcess(proc.args, proc.returncode, "".join(lines), err.read())
+    return time.perf_counter() - t0, done, seen
 
 
 def _figure(values: list[float]) -> str:
