@@ -18,7 +18,7 @@ from autoprune.latency.reference import Reference
 from autoprune.latency.table import LatencyTable
 from autoprune.latency.table_build import build_table, prediction_error, random_plans
 from autoprune.latency.widths import WidthProbe, probe_widths, store_multiple
-from autoprune.load.inputs import resolve_input_shape
+from autoprune.load.inputs import resolve_input_shape, within_vocabulary
 from autoprune.load.models import architecture_fingerprint, load_model
 from autoprune.prune.engine import prune
 from autoprune.space.space import SearchSpace, init_space
@@ -41,7 +41,7 @@ def profile_measure(*, model: str, profile: str = DEFAULT_PROFILE, data: str = "
             raise AutopruneError(f"model {model!r}: no such file; pass an existing .onnx file")
         return measure_on_profile(model, hw)
     net = load_model(model)
-    return latency_for(net, hw, input_shape=resolve_input_shape(data=data, input_shape=input_shape, model=model),
+    return latency_for(net, hw, input_shape=within_vocabulary(resolve_input_shape(data=data, input_shape=input_shape, model=model), net),
                        arch_key=architecture_fingerprint(net))
 
 
@@ -112,7 +112,7 @@ def profile_build_table(*, model: str, profile: str = DEFAULT_PROFILE, space: st
     """Measure a latency table for ``model`` on ``profile``; check it against ``check`` random plans."""
     hw = resolve_profile(profile)
     net = load_model(model)
-    shape = resolve_input_shape(data=data, input_shape=input_shape, model=model)
+    shape = within_vocabulary(resolve_input_shape(data=data, input_shape=input_shape, model=model), net)
     sp = SearchSpace.load(space) if space is not None else init_space(net, input_shape=shape, model_name=model)
     if space is not None:
         sp.check_against(net, input_shape=shape, source=str(space))

@@ -213,6 +213,8 @@ class RunConfig(StrictModel):
     val_samples: int | None = None
     preprocessing: dict[str, Any] | None = None
     input_shape: list[int]
+    input_dtype: str = "float32"  # token ids: int64 (core.inputs.InputSpec)
+    input_high: int | None = None  # token ids are below this
     budget: str  # the primary budget
     budget_ms: float
     budgets: dict[str, BudgetEntry]  # profile → budget, the primary first

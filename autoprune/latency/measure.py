@@ -95,7 +95,7 @@ def deployed_onnx(model: nn.Module, profile: HardwareProfile, path: str | Path, 
     """Export what runs on ``profile``: the float model, or its INT8 version when the profile quantizes
     (static quantization takes its activation ranges from ``calibration``, training inputs)."""
     path = Path(path)
-    shape = profile.input_shape or list(input_shape)
+    shape = profile.sample(input_shape)
     float_path = path.with_name(path.stem + ".float.onnx") if profile.quantized else path
     run("export", export_onnx, model, float_path, input_shape=shape, batch_size=profile.batch_size,
         opset=profile.opset)
@@ -127,7 +127,7 @@ def latency_for(model: nn.Module, profile: HardwareProfile, *, input_shape: Sequ
     hit = cache.get(key) if cache is not None else None
     if hit is not None:
         return replace(LatencyStats(**hit), source="cached")
-    shape = profile.input_shape or list(input_shape)
+    shape = profile.sample(input_shape)
     if profile.latency_table:
         from autoprune.latency.table import LatencyTable
 

@@ -16,9 +16,15 @@ import torch
 from torch import nn
 
 from autoprune.core.errors import AutopruneError
+from autoprune.core.inputs import as_spec
 from autoprune.latency import node_lock
 from autoprune.latency.profiles import HardwareProfile
-from autoprune.latency.runtimes import Session, Unavailable, open_session
+from autoprune.latency.runtimes import (
+    INPUT_HIGH_KEY,
+    Session,
+    Unavailable,
+    open_session,
+)
 
 
 def fmt_ms(ms: float) -> str:
@@ -97,13 +103,28 @@ def export_onnx(model: nn.Module, path: str | Path, *, input_shape: Sequence[int
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
+    spec = as_spec(input_shape)
     with warnings.catch_warnings(), torch.no_grad(), _mha_fastpath_off():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice, every call
         # dynamo=False: the TorchScript exporter is seconds faster per trial on small CNNs.
-        torch.onnx.export(model, (torch.zeros(batch_size, *input_shape),), str(p), dynamo=False,
+        torch.onnx.export(model, (spec.example(batch_size),), str(p), dynamo=False,
                           opset_version=opset, input_names=["input"], output_names=["output"],
                           dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}} if dynamic_batch else None)
+    if spec.high is not None:
+        _set_input_high(p, spec.high)
     return p
+
+
+
+
+def _set_input_high(path: Path, high: int) -> None:
+    """Token ids in the vocabulary's range travel with the file, so whatever times it feeds real ids
+    (a Gather of ids all zero reads one row: not what a deployed model does)."""
+    import onnx
+
+    m = onnx.load(str(path))
+    onnx.helper.set_model_props(m, {**{p.key: p.value for p in m.metadata_props}, INPUT_HIGH_KEY: str(high)})
+    onnx.save(m, str(path))
 
 
 @contextlib.contextmanager
@@ -145,7 +166,7 @@ def measure_onnx(path: str | Path, profile: HardwareProfile, *, exclusive: bool 
     except Unavailable as exc:
         raise AutopruneError(f"profile {profile.name!r} needs {exc}") from None
     shape = session.input_shape
-    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    x = session.feed(seed=0)
     best: LatencyStats | None = None
     taken = 0
     while taken < profile.max_attempts and (best is None or best.spread > profile.max_spread):

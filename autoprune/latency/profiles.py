@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -10,6 +11,7 @@ from pydantic import Field, model_validator
 from autoprune.core import config
 from autoprune.core.config import StrictModel
 from autoprune.core.errors import AutopruneError
+from autoprune.core.inputs import InputSpec, as_spec
 from autoprune.core.registry import Registry
 
 DEFAULT_PROFILE = "cpu-default"
@@ -107,6 +109,12 @@ class HardwareProfile(StrictModel):
     def on_cpu(self) -> bool:
         """Whether the target computes on this kind of machine's CPU (ONNX Runtime's CPU provider, OpenVINO's CPU)."""
         return self.device == "CPU" if self.runtime == "openvino" else self.provider == "CPUExecutionProvider"
+
+    def sample(self, input_shape: Sequence[int]) -> InputSpec:
+        """What one sample looks like on this target: the profile's own shape where it sets one, with the
+        data's dtype and id range (a profile fixes a sequence length, not what a token is)."""
+        spec = as_spec(input_shape)
+        return spec if self.input_shape is None else InputSpec(self.input_shape, dtype=spec.dtype, high=spec.high)
 
     def runtime_settings(self) -> dict[str, Any]:
         """What ``runtimes.open_session`` needs, as plain data (a timing worker's job carries it)."""

@@ -25,11 +25,23 @@ class Session:
     """A model ready to run on its target: ``run(x)`` returns the first output. ``input_shape`` has the
     batch it was opened with where the file's batch axis is dynamic (``dynamic_batch``)."""
 
-    def __init__(self, run: Any, input_shape: list[int], *, dynamic_batch: bool) -> None:
+    def __init__(self, run: Any, input_shape: list[int], *, dynamic_batch: bool, dtype: str = "float32",
+                 high: int | None = None) -> None:
         self._run, self.input_shape, self.dynamic_batch = run, input_shape, dynamic_batch
+        self.dtype, self.high = dtype, high
 
     def run(self, x: Any) -> Any:
         return self._run(x)
+
+    def feed(self, *, seed: int = 0) -> Any:
+        """An input to time with: normal noise for float inputs, token ids below the file's recorded
+        bound (``autoprune.input_high``; else 2) for integer ones."""
+        import numpy as np
+
+        rng = np.random.default_rng(seed)
+        if self.dtype.startswith("float"):
+            return rng.standard_normal(self.input_shape).astype(self.dtype)
+        return rng.integers(0, self.high or 2, size=self.input_shape).astype(self.dtype)
 
 
 def missing(settings: dict[str, Any]) -> str | None:
@@ -76,7 +88,14 @@ def open_session(path: str, settings: dict[str, Any], *, batch_size: int) -> Ses
                           f"here (its libraries: CUDA, cuDNN, TensorRT); the session ran on {session.get_providers()[0]}")
     inp = session.get_inputs()[0]
     shape = [d if isinstance(d, int) else batch_size for d in inp.shape]
-    return Session(lambda x: session.run(None, {inp.name: x})[0], shape, dynamic_batch=not isinstance(inp.shape[0], int))
+    high = session.get_modelmeta().custom_metadata_map.get(INPUT_HIGH_KEY)
+    return Session(lambda x: session.run(None, {inp.name: x})[0], shape, dynamic_batch=not isinstance(inp.shape[0], int),
+                   dtype=_ORT_TYPES.get(inp.type, "float32"), high=int(high) if high else None)
+
+
+INPUT_HIGH_KEY = "autoprune.input_high"  # written by latency.onnx.export_onnx (token ids' bound)
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+              "tensor(int64)": "int64", "tensor(int32)": "int32"}
 
 
 def providers(settings: dict[str, Any]) -> list[Any]:
@@ -120,4 +139,7 @@ def _openvino(path: str, settings: dict[str, Any], *, batch_size: int) -> Sessio
         request.infer({0: x})
         return request.get_output_tensor(0).data.copy()
 
-    return Session(run, shape, dynamic_batch=dynamic_batch)
+    dtype = {"f32": "float32", "f16": "float16", "f64": "float64", "i64": "int64", "i32": "int32"}.get(
+        model.input(0).get_element_type().get_type_name(), "float32")
+    high = model.get_rt_info().get("framework", {}).get(INPUT_HIGH_KEY) if dtype.startswith("int") else None
+    return Session(run, shape, dynamic_batch=dynamic_batch, dtype=dtype, high=int(str(high)) if high else None)

@@ -61,7 +61,7 @@ def latency_side_by_side(models: dict[str, nn.Module], profile: HardwareProfile,
     Pooled profiles time every other model against the first (paired, interleaved, with a CI);
     single-process ones alternate the models for ``rounds`` rounds (this host's speed drifts;
     alternating puts every model in every phase) and keep the round with the median p50."""
-    shape = profile.input_shape or list(input_shape)
+    shape = profile.sample(input_shape)
     runs: dict[str, list[LatencyStats]] = {name: [] for name in models}
     with tempfile.TemporaryDirectory(prefix="autoprune-") as tmp:
         paths = {name: export_onnx(make_permanent(masked_copy(m)), Path(tmp) / f"{i}.onnx", input_shape=shape,

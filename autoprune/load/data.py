@@ -12,6 +12,7 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 
 from autoprune.core.errors import AutopruneError
 from autoprune.core.imports import import_callable
+from autoprune.core.inputs import InputSpec, of_sample
 
 DATA_HINT = ("use builtin:digits, builtin:fashion-mnist, an ImageFolder directory (optionally "
              "DIR?size=N&crop=N&mean=R,G,B&std=R,G,B&augment=false&workers=N), or package.module:function")
@@ -29,8 +30,15 @@ class DataSplits:
     preprocessing: dict | None = None  # how images are resized, cropped and normalised (recorded in config.yaml)
 
     @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.val[0][0].shape)
+    def input_shape(self) -> InputSpec:
+        """The first validation sample's shape and dtype (token ids: bounded by the largest id in the
+        first samples of both splits)."""
+        first = self.val[0][0]
+        if first.dtype.is_floating_point:
+            return of_sample(first)
+        more = [self.val[i][0] for i in range(1, min(len(self.val), 256))]  # type: ignore[arg-type]
+        more += [self.train[i][0] for i in range(min(len(self.train), 256))]  # type: ignore[arg-type]
+        return of_sample(first, samples=more)
 
     @property
     def trial_val(self) -> Dataset:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from autoprune.core.errors import AutopruneError
+from autoprune.core.inputs import as_spec, from_record
 
 MODEL_HINT = ("use builtin:demo, torchvision:NAME[?weights=DEFAULT], timm:NAME[?pretrained=true], a checkpoint .pt "
               "path, or package.module:function")
@@ -235,7 +236,7 @@ def save_checkpoint(model: nn.Module, path: str | Path, *, arch: str, plan: dict
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"autoprune_checkpoint": CHECKPOINT_FORMAT, "arch": arch, "plan": plan, "weights": weights,
-                "input_shape": list(input_shape), **(extra or {}), "state_dict": model.state_dict()}, p)
+                **as_spec(input_shape).record(), **(extra or {}), "state_dict": model.state_dict()}, p)
     return p
 
 
@@ -265,7 +266,7 @@ def load_checkpoint(path: str | Path) -> nn.Module:
         # The pruned shapes depend only on the ratios; the kept weights come from the file. Scoring
         # with l1 rebuilds them without the calibration data that taylor or activation would need.
         plan = Plan.from_dict(ckpt["plan"]).model_copy(update={"criterion": "l1"})
-        model = prune(model, plan, input_shape=tuple(ckpt["input_shape"]))
+        model = prune(model, plan, input_shape=from_record(ckpt))
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:

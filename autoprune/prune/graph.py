@@ -15,11 +15,13 @@ import torch
 from torch import nn
 
 from autoprune.core.errors import AutopruneError
+from autoprune.core.inputs import as_spec
 from autoprune.prune.tp import tp
 
 
 def example_input(input_shape: Sequence[int], *, batch: int = 1) -> torch.Tensor:
-    return torch.zeros(batch, *input_shape)
+    """A batch to trace, export and check with, of the input's dtype (``core.inputs.InputSpec``)."""
+    return as_spec(input_shape).example(batch)
 
 
 def dependency_graph(model: nn.Module, input_shape: Sequence[int]) -> tp.DependencyGraph:
@@ -29,7 +31,7 @@ def dependency_graph(model: nn.Module, input_shape: Sequence[int]) -> tp.Depende
         with torch.no_grad(), _ChannelSplits():
             model.eval()(x)
     except Exception as exc:  # noqa: BLE001 - a forward pass that fails is the user's model/input mismatch
-        raise AutopruneError(f"the model does not run on an input of shape {tuple(input_shape)} "
+        raise AutopruneError(f"the model does not run on an input of shape {as_spec(input_shape)!r} "
                              f"({type(exc).__name__}: {first_line(exc)}); check that the data matches the model") from None
     # Position tables (Swin's, MaxViT's relative position bias: heads x offsets) are not channels.
     fixed = [p for n, p in model.named_parameters() if "relative_position" in n]

@@ -14,6 +14,7 @@ import pandas as pd
 
 from autoprune.core import config as cfg
 from autoprune.core.errors import AutopruneError, SearchInterrupted, TrialsFailed
+from autoprune.core.inputs import as_spec
 from autoprune.core.records import (
     FINISHED,
     RUN_FORMAT,
@@ -241,7 +242,7 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
             "format": RUN_FORMAT, "model": model, "weights": None if weights is None else str(weights),
             "model_fingerprint": base_fp, "data": data, "metric": metric, "loss": loss, "val_samples": val_samples,
             "preprocessing": work.data.preprocessing,
-            "input_shape": list(work.input_shape), "budget": str(budgets[0]), "budget_ms": budgets_ms[primary],
+            **as_spec(work.input_shape).record(), "budget": str(budgets[0]), "budget_ms": budgets_ms[primary],
             "budgets": {b.profile: {"budget": str(b), "ms": budgets_ms[b.profile]} for b in budgets},
             "trials": trials, "concurrency": concurrency, "seed": seed, "sampler": sampler,
             "budget_confidence": budget_confidence, "formulation": formulation, "seed_plans": list(seed_names),

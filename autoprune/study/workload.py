@@ -16,6 +16,7 @@ from autoprune.core.errors import AutopruneError
 from autoprune.latency.profiles import HardwareProfile
 from autoprune.load.data import DataSplits, load_data
 from autoprune.load.models import load_model
+from autoprune.prune.graph import example_input
 from autoprune.space.space import SearchSpace, init_space
 
 
@@ -48,7 +49,7 @@ def load_workload(*, model: str, data: str, space: str | Path | None, profiles: 
     input_shape = splits.input_shape
     try:
         with torch.no_grad():
-            out = net(torch.zeros(2, *input_shape))
+            out = net(example_input(input_shape, batch=2))
     except Exception as exc:  # any failure here means model and data do not fit
         from autoprune.core.usercode import UserCodeError, describe_exception
 

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from autoprune.core.inputs import as_spec
+
 
 @dataclass(frozen=True, kw_only=True)
 class FinetuneConfig:
@@ -107,7 +109,7 @@ def feature_layers(model: nn.Module, names: str, *, input_shape: tuple[int, ...]
 
     modules = dict(model.named_modules())
     with torch.no_grad(), _capture(model, tuple(n for n, _ in model.named_children())) as maps:
-        model.eval()(torch.zeros(2, *input_shape))
+        model.eval()(as_spec(input_shape).example(2))
     spatial = [n for n, _ in model.named_children() if n in maps and isinstance(maps[n], torch.Tensor)
                and maps[n].dim() == 4 and maps[n].shape[-2] * maps[n].shape[-1] > 1]  # not a pooled vector
     if names.strip() == "auto":
