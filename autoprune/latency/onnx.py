@@ -104,7 +104,7 @@ def export_onnx(model: nn.Module, path: str | Path, *, input_shape: Sequence[int
     p.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
     spec = as_spec(input_shape)
-    with warnings.catch_warnings(), torch.no_grad(), _mha_fastpath_off():
+    with warnings.catch_warnings(), torch.no_grad(), _mha_fastpath_off(), _eager_attention(model):
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice, every call
         # dynamo=False: the TorchScript exporter is seconds faster per trial on small CNNs.
         torch.onnx.export(model, (spec.example(batch_size),), str(p), dynamo=False,
@@ -125,6 +125,23 @@ def _set_input_high(path: Path, high: int) -> None:
     m = onnx.load(str(path))
     onnx.helper.set_model_props(m, {**{p.key: p.value for p in m.metadata_props}, INPUT_HIGH_KEY: str(high)})
     onnx.save(m, str(path))
+
+
+@contextlib.contextmanager
+def _eager_attention(model: nn.Module):
+    """Hugging Face models export with their eager attention: the TorchScript exporter has no
+    conversion of ``scaled_dot_product_attention`` with grouped-query heads (Llama's GQA), and eager
+    attention computes the same (ONNX Runtime fuses it again where it can)."""
+    configs = {id(c): c for m in model.modules() if (c := getattr(m, "config", None)) is not None
+               and getattr(c, "_attn_implementation", None) not in (None, "eager")}
+    before = {k: c._attn_implementation for k, c in configs.items()}
+    try:
+        for c in configs.values():
+            c._attn_implementation = "eager"
+        yield
+    finally:
+        for k, c in configs.items():
+            c._attn_implementation = before[k]
 
 
 @contextlib.contextmanager

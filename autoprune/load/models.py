@@ -51,7 +51,9 @@ def _build(spec: str, *, trained: bool) -> nn.Module:
         model = import_callable(spec, what="model")()
         if not isinstance(model, nn.Module):
             raise AutopruneError(f"model {spec!r}: the function returned {type(model).__name__}, not a torch nn.Module")
-        return model.eval()
+        from autoprune.load.hf import Logits, is_hugging_face
+
+        return (Logits(model) if is_hugging_face(model) else model).eval()
     raise AutopruneError(f"model {spec!r} is not understood; {MODEL_HINT}")
 
 

@@ -8,6 +8,7 @@ consistent. ``graph`` builds the dependency graph; this module scores channels a
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -27,6 +28,14 @@ from autoprune.prune.groups import (
 )
 from autoprune.prune.plan import Plan
 from autoprune.prune.tp import tp
+from autoprune.prune.transformer import (
+    Block,
+    block_layers,
+    block_scores,
+    find_blocks,
+    input_stats,
+    prune_block,
+)
 
 
 def prune(model: nn.Module, plan: Plan, *, input_shape: Sequence[int],
@@ -53,10 +62,13 @@ def prune(model: nn.Module, plan: Plan, *, input_shape: Sequence[int],
                              f"({'gradients' if criterion.needs_gradients else 'activations'}); "
                              "pass calibration=(inputs, labels)")
     stats = None
+    blocks = [g[1] for g in groups.values() if isinstance(g[1], Block)]
     if criterion.needs_activations:
         from autoprune.prune.criteria import activation_stats
 
         stats = activation_stats(model, calibration[0], criterion.activation_stat)
+        if blocks:
+            stats.update(input_stats(model, blocks, calibration[0], criterion.activation_stat))
     if criterion.needs_gradients:
         model.zero_grad(set_to_none=True)
         x, y = calibration
@@ -66,12 +78,17 @@ def prune(model: nn.Module, plan: Plan, *, input_shape: Sequence[int],
     selected = []
     attention = attention_blocks(model)
     heads_removed: dict[nn.Module, int] = {}
+    units: list[tuple[Block, list[int]]] = []  # transformer blocks: units to remove, after the graph's groups
     with torch.random.fork_rng():
         torch.manual_seed(plan.seed)  # only the random criterion draws; keep it reproducible
         for name, ratio in plan.ratios.items():
             info, root, fn = groups[name]
             n_remove = removed_units(info, ratio, plan.round_to)
             if n_remove == 0:
+                continue
+            if isinstance(root, Block):
+                scores = block_scores(root, model, plan.criterion, stats)
+                units.append((root, torch.argsort(scores, stable=True)[:n_remove].tolist()))
                 continue
             width = dg.get_in_channels(root) if info.unit == "heads" else info.channels
             scores = scorer(dg.get_pruning_group(root, fn, list(range(width))))
@@ -96,6 +113,8 @@ def prune(model: nn.Module, plan: Plan, *, input_shape: Sequence[int],
             selected.append((root, fn, sorted(idxs)))
     for root, fn, idxs in selected:
         dg.get_pruning_group(root, fn, idxs).prune()
+    for block, remove in units:
+        prune_block(model, block, remove)
     _sync_attributes(model, list(attention.values()), heads_removed)
     model.zero_grad(set_to_none=True)
     return model
@@ -136,6 +155,12 @@ def taylor_scores(model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.
     scorer = tp.importance.GroupTaylorImportance(group_reduction="sum", normalizer=None)
     out: dict[str, torch.Tensor] = {}
     for name, (info, root, fn) in groups.items():
+        if isinstance(root, Block):
+            try:
+                out[name] = block_scores(root, model, "taylor")
+            except AutopruneError:
+                pass  # no gradient reaches it: the seed leaves it unpruned
+            continue
         width = dg.get_in_channels(root) if info.unit == "heads" else info.channels
         scores = scorer(dg.get_pruning_group(root, fn, list(range(width))))
         if scores is None or len(scores) != width:
@@ -242,14 +267,44 @@ def global_ratios(model: nn.Module, *, input_shape: Sequence[int], ratio: float,
     ignored = output_layers(model, input_shape) if ignored is None else list(ignored)
     modules = dict(model.named_modules())
     groups = find_groups(model, input_shape=input_shape, ignored=ignored)
+    blocks = {b.name: b for b in find_blocks(model) if b.name in {g.name for g in groups}}
+    out = _global_block_ratios(model, list(blocks.values()), ratio)
+    rest = [g for g in groups if g.name not in blocks]
+    if not rest:
+        return out
+    # Torch-Pruning's own search never meets transformer layers: it cannot see heads, and on a
+    # Llama its group search does not return.
     pruner = tp.pruner.MetaPruner(model, example_input(input_shape), importance=tp.importance.GroupMagnitudeImportance(p=1),
-                                  global_pruning=True, pruning_ratio=ratio, ignored_layers=[modules[n] for n in ignored],
+                                  global_pruning=True, pruning_ratio=ratio,
+                                  ignored_layers=[modules[n] for n in [*ignored, *block_layers(blocks.values())]],
                                   round_to=round_to if round_to > 1 else None)
     pruner.step()
     after = dict(model.named_modules())
-    out = {}
-    for g in groups:
+    for g in rest:
         m = after[g.name]
         kept = m.out_channels if isinstance(m, (nn.Conv2d, nn.Conv1d)) else m.out_features
         out[g.name] = 1.0 - kept / g.channels
+    return out
+
+
+def _global_block_ratios(model: nn.Module, blocks: Sequence[Block], ratio: float) -> dict[str, float]:
+    """Global pruning of transformer blocks, as Torch-Pruning ranks groups: each unit's L1 norm per
+    channel, normalised by its block's mean, all units on one scale, the lowest ``ratio`` of them
+    removed; every block keeps at least one unit. Heads and MLP widths are ranked apart (a head's
+    norm and a hidden unit's are not one quantity)."""
+    out: dict[str, float] = {}
+    for kind in ("heads", "mlp"):
+        of_kind = [b for b in blocks if b.kind == kind]
+        scores = {}
+        for b in of_kind:
+            s = block_scores(b, model, "l1")
+            scores[b.name] = s / s.mean().clamp_min(1e-12)
+        if not scores:
+            continue
+        pooled = torch.cat(list(scores.values()))
+        n = int(ratio * pooled.numel())
+        threshold = torch.sort(pooled).values[n - 1] if n > 0 else -math.inf
+        for b in of_kind:
+            removed = min(int((scores[b.name] <= threshold).sum()), b.units - 1)
+            out[b.name] = removed / b.units
     return out

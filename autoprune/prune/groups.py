@@ -26,6 +26,13 @@ from autoprune.prune.graph import (
     first_line,
 )
 from autoprune.prune.tp import tp
+from autoprune.prune.transformer import (
+    Block,
+    block_layers,
+    find_blocks,
+    in_out,
+    is_conv1d,
+)
 
 ROOT_TYPES = (nn.Conv2d, nn.Conv1d, nn.Linear)
 
@@ -167,8 +174,16 @@ def group_map(model: nn.Module, dg: tp.DependencyGraph, ignored: Sequence[str], 
     order = {m: i for i, (_, m) in enumerate(model.named_modules())}
     name_of = {m: n for n, m in model.named_modules()}
     attention = attention_blocks(model)
-    found: dict[str, tuple[PrunableGroup, nn.Module, Any]] = {}
-    for root_name, group in _all_groups(dg, [modules[n] for n in ignored], name_of, skipped, only):
+    found: dict[str, tuple[PrunableGroup, nn.Module | Block, Any]] = {}
+    # Transformer blocks' heads and MLP widths are groups of their own (``transformer``); the graph's
+    # group search leaves their layers alone, and no graph group may prune through them.
+    blocks = [b for b in find_blocks(model) if not set(b.members) & set(ignored)]
+    for b in blocks:
+        if only is None or b.name in only:
+            found[b.name] = (PrunableGroup(name=b.name, members=b.members, channels=b.units,
+                                           unit="heads" if b.kind == "heads" else "channels"), b, None)
+    owned = [modules[n] for n in block_layers(blocks)]
+    for root_name, group in _all_groups(dg, [modules[n] for n in ignored] + owned, name_of, skipped, only):
         if crosses_barrier(group):
             skipped[root_name] = ("its channels pass through a channel shuffle or a concatenation the engine cannot "
                                   "follow")
@@ -234,6 +249,11 @@ def layer_shapes(model: nn.Module, *, input_shape: Sequence[int], ignored: Seque
     out_group: dict[str, str] = {}
     in_groups: dict[str, list[str]] = {}
     for gname, (_info, root, fn) in groups.items():
+        if isinstance(root, Block):
+            for side in root.sides:
+                (out_group.setdefault(side.layer, gname) if side.out
+                 else in_groups.setdefault(side.layer, []).append(gname))
+            continue
         for dep, _ in dg.get_pruning_group(root, fn, [0]):
             target = dep.target.module
             if target not in name_of or not isinstance(target, ROOT_TYPES):
@@ -253,7 +273,10 @@ def layer_shapes(model: nn.Module, *, input_shape: Sequence[int], ignored: Seque
             inputs.setdefault(name, tuple(inp[0].shape))
         return hook
 
-    hooks = [m.register_forward_hook(record(name)) for name, m in model.named_modules() if isinstance(m, ROOT_TYPES)]
+    def costed(m: nn.Module) -> bool:
+        return isinstance(m, ROOT_TYPES) or is_conv1d(m)
+
+    hooks = [m.register_forward_hook(record(name)) for name, m in model.named_modules() if costed(m)]
     try:
         with torch.no_grad():
             model(example_input(input_shape))
@@ -262,11 +285,12 @@ def layer_shapes(model: nn.Module, *, input_shape: Sequence[int], ignored: Seque
             h.remove()
     shapes = []
     for name, m in model.named_modules():
-        if not isinstance(m, ROOT_TYPES) or name not in outputs:
+        if not costed(m) or name not in outputs:
             continue
         out = outputs[name]
-        if isinstance(m, nn.Linear):
-            macs = m.in_features * m.out_features * math.prod(out[1:-1])
+        if not isinstance(m, nn.modules.conv._ConvNd):  # linear, or GPT-2's Conv1D (a linear layer)
+            c_in, c_out = in_out(m)
+            macs = c_in * c_out * math.prod(out[1:-1])
             depthwise = False
         else:
             spatial = math.prod(out[2:])
@@ -274,7 +298,7 @@ def layer_shapes(model: nn.Module, *, input_shape: Sequence[int], ignored: Seque
             depthwise = m.groups > 1 and m.groups == m.in_channels
         og = out_group.get(name)
         ig = tuple(g for g in in_groups.get(name, []) if g != og or not depthwise)
-        c_in, c_out = (m.in_features, m.out_features) if isinstance(m, nn.Linear) else (m.in_channels, m.out_channels)
+        c_in, c_out = in_out(m) if not isinstance(m, nn.modules.conv._ConvNd) else (m.in_channels, m.out_channels)
         shapes.append(LayerShape(name=name, macs=int(macs), out_group=og, in_groups=ig, depthwise=depthwise,
                                  out_elems=math.prod(out[1:]), in_elems=math.prod(inputs[name][1:]),
                                  in_channels=c_in, out_channels=c_out))

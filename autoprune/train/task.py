@@ -34,8 +34,25 @@ def _topk(k: int) -> Metric:
     return metric
 
 
-METRICS: dict[str, Metric] = {"top1": _topk(1), "top5": _topk(5)}
-LOSSES: dict[str, Loss] = {"cross_entropy": nn.functional.cross_entropy}
+def next_token_top1(model: nn.Module, loader: Any) -> float:
+    """A causal language model's next-token accuracy: logits (N, T, V) at position t against token t+1
+    of the inputs (the data's targets are the input ids themselves)."""
+    correct = total = 0
+    for x, y in loader:
+        pred = model(x)[:, :-1].argmax(-1)
+        correct += (pred == y[:, 1:]).sum().item()
+        total += y[:, 1:].numel()
+    return correct / max(1, total)
+
+
+def lm_cross_entropy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy of a causal language model (the loss it was trained with): logits
+    (N, T, V) at position t against token t+1 of ``targets`` (N, T)."""
+    return nn.functional.cross_entropy(outputs[:, :-1].reshape(-1, outputs.shape[-1]), targets[:, 1:].reshape(-1))
+
+
+METRICS: dict[str, Metric] = {"top1": _topk(1), "top5": _topk(5), "next_token_top1": next_token_top1}
+LOSSES: dict[str, Loss] = {"cross_entropy": nn.functional.cross_entropy, "lm_cross_entropy": lm_cross_entropy}
 
 
 def resolve_metric(spec: str) -> Metric:
