@@ -9,6 +9,11 @@ after, peak memory and seconds.
     python bench/bench_coverage.py                       # every torchvision classification model
     python bench/bench_coverage.py --models resnet18,vit_b_16 --ratio 0.4
     python bench/bench_coverage.py --source timm --models resnet50,vit_small_patch16_224
+    python bench/bench_coverage.py --family transformers   # Hugging Face families, tiny random configs
+
+Transformers are built offline from tiny random-init configs (hidden 64, 2 layers, 4 heads, vocabulary
+128, 16 tokens; ``*_gqa``: 2 key/value heads), given token ids and checked the same way; the table
+also counts the attention-head and MLP groups found.
 """
 
 from __future__ import annotations
@@ -30,11 +35,36 @@ def input_shape_for(name: str) -> tuple[int, int, int]:
     return (3, 299, 299) if name.startswith("inception") else (3, 224, 224)
 
 
+# model_type -> the head it is built with (causal LMs and encoders people prune most)
+TRANSFORMERS = {"bert": "seq", "roberta": "seq", "distilbert": "seq", "electra": "seq", "gpt2": "lm",
+                "gpt_neox": "lm", "opt": "lm", "llama": "lm", "llama_gqa": "lm", "mistral_gqa": "lm",
+                "qwen2_gqa": "lm", "phi": "lm", "gemma_gqa": "lm"}
+VOCAB, SEQ = 128, 16
+
+
+def transformer(name: str):
+    """A tiny random-init Hugging Face model of ``name``'s family, wrapped as autoprune loads one."""
+    import transformers as T
+
+    from autoprune.load.hf import Logits
+
+    kind = name.removesuffix("_gqa")
+    extra = {"num_key_value_heads": 2} if name.endswith("_gqa") else {}
+    config = T.AutoConfig.for_model(kind, vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2,
+                                    num_attention_heads=4, intermediate_size=128, max_position_embeddings=64,
+                                    num_labels=3, pad_token_id=0, bos_token_id=0, eos_token_id=0, **extra)
+    if kind == "gemma":
+        config.head_dim = 16
+    auto = T.AutoModelForSequenceClassification if TRANSFORMERS[name] == "seq" else T.AutoModelForCausalLM
+    return Logits(auto.from_config(config)).eval()
+
+
 def check_one(source: str, name: str, ratio: float) -> dict:
     """Prune one model uniformly and compare torch with ONNX Runtime; one JSON line out."""
     import numpy as np
     import torch
 
+    from autoprune.core.inputs import InputSpec
     from autoprune.latency.onnx import export_onnx, onnx_outputs
     from autoprune.load.models import load_model
     from autoprune.prune.engine import count_macs_params, prune
@@ -45,21 +75,22 @@ def check_one(source: str, name: str, ratio: float) -> dict:
     row: dict = {"model": name}
     t0 = time.perf_counter()
     spec = f"{source}:{name}"
-    model = load_model(spec)
+    model = transformer(name) if source == "transformers" else load_model(spec)
     with torch.no_grad():  # zero-initialised heads (ViT's) would make every output 0 and the comparison empty
         for p in model.parameters():
             if p.dim() >= 2 and not p.any():
                 p.normal_(std=0.02)
-    shape = input_shape_for(name)
+    shape = InputSpec((SEQ,), dtype="int64", high=VOCAB) if source == "transformers" else input_shape_for(name)
     row["macs_before"], row["params_before"] = count_macs_params(model, input_shape=shape)
     space = init_space(model, input_shape=shape, model_name=spec)
     row["groups"] = len(space.groups)
     row["left_out"] = len(space.left_out)
+    row["heads_groups"] = sum(g.unit == "heads" for g in space.groups.values())
     plan = Plan(ratios={g: ratio for g in space.groups}, round_to=space.round_to, ignored=space.ignored)
     pruned = prune(model, plan, input_shape=shape, inplace=True)
     del model
     row["macs_after"], row["params_after"] = count_macs_params(pruned, input_shape=shape)
-    x = torch.randn(1, *shape)
+    x = shape.example(1, seed=1) if source == "transformers" else torch.randn(1, *shape)
     with torch.no_grad():
         want = pruned(x)
     want = want[0] if isinstance(want, (tuple, list)) else want
@@ -89,6 +120,8 @@ def _child(source: str, name: str, ratio: float) -> None:
 
 
 def list_models(source: str) -> list[str]:
+    if source == "transformers":
+        return list(TRANSFORMERS)
     if source == "torchvision":
         import torchvision
 
@@ -101,13 +134,16 @@ def list_models(source: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--source", default="torchvision", choices=["torchvision", "timm"])
+    ap.add_argument("--source", default="torchvision", choices=["torchvision", "timm", "transformers"])
+    ap.add_argument("--family", default="", choices=["", "transformers"], help="same as --source transformers")
     ap.add_argument("--models", default="", help="comma-separated names (default: all of the source)")
     ap.add_argument("--ratio", type=float, default=0.4)
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per model")
     ap.add_argument("--out", default="", help="also write the table as CSV here")
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.family:
+        args.source = args.family
     if args.child:
         _child(args.source, args.child, args.ratio)
         return 0
@@ -127,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
             row["ok"], row["reason"] = False, f"peak memory {row['peak_gb']:.1f} GB > {MEMORY_LIMIT_GB:.0f} GB"
         rows.append(row)
         mark = "pass" if row["ok"] else "FAIL"
-        detail = (f"groups {row.get('groups')} (+{row.get('left_out')} left out)  MACs {row['macs_before'] / 1e9:.2f}G"
+        heads = f" ({row['heads_groups']} of heads)" if args.source == "transformers" and row["ok"] else ""
+        detail = (f"groups {row.get('groups')}{heads} (+{row.get('left_out')} left out)  MACs {row['macs_before'] / 1e9:.2f}G"
                   f"->{row['macs_after'] / 1e9:.2f}G  params {row['params_before'] / 1e6:.1f}M->"
                   f"{row['params_after'] / 1e6:.1f}M  err {row['rel_error']:.0e}" if row["ok"] else row.get("reason", ""))
         print(f"[{i}/{len(names)}] {mark} {name:24s} {detail}  {row.get('peak_gb', 0):.1f} GB "

@@ -1,7 +1,8 @@
 """Transformer blocks as the groups users mean: an attention block's heads and an MLP's hidden width.
 
 Found by structure, not by class (Hugging Face's BERT-, GPT-2- and Llama-style blocks and their many
-copies): separate ``q_proj/k_proj/v_proj`` + ``o_proj`` (or ``out_proj``, ``dense``), BERT's
+copies): separate ``q_proj/k_proj/v_proj`` + ``o_proj`` (or ``out_proj``, ``dense``; DistilBERT's
+``q_lin/k_lin/v_lin/out_lin``), BERT's
 ``query/key/value`` + the sibling ``output.dense``, GPT-2's fused ``c_attn`` + ``c_proj`` (``Conv1D``:
 weights stored in x out), and MLPs ``gate/up/down_proj``, ``c_fc/c_proj``, ``intermediate.dense/
 output.dense``, ``fc1/fc2``. A head leaves whole: its rows of q, k and v and its columns of the output
@@ -92,7 +93,7 @@ def _child(m: nn.Module, *path: str) -> nn.Module | None:
 
 
 def _heads_of(m: nn.Module, q_out: int) -> int | None:
-    for attr in ("num_heads", "num_attention_heads", "n_head"):
+    for attr in ("num_heads", "num_attention_heads", "n_head", "n_heads"):
         v = getattr(m, attr, None)
         if isinstance(v, int) and v > 0:
             return v
@@ -123,7 +124,9 @@ def find_blocks(model: nn.Module) -> list[Block]:
 
 def _attention(m: nn.Module, name_of: dict[nn.Module, str]) -> Block | None:
     q, k, v = (_child(m, n) for n in ("q_proj", "k_proj", "v_proj"))
-    o = next((c for c in (_child(m, "o_proj"), _child(m, "out_proj"), _child(m, "dense")) if _linear_like(c)), None)
+    if not _linear_like(q):  # DistilBERT
+        q, k, v = (_child(m, n) for n in ("q_lin", "k_lin", "v_lin"))
+    o = next((c for c in (_child(m, n) for n in ("o_proj", "out_proj", "dense", "out_lin")) if _linear_like(c)), None)
     owner = m
     if not all(_linear_like(x) for x in (q, k, v)):  # BERT: self.query/key/value, output.dense beside it
         sa = _child(m, "self")
@@ -281,7 +284,7 @@ def _sync_heads(owner: nn.Module, block: Block, kv_kept: int) -> None:
     """The attributes attention code reads: head counts and the widths derived from them. (Llama's
     ``view(..., -1, head_dim)`` needs none; BERT's ``all_head_size`` and GPT-2's ``split_size`` do.)"""
     heads = kv_kept * block.q_per_kv
-    for attr, value in (("num_heads", heads), ("num_attention_heads", heads), ("n_head", heads),
+    for attr, value in (("num_heads", heads), ("num_attention_heads", heads), ("n_head", heads), ("n_heads", heads),
                         ("num_key_value_heads", kv_kept), ("all_head_size", heads * block.head_dim),
                         ("split_size", heads * block.head_dim)):
         if isinstance(getattr(owner, attr, None), int):
