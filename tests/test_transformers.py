@@ -165,3 +165,8 @@ def test_transformer_searches_end_to_end(name, data, metric, loss, tmp_path):
     ratios = done.filter(like="ratio.")
     assert any("attn" in c or "attention" in c for c in ratios.columns)
     assert (ratios.to_numpy() > 0).any()
+
+
+def test_a_float_shape_for_a_token_model_says_how_to_give_ids():
+    with pytest.raises(AutopruneError, match="the model takes token ids: give --input-shape 16:int64"):
+        find_groups(model("bert"), input_shape=(16,))

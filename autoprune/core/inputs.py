@@ -9,11 +9,12 @@ dimensions keeps reading it as a tuple; the dtype travels with it to where an ex
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from autoprune.core.errors import AutopruneError
+
+if TYPE_CHECKING:  # torch is imported where an example is made: profiles load this module before any check
+    import torch
 
 FLOAT = "float32"
 # dtypes an input may have: what a data loader yields for images/features (floats) and token ids (ints)
@@ -49,6 +50,8 @@ class InputSpec(tuple):
     def example(self, batch: int = 1, *, seed: int = 0) -> torch.Tensor:
         """An input batch to trace, export and check with: zeros for float inputs (deterministic, as
         before dtypes were known), seeded ids in ``[0, high)`` for integer ones (zeros would be one token)."""
+        import torch
+
         if not self.is_integer:
             return torch.zeros(batch, *self, dtype=getattr(torch, self.dtype))
         g = torch.Generator().manual_seed(seed)

@@ -31,8 +31,7 @@ def dependency_graph(model: nn.Module, input_shape: Sequence[int]) -> tp.Depende
         with torch.no_grad(), _ChannelSplits():
             model.eval()(x)
     except Exception as exc:  # noqa: BLE001 - a forward pass that fails is the user's model/input mismatch
-        raise AutopruneError(f"the model does not run on an input of shape {as_spec(input_shape)!r} "
-                             f"({type(exc).__name__}: {first_line(exc)}); check that the data matches the model") from None
+        raise input_mismatch(exc, input_shape) from None
     # Position tables (Swin's, MaxViT's relative position bias: heads x offsets) are not channels.
     fixed = [p for n, p in model.named_parameters() if "relative_position" in n]
     try:
@@ -44,6 +43,18 @@ def dependency_graph(model: nn.Module, input_shape: Sequence[int]) -> tp.Depende
     except Exception as exc:  # noqa: BLE001 - the model runs, so this is the engine's limit, not the data
         raise AutopruneError(f"the pruning engine cannot trace {type(model).__name__} "
                              f"({type(exc).__name__}: {first_line(exc)}); report it with the model's name") from None
+
+
+def input_mismatch(exc: BaseException, input_shape: Sequence[int]) -> AutopruneError:
+    """The one line for a model that does not run on the example input; token-id models given a float
+    shape are told how to say ids."""
+    spec = as_spec(input_shape)
+    hint = "check that the data matches the model"
+    if not spec.is_integer and "indices" in str(exc) and ("Long" in str(exc) or "Int" in str(exc)):
+        hint = (f"the model takes token ids: give --input-shape {','.join(map(str, spec))}:int64, or data whose "
+                "inputs are integer ids")
+    return AutopruneError(f"the model does not run on an input of shape {spec!r} "
+                          f"({type(exc).__name__}: {first_line(exc)[:160]}); {hint}")
 
 
 def _drop(_tensor: torch.Tensor) -> None:

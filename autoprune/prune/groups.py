@@ -24,6 +24,7 @@ from autoprune.prune.graph import (
     dependency_graph,
     example_input,
     first_line,
+    input_mismatch,
 )
 from autoprune.prune.tp import tp
 from autoprune.prune.transformer import (
@@ -62,6 +63,8 @@ def output_layers(model: nn.Module, input_shape: Sequence[int]) -> list[str]:
     try:
         with torch.no_grad():
             model.eval()(example_input(input_shape))
+    except Exception as exc:  # noqa: BLE001 - the user's model and input do not fit: one line
+        raise input_mismatch(exc, input_shape) from None
     finally:
         for h in hooks:
             h.remove()
