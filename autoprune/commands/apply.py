@@ -28,6 +28,7 @@ from autoprune.latency.profiles import HardwareProfile
 from autoprune.latency.sparse import latency_side_by_side, sparsity_report
 from autoprune.load.models import architecture_fingerprint, fingerprint, save_checkpoint
 from autoprune.prune.engine import count_macs_params, prune
+from autoprune.prune.graph import first_output
 from autoprune.prune.groups import channels_to_remove, find_groups
 from autoprune.prune.masks import check_sparsity, magnitude_masks, make_permanent
 from autoprune.prune.plan import Plan
@@ -262,7 +263,7 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
                             opset=profiles[0].opset, dynamic_batch=True)
     x = next(iter(torch.utils.data.DataLoader(work.data.val, batch_size=32)))[0]
     with torch.no_grad():
-        max_diff = float(abs(onnx_outputs(onnx_path, x) - pruned(x).numpy()).max())
+        max_diff = float(abs(onnx_outputs(onnx_path, x) - first_output(pruned(x)).numpy()).max())
     int8 = _write_int8(pruned, profiles, onnx_path, out_dir, data=work.data, calibration=quant_calib,
                        measured=measured, base=conf.baseline, console=console)
     channels_png = _plot_plan(conf, plan, row, out_dir / "channels.png")

@@ -25,11 +25,13 @@ def load_model(spec: str, *, trained: bool = True, weights: str | Path | None = 
     come from the file): no demo training, no pretrained weights needed. ``weights``: a state_dict
     file (or a checkpoint holding one under ``state_dict`` or ``model``) loaded into the model.
     """
+    from autoprune.load.adapt import adapt
+
     spec = str(spec)
     model = _build(spec, trained=trained)
     if weights is not None and trained:
         load_weights(model, weights, spec=spec)
-    return model
+    return adapt(model)  # after the weights: a state_dict names the original layers
 
 
 def _build(spec: str, *, trained: bool) -> nn.Module:
@@ -51,9 +53,7 @@ def _build(spec: str, *, trained: bool) -> nn.Module:
         model = import_callable(spec, what="model")()
         if not isinstance(model, nn.Module):
             raise AutopruneError(f"model {spec!r}: the function returned {type(model).__name__}, not a torch nn.Module")
-        from autoprune.load.hf import Logits, is_hugging_face
-
-        return (Logits(model) if is_hugging_face(model) else model).eval()
+        return model.eval()
     raise AutopruneError(f"model {spec!r} is not understood; {MODEL_HINT}")
 
 

@@ -73,6 +73,7 @@ def prune(model: nn.Module, plan: Plan, *, input_shape: Sequence[int],
         model.zero_grad(set_to_none=True)
         x, y = calibration
         (loss or nn.functional.cross_entropy)(model.train()(x), y).backward()
+        _zero_missing_grads(model)
         model.eval()
     scorer = criterion.scorer(stats)
     selected = []
@@ -152,6 +153,7 @@ def taylor_scores(model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.
     model.zero_grad(set_to_none=True)
     for x, y in batches:
         (loss or nn.functional.cross_entropy)(model(x), y).backward()
+    _zero_missing_grads(model)
     scorer = tp.importance.GroupTaylorImportance(group_reduction="sum", normalizer=None)
     out: dict[str, torch.Tensor] = {}
     for name, (info, root, fn) in groups.items():
@@ -174,8 +176,19 @@ def taylor_scores(model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.
     return out
 
 
+def _zero_missing_grads(model: nn.Module) -> None:
+    """A frozen weight (YOLO's DFL projection) has no gradient: its first-order Taylor term is zero,
+    not an error in Torch-Pruning's scorer."""
+    for p in model.parameters():
+        if p.grad is None and not p.requires_grad:
+            p.grad = torch.zeros_like(p)
+
+
 def _output_shapes(out: Any) -> list[tuple[int, ...]]:
-    return [tuple(t.shape) for t in tp.utils.flatten_as_list(out) if isinstance(t, torch.Tensor)]
+    """The shape of the model's first output tensor: the one autoprune exports, times and scores.
+    Later ones may be intermediate feature maps a model returns beside its prediction (YOLO's Detect
+    returns its inputs in eval mode), whose widths pruning is meant to change."""
+    return [tuple(t.shape) for t in tp.utils.flatten_as_list(out) if isinstance(t, torch.Tensor)][:1]
 
 
 def unprunable_groups(model: nn.Module, groups: Sequence[PrunableGroup], *, input_shape: Sequence[int],

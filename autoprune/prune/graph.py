@@ -57,6 +57,14 @@ def input_mismatch(exc: BaseException, input_shape: Sequence[int]) -> AutopruneE
                           f"({type(exc).__name__}: {first_line(exc)[:160]}); {hint}")
 
 
+def first_output(out) -> torch.Tensor:
+    """A model's first output tensor (of a tuple, list or dict): what is exported as ``output``, timed and
+    compared with ONNX Runtime. YOLO's Detect returns its feature maps beside the prediction."""
+    if isinstance(out, torch.Tensor):
+        return out
+    return next(t for t in tp.utils.flatten_as_list(out) if isinstance(t, torch.Tensor))
+
+
 def _drop(_tensor: torch.Tensor) -> None:
     return None
 
