@@ -10,6 +10,7 @@ after, peak memory and seconds.
     python bench/bench_coverage.py --models resnet18,vit_b_16 --ratio 0.4
     python bench/bench_coverage.py --source timm --models resnet50,vit_small_patch16_224
     python bench/bench_coverage.py --family transformers   # Hugging Face families, tiny random configs
+    python bench/bench_coverage.py --family detection      # ultralytics YOLO families at 320 px
 
 Transformers are built offline from tiny random-init configs (hidden 64, 2 layers, 4 heads, vocabulary
 128, 16 tokens; ``*_gqa``: 2 key/value heads), given token ids and checked the same way; the table
@@ -40,6 +41,19 @@ TRANSFORMERS = {"bert": "seq", "roberta": "seq", "distilbert": "seq", "electra":
                 "gpt_neox": "lm", "opt": "lm", "llama": "lm", "llama_gqa": "lm", "mistral_gqa": "lm",
                 "qwen2_gqa": "lm", "phi": "lm", "gemma_gqa": "lm"}
 VOCAB, SEQ = 128, 16
+
+
+DETECTION = ["yolov8n", "yolov8s", "yolo11n", "yolov5n", "yolov6n", "yolov10n"]
+
+
+def detector(name: str):
+    """An ultralytics detector of ``name``'s family, random weights, adapted as autoprune loads one."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    from ultralytics.nn.tasks import DetectionModel
+
+    from autoprune.load.adapt import adapt
+
+    return adapt(DetectionModel(f"{name}.yaml", verbose=False))
 
 
 def transformer(name: str):
@@ -75,12 +89,13 @@ def check_one(source: str, name: str, ratio: float) -> dict:
     row: dict = {"model": name}
     t0 = time.perf_counter()
     spec = f"{source}:{name}"
-    model = transformer(name) if source == "transformers" else load_model(spec)
+    model = {"transformers": transformer, "detection": detector}.get(source, lambda _n: load_model(spec))(name)
     with torch.no_grad():  # zero-initialised heads (ViT's) would make every output 0 and the comparison empty
         for p in model.parameters():
             if p.dim() >= 2 and not p.any():
                 p.normal_(std=0.02)
-    shape = InputSpec((SEQ,), dtype="int64", high=VOCAB) if source == "transformers" else input_shape_for(name)
+    shape = (InputSpec((SEQ,), dtype="int64", high=VOCAB) if source == "transformers"
+             else (3, 320, 320) if source == "detection" else input_shape_for(name))
     row["macs_before"], row["params_before"] = count_macs_params(model, input_shape=shape)
     space = init_space(model, input_shape=shape, model_name=spec)
     row["groups"] = len(space.groups)
@@ -122,6 +137,8 @@ def _child(source: str, name: str, ratio: float) -> None:
 def list_models(source: str) -> list[str]:
     if source == "transformers":
         return list(TRANSFORMERS)
+    if source == "detection":
+        return DETECTION
     if source == "torchvision":
         import torchvision
 
@@ -134,8 +151,9 @@ def list_models(source: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--source", default="torchvision", choices=["torchvision", "timm", "transformers"])
-    ap.add_argument("--family", default="", choices=["", "transformers"], help="same as --source transformers")
+    ap.add_argument("--source", default="torchvision", choices=["torchvision", "timm", "transformers", "detection"])
+    ap.add_argument("--family", default="", choices=["", "transformers", "detection"],
+                    help="same as --source")
     ap.add_argument("--models", default="", help="comma-separated names (default: all of the source)")
     ap.add_argument("--ratio", type=float, default=0.4)
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per model")
