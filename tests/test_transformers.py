@@ -170,3 +170,17 @@ def test_transformer_searches_end_to_end(name, data, metric, loss, tmp_path):
 def test_a_float_shape_for_a_token_model_says_how_to_give_ids():
     with pytest.raises(AutopruneError, match="the model takes token ids: give --input-shape 16:int64"):
         find_groups(model("bert"), input_shape=(16,))
+
+
+def test_a_vision_transformer_takes_pixels_and_prunes_heads(tmp_path):
+    net = model("vit")
+    shape = (3, 32, 32)
+    groups = find_groups(net, input_shape=shape)
+    assert len(heads_groups(groups)) == 2 and all(g.channels == 4 for g in heads_groups(groups))
+    pruned = prune(net, Plan(ratios={g.name: 0.5 for g in groups}), input_shape=shape)
+    x = torch.randn(2, *shape)
+    with torch.no_grad():
+        y = pruned(x)
+    assert y.shape == (2, 3)
+    path = export_onnx(pruned, tmp_path / "vit.onnx", input_shape=shape, batch_size=2)
+    np.testing.assert_allclose(onnx_outputs(path, x), y.numpy(), atol=1e-4)

@@ -54,3 +54,13 @@ def language_data() -> tuple[TensorDataset, TensorDataset]:
     step = torch.randint(1, 4, (240, 1), generator=g)
     x = (start + step * torch.arange(SEQ)) % VOCAB
     return TensorDataset(x[:192], x[:192]), TensorDataset(x[192:], x[192:])
+
+
+def vit():
+    """A vision transformer: its input is pixel values (``main_input_name``), not token ids."""
+    import transformers as T
+
+    torch.manual_seed(0)
+    c = T.ViTConfig(image_size=32, patch_size=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                    intermediate_size=128, num_labels=3)
+    return T.ViTForImageClassification(c).eval()
