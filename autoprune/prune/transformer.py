@@ -54,8 +54,8 @@ class Side:
 class Block:
     """A transformer group: ``units`` units of ``width`` channels each, removed whole.
 
-    For attention ``width`` is the slice one key/value head owns in ``sides`` whose ``per_kv`` is 1
-    (k, v) and ``q_per_kv`` times that in the others (q, the output projection)."""
+    For attention a unit is one key/value head: ``head_dim`` channels of k and v (``kv_layers``) and
+    ``q_per_kv`` times that of q and of the output projection's inputs (``per_unit``)."""
 
     name: str  # the group's name: its first layer
     kind: str  # "heads" or "mlp"
@@ -70,13 +70,13 @@ class Block:
     def members(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(s.layer for s in self.sides))
 
-    def channels(self, layer: str) -> list[int]:
-        """Per unit, how many channels (of one part) it owns in ``layer``."""
-        return [self.head_dim * (1 if layer in self.kv_layers else self.q_per_kv)]
+    def per_unit(self, layer: str) -> int:
+        """How many channels (of one part) a unit owns in ``layer``."""
+        return self.head_dim * (1 if layer in self.kv_layers else self.q_per_kv)
 
     def indices(self, layer: str, units: Sequence[int], parts: int = 1, total: int | None = None) -> list[int]:
         """Channel indices of ``units`` in ``layer`` (each of its ``parts``)."""
-        per = self.channels(layer)[0]
+        per = self.per_unit(layer)
         one = [u * per + j for u in units for j in range(per)]
         if parts == 1:
             return one
@@ -92,7 +92,7 @@ def _child(m: nn.Module, *path: str) -> nn.Module | None:
     return m
 
 
-def _heads_of(m: nn.Module, q_out: int) -> int | None:
+def _heads_of(m: nn.Module) -> int | None:
     for attr in ("num_heads", "num_attention_heads", "n_head", "n_heads"):
         v = getattr(m, attr, None)
         if isinstance(v, int) and v > 0:
@@ -107,7 +107,7 @@ def _head_dim(m: nn.Module, q_out: int) -> int | None:
         v = getattr(m, attr, None)
         if isinstance(v, int) and v > 0:
             return v
-    heads = _heads_of(m, q_out)
+    heads = _heads_of(m)
     return q_out // heads if heads and q_out % heads == 0 else None
 
 
