@@ -52,7 +52,7 @@ class Side:
 
 @dataclass(frozen=True)
 class Block:
-    """A transformer group: ``units`` units of ``width`` channels each, removed whole.
+    """A transformer group of ``units`` units, each removed whole.
 
     For attention a unit is one key/value head: ``head_dim`` channels of k and v (``kv_layers``) and
     ``q_per_kv`` times that of q and of the output projection's inputs (``per_unit``)."""
