@@ -77,3 +77,92 @@ def map50(model, loader) -> float:
                               "labels": rows[:, 0].long()})
             metric.update(preds, truth)
     return float(metric.compute()["map_50"])
+
+
+# --- a torchvision detector: RetinaNet's backbone + FPN + heads, with torchvision's own loss -------------
+
+
+def _retinanet_full():
+    import torchvision
+    from torchvision.models.detection.backbone_utils import BackboneWithFPN
+    from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+
+    torch.manual_seed(0)
+    body = torchvision.models.resnet18(weights=None)
+    backbone = BackboneWithFPN(body, return_layers={"layer2": "0", "layer3": "1", "layer4": "2"},
+                               in_channels_list=[128, 256, 512], out_channels=64,
+                               extra_blocks=LastLevelP6P7(64, 64))
+    return torchvision.models.detection.RetinaNet(backbone, num_classes=CLASSES, min_size=SIZE, max_size=SIZE)
+
+
+class RetinaCore(torch.nn.Module):
+    """RetinaNet without its data-dependent ends (resizing, anchor matching, NMS): normalised images of
+    one size in, per-anchor class logits and box deltas out, concatenated (N, anchors, classes + 4), a
+    tensor of fixed shape that prunes, exports and times like any classifier's."""
+
+    def __init__(self, full) -> None:
+        super().__init__()
+        self.backbone, self.head = full.backbone, full.head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.head(list(self.backbone(x).values()))
+        return torch.cat([out["cls_logits"], out["bbox_regression"]], -1)
+
+
+def retinanet():
+    return RetinaCore(_retinanet_full()).eval()
+
+
+def _anchors() -> torch.Tensor:
+    """One image's anchors, (anchors, 4) in pixels: the same for every image of the fixed size."""
+    if "anchors" not in _CRITERION:
+        from torchvision.models.detection.image_list import ImageList
+
+        full = _retinanet_full().eval()
+        with torch.no_grad():
+            feats = list(full.backbone(torch.zeros(1, 3, SIZE, SIZE)).values())
+        _CRITERION["retina"] = full
+        _CRITERION["anchors"] = full.anchor_generator(ImageList(torch.zeros(1, 3, SIZE, SIZE), [(SIZE, SIZE)]), feats)[0]
+    return _CRITERION["anchors"]
+
+
+def _boxes(rows: torch.Tensor) -> dict[str, torch.Tensor]:
+    rows = rows[rows[:, 0] >= 0]
+    cx, cy, w, h = (rows[:, k] * SIZE for k in range(1, 5))
+    return {"boxes": torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1), "labels": rows[:, 0].long()}
+
+
+def retinanet_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """torchvision's RetinaNet loss (focal classification + box regression), anchors matched as it does."""
+    from torchvision.ops import box_iou
+
+    anchors = _anchors()
+    full = _CRITERION["retina"]
+    truth = [_boxes(rows) for rows in targets]
+    matched = [full.proposal_matcher(box_iou(t["boxes"], anchors)) if len(t["boxes"])
+               else torch.full((len(anchors),), -1, dtype=torch.long) for t in truth]
+    head = {"cls_logits": outputs[..., :CLASSES], "bbox_regression": outputs[..., CLASSES:]}
+    losses = full.head.compute_loss(truth, head, [anchors] * len(truth), matched)
+    return losses["classification"] + losses["bbox_regression"]
+
+
+def retinanet_map50(model, loader) -> float:
+    """mAP@0.5 (torchmetrics) of the decoded boxes, after torchvision's batched NMS."""
+    from torchmetrics.detection import MeanAveragePrecision
+    from torchvision.ops import batched_nms
+
+    anchors = _anchors()
+    coder = _CRITERION["retina"].box_coder
+    metric = MeanAveragePrecision(iou_thresholds=[0.5])
+    with torch.no_grad():
+        for x, t in loader:
+            out = model(x)
+            preds = []
+            for o in out:
+                scores, labels = o[:, :CLASSES].sigmoid().max(1)
+                keep = scores.topk(min(300, len(scores))).indices
+                boxes = coder.decode_single(o[keep, CLASSES:], anchors[keep]).clamp(0, SIZE)
+                nms = batched_nms(boxes, scores[keep], labels[keep], 0.5)[:100]
+                preds.append({"boxes": boxes[nms], "scores": scores[keep][nms], "labels": labels[keep][nms]})
+            metric.update(preds, [_boxes(rows) for rows in t])
+    return float(metric.compute()["map_50"])

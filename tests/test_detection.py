@@ -91,3 +91,21 @@ def test_a_detector_searches_and_applies(tmp_path):
     x = torch.randn(1, *SHAPE)
     with torch.no_grad():
         np.testing.assert_allclose(onnx_outputs(applied.onnx_path, x), again(x)[0].numpy(), atol=1e-3, rtol=1e-4)
+
+
+def test_a_torchvision_detector_core_searches_with_its_own_loss(tmp_path):
+    """RetinaNet's backbone + FPN + heads (anchors, matching and NMS left to the loss and the metric):
+    every group found, none left out, searched with torchvision's focal + box loss."""
+    from autoprune import search
+    from autoprune.core.records import Status
+    from tests.conftest import TINY_SINGLE
+
+    result = search(budget="0.8x", model="tests.detection_models:retinanet", data="tests.detection_models:boxes_data",
+                    metric="tests.detection_models:retinanet_map50", loss="tests.detection_models:retinanet_loss",
+                    profile=TINY_SINGLE, trials=1, finetune_steps=2, bn_recalibration=2, confirm=0, landing_moves=0,
+                    seed_plans="uniform", precheck=False, out=tmp_path, quiet=True)  # trained whatever the noise says
+    assert result.trials["status"].iloc[0] == Status.COMPLETED, result.trials[["status", "error"]].to_string()
+    assert 0.0 <= result.trials["accuracy"].iloc[0] <= 1.0
+    space = (result.run_dir / "space.yaml").read_text()
+    assert "backbone.body.layer1.0.conv1" in space and "head.classification_head.conv.0.0" in space
+    assert "left_out: {}" in space
