@@ -184,3 +184,29 @@ def test_a_vision_transformer_takes_pixels_and_prunes_heads(tmp_path):
     assert y.shape == (2, 3)
     path = export_onnx(pruned, tmp_path / "vit.onnx", input_shape=shape, batch_size=2)
     np.testing.assert_allclose(onnx_outputs(path, x), y.numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["bert", "gpt2", "llama", "gpt_neox"])
+def test_removing_a_head_is_silencing_it(name):
+    """A head's removal equals the unpruned model with that head's columns of the output projection
+    zeroed: the rows taken out of q, k and v are that head's and no other's (GQA: the KV head with its
+    query heads; GPT-2: one slice in each of the fused q|k|v parts; GPT-NeoX: one block per head)."""
+    import copy
+
+    from autoprune.prune.transformer import find_blocks, is_conv1d, prune_block
+
+    net = model(name)
+    block = next(b for b in find_blocks(net) if b.kind == "heads")
+    out = next(s.layer for s in block.sides if not s.out)
+    silenced, pruned = copy.deepcopy(net), copy.deepcopy(net)
+    o = dict(silenced.named_modules())[out]
+    cols = block.indices(out, [1])
+    with torch.no_grad():
+        if is_conv1d(o):
+            o.weight[cols, :] = 0  # Conv1D stores (in, out)
+        else:
+            o.weight[:, cols] = 0
+    prune_block(pruned, block, [1])
+    x = SPEC.example(2, seed=4)
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x), silenced(x), atol=1e-5, rtol=1e-4)

@@ -64,3 +64,13 @@ def vit():
     c = T.ViTConfig(image_size=32, patch_size=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                     intermediate_size=128, num_labels=3)
     return T.ViTForImageClassification(c).eval()
+
+
+def gpt_neox():
+    """GPT-NeoX: q, k and v fused in one projection, laid out head by head."""
+    import transformers as T
+
+    torch.manual_seed(0)
+    c = T.GPTNeoXConfig(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=128, max_position_embeddings=SEQ)
+    return T.GPTNeoXForCausalLM(c).eval()

@@ -2,7 +2,8 @@
 
 Found by structure, not by class (Hugging Face's BERT-, GPT-2- and Llama-style blocks and their many
 copies): separate ``q_proj/k_proj/v_proj`` + ``o_proj`` (or ``out_proj``, ``dense``; DistilBERT's
-``q_lin/k_lin/v_lin/out_lin``), BERT's
+``q_lin/k_lin/v_lin/out_lin``), GPT-NeoX's ``query_key_value`` (q, k and v of one head side by side)
++ ``dense``, BERT's
 ``query/key/value`` + the sibling ``output.dense``, GPT-2's fused ``c_attn`` + ``c_proj`` (``Conv1D``:
 weights stored in x out), and MLPs ``gate/up/down_proj``, ``c_fc/c_proj``, ``intermediate.dense/
 output.dense``, ``fc1/fc2``. A head leaves whole: its rows of q, k and v and its columns of the output
@@ -65,6 +66,7 @@ class Block:
     q_per_kv: int  # query heads per key/value head (1 without GQA; mlp: 1)
     sides: tuple[Side, ...]
     kv_layers: tuple[str, ...] = ()  # layers indexed per key/value head (GQA's k and v)
+    per_head_qkv: tuple[str, ...] = ()  # fused q|k|v laid out head by head (GPT-NeoX): 3 x head_dim per unit
 
     @property
     def members(self) -> tuple[str, ...]:
@@ -72,6 +74,8 @@ class Block:
 
     def per_unit(self, layer: str) -> int:
         """How many channels (of one part) a unit owns in ``layer``."""
+        if layer in self.per_head_qkv:
+            return 3 * self.head_dim
         return self.head_dim * (1 if layer in self.kv_layers else self.q_per_kv)
 
     def indices(self, layer: str, units: Sequence[int], parts: int = 1, total: int | None = None) -> list[int]:
@@ -142,6 +146,14 @@ def _attention(m: nn.Module, name_of: dict[nn.Module, str]) -> Block | None:
         qn, kn, vn, on = (name_of[x] for x in (q, k, v, o))
         return Block(name=qn, kind="heads", owner=name_of[owner], units=kv, head_dim=d, q_per_kv=heads // kv,
                      sides=(Side(qn, True), Side(kn, True), Side(vn, True), Side(on, False)), kv_layers=(kn, vn))
+    qkv, dense = _child(m, "query_key_value"), _child(m, "dense")  # GPT-NeoX: q|k|v fused per head
+    if isinstance(qkv, nn.Linear) and isinstance(dense, nn.Linear) and isinstance(getattr(m, "head_size", None), int):
+        d = m.head_size
+        if qkv.out_features % (3 * d) or dense.in_features * 3 != qkv.out_features or qkv.out_features // (3 * d) < 2:
+            return None
+        qn, dn = name_of[qkv], name_of[dense]
+        return Block(name=qn, kind="heads", owner=name_of[m], units=qkv.out_features // (3 * d), head_dim=d,
+                     q_per_kv=1, sides=(Side(qn, True), Side(dn, False)), per_head_qkv=(qn,))
     c_attn, c_proj = _child(m, "c_attn"), _child(m, "c_proj")  # GPT-2: q|k|v fused in one Conv1D
     if is_conv1d(c_attn) if c_attn is not None else False:
         if not _linear_like(c_proj) or getattr(m, "is_cross_attention", False):
