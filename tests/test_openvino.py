@@ -122,3 +122,17 @@ def test_openvino_not_installed_is_one_line_naming_the_extra(monkeypatch):
     with pytest.raises(AutopruneError, match=r"profile 'openvino-cpu-b1' needs OpenVINO, which is not installed here "
                                              r"\(pip install 'autoprune\[openvino\]'\)"):
         latency_for(tiny_resnet(), resolve_profile("openvino-cpu-b1"), input_shape=SHAPE, arch_key="ov-missing")
+
+
+def test_openvino_feeds_token_ids_below_the_files_bound(tmp_path):
+    """An int64 input read through OpenVINO: its type and the ids' bound the export wrote (ONNX metadata)."""
+    from autoprune.core.inputs import InputSpec
+    from autoprune.latency.runtimes import open_session
+
+    model = nn.Sequential(nn.Embedding(50, 8), nn.Flatten(), nn.Linear(32, 3)).eval()
+    path = export_onnx(model, tmp_path / "ids.onnx", input_shape=InputSpec((4,), dtype="int64", high=50), batch_size=2)
+    session = open_session(str(path), resolve_profile(TINY_OV).runtime_settings(), batch_size=2)
+    feed = session.feed(seed=0)
+    assert (session.dtype, session.high) == ("int64", 50)
+    assert feed.dtype == "int64" and feed.max() < 50 and len(set(feed.ravel().tolist())) > 2
+    assert session.run(feed).shape == (2, 3)

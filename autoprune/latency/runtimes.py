@@ -141,5 +141,6 @@ def _openvino(path: str, settings: dict[str, Any], *, batch_size: int) -> Sessio
 
     dtype = {"f32": "float32", "f16": "float16", "f64": "float64", "i64": "int64", "i32": "int32"}.get(
         model.input(0).get_element_type().get_type_name(), "float32")
-    high = model.get_rt_info().get("framework", {}).get(INPUT_HIGH_KEY) if dtype.startswith("int") else None
-    return Session(run, shape, dynamic_batch=dynamic_batch, dtype=dtype, high=int(str(high)) if high else None)
+    key = ["framework", INPUT_HIGH_KEY]  # where OpenVINO's ONNX reader keeps the file's metadata
+    high = int(model.get_rt_info(key).astype(str)) if dtype.startswith("int") and model.has_rt_info(key) else None
+    return Session(run, shape, dynamic_batch=dynamic_batch, dtype=dtype, high=high)
