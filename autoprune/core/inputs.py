@@ -61,11 +61,6 @@ class InputSpec(tuple):
         """The fields a run's config.yaml and a checkpoint keep (``from_record`` reads them back)."""
         return {"input_shape": list(self), "input_dtype": self.dtype, "input_high": self.high}
 
-    def spec(self) -> str:
-        """``16`` or ``16:int64``: the form ``parse`` reads (``--input-shape``)."""
-        dims = ",".join(str(d) for d in self)
-        return dims if self.dtype == FLOAT else f"{dims}:{self.dtype}"
-
 
 def _rebuild(dims: tuple[int, ...], dtype: str, high: int | None) -> InputSpec:
     return InputSpec(dims, dtype=dtype, high=high)
@@ -86,10 +81,10 @@ def of_sample(x: torch.Tensor, *, samples: Iterable[torch.Tensor] = ()) -> Input
     dtype = str(x.dtype).removeprefix("torch.")
     if dtype not in DTYPES:
         raise AutopruneError(f"the data's inputs are {dtype}; autoprune takes {', '.join(DTYPES)}")
-    high = None
-    if dtype not in ("float32", "float16", "float64"):
-        high = int(max([int(x.max())] + [int(s.max()) for s in samples])) + 1
-    return InputSpec(x.shape, dtype=dtype, high=high)
+    spec = InputSpec(x.shape, dtype=dtype)
+    if not spec.is_integer:
+        return spec
+    return InputSpec(x.shape, dtype=dtype, high=max([int(x.max())] + [int(s.max()) for s in samples]) + 1)
 
 
 def parse(text: str) -> InputSpec:

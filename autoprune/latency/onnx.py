@@ -115,8 +115,6 @@ def export_onnx(model: nn.Module, path: str | Path, *, input_shape: Sequence[int
     return p
 
 
-
-
 def _set_input_high(path: Path, high: int) -> None:
     """Token ids in the vocabulary's range travel with the file, so whatever times it feeds real ids
     (a Gather of ids all zero reads one row: not what a deployed model does)."""

@@ -21,7 +21,7 @@ from autoprune.latency.profiles import HardwareProfile
 from autoprune.latency.table import TABLE_LAYERS, LatencyTable, LayerTable
 from autoprune.load.models import architecture_fingerprint
 from autoprune.prune.engine import prune
-from autoprune.prune.graph import example_input
+from autoprune.prune.graph import example_input, run_hooked
 from autoprune.prune.groups import channels_to_remove
 from autoprune.prune.plan import Plan
 from autoprune.space.space import SearchSpace
@@ -36,13 +36,8 @@ def _layer_inputs(model: nn.Module, input_shape: Sequence[int]) -> dict[str, tup
 
         return hook
 
-    hooks = [m.register_forward_hook(record(name)) for name, m in model.named_modules() if isinstance(m, TABLE_LAYERS)]
-    try:
-        with torch.no_grad():
-            model.eval()(example_input(input_shape))
-    finally:
-        for h in hooks:
-            h.remove()
+    run_hooked(model, example_input(input_shape),
+               [m.register_forward_hook(record(name)) for name, m in model.named_modules() if isinstance(m, TABLE_LAYERS)])
     return shapes
 
 

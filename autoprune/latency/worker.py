@@ -31,7 +31,6 @@ def _runtimes():
 
 
 def run(job: dict) -> dict:
-
     runtimes = _runtimes()
     sessions, feeds = [], []
     for path in job["models"]:

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from autoprune.core.registry import Registry
+from autoprune.prune.graph import run_hooked
 from autoprune.prune.tp import tp
 
 
@@ -133,11 +134,5 @@ def activation_stats(model: nn.Module, x: torch.Tensor, stat: Callable[[torch.Te
     def hook(module: nn.Module, _inp: object, out: torch.Tensor) -> None:
         stats[module] = stat(out.detach())  # before any in-place ReLU that follows
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
-    try:
-        with torch.no_grad():
-            model.eval()(x)
-    finally:
-        for h in handles:
-            h.remove()
+    run_hooked(model, x, [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)])
     return stats

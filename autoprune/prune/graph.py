@@ -57,6 +57,17 @@ def input_mismatch(exc: BaseException, input_shape: Sequence[int]) -> AutopruneE
                           f"({type(exc).__name__}: {first_line(exc)[:160]}); {hint}")
 
 
+def run_hooked(model: nn.Module, x: torch.Tensor, handles: Sequence[torch.utils.hooks.RemovableHandle]) -> None:
+    """One forward pass of ``model`` on ``x`` (eval mode, no gradients) for the hooks ``handles`` belong
+    to, which are removed afterwards whatever happens: how the engine reads shapes and statistics."""
+    try:
+        with torch.no_grad():
+            model.eval()(x)
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def first_output(out) -> torch.Tensor:
     """A model's first output tensor (of a tuple, list or dict): what is exported as ``output``, timed and
     compared with ONNX Runtime. YOLO's Detect returns its feature maps beside the prediction."""

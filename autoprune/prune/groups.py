@@ -25,6 +25,7 @@ from autoprune.prune.graph import (
     example_input,
     first_line,
     input_mismatch,
+    run_hooked,
 )
 from autoprune.prune.tp import tp
 from autoprune.prune.transformer import (
@@ -61,13 +62,9 @@ def output_layers(model: nn.Module, input_shape: Sequence[int]) -> list[str]:
     hooks = [m.register_forward_hook(lambda mod, i, o, n=name: order.append(n))
              for name, m in model.named_modules() if isinstance(m, ROOT_TYPES)]
     try:
-        with torch.no_grad():
-            model.eval()(example_input(input_shape))
+        run_hooked(model, example_input(input_shape), hooks)
     except Exception as exc:  # noqa: BLE001 - the user's model and input do not fit: one line
         raise input_mismatch(exc, input_shape) from None
-    finally:
-        for h in hooks:
-            h.remove()
     return order[-1:]
 
 
@@ -279,13 +276,8 @@ def layer_shapes(model: nn.Module, *, input_shape: Sequence[int], ignored: Seque
     def costed(m: nn.Module) -> bool:
         return isinstance(m, ROOT_TYPES) or is_conv1d(m)
 
-    hooks = [m.register_forward_hook(record(name)) for name, m in model.named_modules() if costed(m)]
-    try:
-        with torch.no_grad():
-            model(example_input(input_shape))
-    finally:
-        for h in hooks:
-            h.remove()
+    run_hooked(model, example_input(input_shape),
+               [m.register_forward_hook(record(name)) for name, m in model.named_modules() if costed(m)])
     shapes = []
     for name, m in model.named_modules():
         if not costed(m) or name not in outputs:

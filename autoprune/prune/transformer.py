@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from autoprune.core.errors import AutopruneError
+from autoprune.prune.graph import run_hooked
 
 
 def is_conv1d(m: nn.Module) -> bool:
@@ -249,13 +250,7 @@ def input_stats(model: nn.Module, blocks: Sequence[Block], x: torch.Tensor,
         a = inp[0].detach()
         out[m] = stat(a.reshape(-1, a.shape[-1]))  # (tokens, channels): every token a sample
 
-    handles = [modules[s.layer].register_forward_pre_hook(hook) for b in blocks for s in b.sides if not s.out]
-    try:
-        with torch.no_grad():
-            model.eval()(x)
-    finally:
-        for h in handles:
-            h.remove()
+    run_hooked(model, x, [modules[s.layer].register_forward_pre_hook(hook) for b in blocks for s in b.sides if not s.out])
     return out
 
 
