@@ -52,7 +52,7 @@ Data = Annotated[str, typer.Option(help="builtin:digits, builtin:fashion-mnist, 
 SpaceFile = Annotated[Path | None, typer.Option(help="Search space YAML (default: derived from the model).")]
 Profile = Annotated[str, typer.Option(help="Hardware profile: a name from hw_profiles/ or a YAML path.")]
 Criterion = Annotated[str | None, typer.Option(help="Importance criterion that ranks channels (default: the space's, l1).")]
-Metric = Annotated[str, typer.Option(help="What ranks plans, higher is better: top1, top5, next_token_top1 (causal LMs), or package.module:fn(model, loader) -> float.")]
+Metric = Annotated[str, typer.Option(help="What ranks plans: top1, top5, next_token_top1 (causal LMs; higher is better), perplexity (causal LMs; lower is better), or package.module:fn(model, loader) -> float, higher is better unless fn.direction = \"minimize\".")]
 Loss = Annotated[str, typer.Option(help="What fine-tuning minimises: cross_entropy, lm_cross_entropy (causal LMs: next token), or package.module:fn(outputs, targets) -> tensor.")]
 ValSamples = Annotated[int | None, typer.Option(help="Evaluate trials on a fixed, seeded subset of this many validation samples (apply reports the full set).")]
 Device = Annotated[str, typer.Option(help="Where training runs: auto (a GPU when torch sees one), cpu, or cuda[:N].")]

@@ -18,6 +18,7 @@ from torch import nn
 from autoprune.core import config as cfg
 from autoprune.core.errors import AutopruneError
 from autoprune.core.location import Location, local_path
+from autoprune.core.metric import ACCURACY, MetricSense
 from autoprune.core.mirror import local_copy_dir, push_tree, readable_run
 from autoprune.core.records import RunConfig, Status, at
 from autoprune.latency.budget import budget_verdicts, over_budget
@@ -87,11 +88,12 @@ def _output_place(out: str | Path | None, *, run: Path, location: str, trial: st
     return local_copy_dir(remote), remote
 
 
-def pick_trial(trials: pd.DataFrame, pick: str, *, budget: str, rule: str = "upper") -> pd.Series:
-    """``best``: the most accurate completed plan within the budget (decided by the run's ``rule``);
-    else a trial name or number."""
+def pick_trial(trials: pd.DataFrame, pick: str, *, budget: str, rule: str = "upper",
+               sense: MetricSense = ACCURACY) -> pd.Series:
+    """``best``: the completed plan within the budget (decided by the run's ``rule``) with the best
+    metric; else a trial name or number."""
     if pick == "best":
-        best = best_within_budget(trials)
+        best = best_within_budget(trials, sense=sense)
         if best is None:
             raise AutopruneError(f"no completed trial meets the budget {budget} ({describe_rule(rule, short=True)}); "
                                  "pick one from pareto.csv "
@@ -161,7 +163,8 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     console = Console(quiet=quiet, highlight=False)
     run, location, conf, trials = read_run(run_dir)
     rule = conf.budget_confidence
-    row = pick_trial(trials, str(pick), budget=conf.budget, rule=rule)
+    sense = conf.sense
+    row = pick_trial(trials, str(pick), budget=conf.budget, rule=rule, sense=sense)
     out_dir, remote_out = _output_place(out, run=run, location=location, trial=str(row["trial"]))
     plan = Plan.load(run / row["plan"])
     profiles = [HardwareProfile.model_validate(p) for p in conf.profiles]
@@ -186,9 +189,9 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     work.model.to("cpu")
     warnings_: list[str] = []
     trial_acc = _num(row["accuracy"])
-    if distill and trial_acc is not None and acc_unpruned < trial_acc:
-        warnings_.append(f"the teacher (unpruned, {acc_unpruned:.1%}) scores below the trial's fine-tuned student "
-                         f"({trial_acc:.1%}): distillation pulls the student toward a weaker model; fine-tune without "
+    if distill and trial_acc is not None and sense.better(trial_acc, acc_unpruned):
+        warnings_.append(f"the teacher (unpruned, {sense.fmt(acc_unpruned)}) scores worse than the trial's fine-tuned "
+                         f"student ({sense.fmt(trial_acc)}): distillation pulls the student toward a weaker model; fine-tune without "
                          "--distill, or fine-tune the unpruned model on this data first")
         console.print(f"[yellow]warning:[/] {warnings_[-1]}")
     kd = (Distillation(teacher=work.model, alpha=kd_alpha, temperature=kd_temperature, features=features,
@@ -234,7 +237,8 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
         recalibrate_bn(pruned, work.data.train, batches=bn_batches, seed=ft.seed + 1, device=dev)
         acc_after = evaluate(pruned, work.data.val, device=dev, metric=metric)
         steps_report.append({"accuracy_pruned": acc_before, "accuracy_finetuned": acc_after})
-        console.print(f"pruning step {k + 1}/{progressive}: accuracy {acc_before:.1%} -> {acc_after:.1%} after "
+        console.print(f"pruning step {k + 1}/{progressive}: {sense.label} {sense.fmt(acc_before)} -> "
+                      f"{sense.fmt(acc_after)} after "
                       f"fine-tuning{' with distillation' if kd else ''}")
     pruned.to("cpu")
     work.model.to("cpu")
@@ -252,11 +256,12 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
                                  input_shape=work.input_shape, weights=conf.weights,
                                  extra={"metric": metric, "loss": work.loss,
                                         "data": conf.data})
+    hf_dir = _save_pretrained(pruned, out_dir / "hf")
     applied_on_subset = (evaluate(pruned, work.data.with_val_samples(conf.val_samples).trial_val,
                                   metric=metric) if conf.val_samples else accuracy)
     shortfall = _shortfall(applied=applied_on_subset, trial=trial_acc, unpruned=acc_unpruned, distilled=bool(kd),
                            warnings=warnings_, trial_steps=conf.finetune.steps, apply_steps=total,
-                           subset=conf.val_samples)
+                           subset=conf.val_samples, sense=sense)
     if shortfall:
         console.print(f"[yellow]note:[/] {shortfall}")
     onnx_path = export_onnx(pruned, out_dir / "model.onnx", input_shape=work.input_shape, batch_size=1,
@@ -290,7 +295,7 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
                      "progressive_steps": progressive, "steps": steps_report,
                      "unstructured": sparse_info if unstructured > 0 else None},
         "finetune_device": str(dev),  # where apply trained; latency.<profile>.applied.node: where it was timed
-        "metric": metric, "warnings": warnings_, "shortfall": shortfall,
+        "metric": metric, "metric_direction": sense.direction, "warnings": warnings_, "shortfall": shortfall,
         "trial_ran_on": {"node": _str(row.get("node")), "finetune_device": _str(row.get("finetune_device"))},
         "budget_confidence": rule,
         "accuracy": {"unpruned": acc_unpruned, "unpruned_in_search": base["accuracy"], "trial": trial_acc,
@@ -303,7 +308,7 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
         "budget_verdict": _overall([v["verdict"] for v in latency.values() if v["verdict"] is not None]),
         "int8": int8,
         "files": {"model": str(model_path), "onnx": str(onnx_path), "channels": str(channels_png),
-                  **({"int8_onnx": int8["file"]} if int8 else {})},
+                  **({"int8_onnx": int8["file"]} if int8 else {}), **({"hf": str(hf_dir)} if hf_dir else {})},
     }
     if remote_out is not None:
         report["location"] = remote_out.url
@@ -314,7 +319,7 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
         except Exception as exc:  # noqa: BLE001 - the outputs are safe locally: say where
             raise AutopruneError(f"apply: could not write the outputs to {remote_out.url} ({exc}); they are in "
                                  f"{out_dir}") from None
-    _print_report(console, report)
+    _print_report(console, report, sense=sense)
     return ApplyResult(out_dir=out_dir, model_path=model_path, onnx_path=onnx_path, report_path=report_path,
                        report=report, location=remote_out.url if remote_out is not None else str(out_dir))
 
@@ -330,21 +335,34 @@ def _little_gain(profile: str, *, speedup: float, mac_cut: float) -> str | None:
 
 
 def _shortfall(*, applied: float, trial: float | None, unpruned: float, distilled: bool, warnings: list[str],
-               trial_steps: int, apply_steps: int, subset: int | None) -> str | None:
-    """Why the applied model scores below the trial's figure, when it does (None when it does not).
+               trial_steps: int, apply_steps: int, subset: int | None, sense: MetricSense = ACCURACY) -> str | None:
+    """Why the applied model scores worse than the trial's figure, when it does (None when it does not).
     ``applied`` is scored on the samples the trial was scored on (``subset`` of them, or all)."""
-    if trial is None or applied >= trial - 0.005:
+    tolerance = 0.005 if sense.percent else 0.005 * abs(trial or 0.0)  # half a point, or 0.5 % of the value
+    if trial is None or sense.drop(trial, applied) <= tolerance:
         return None
     why = []
-    if distilled and unpruned < trial:
-        why.append(f"the distillation teacher scores {unpruned:.1%}, below the trial")
+    if distilled and sense.better(trial, unpruned):
+        why.append(f"the distillation teacher scores {sense.fmt(unpruned)}, worse than the trial")
     if apply_steps < trial_steps:
         why.append(f"apply fine-tuned {apply_steps} steps, fewer than the trial's {trial_steps}")
     if not why:
         why.append("the trial's figure is the best of many noisy trials (selection lifts it); train longer "
                    "(--epochs) or with --distill from a stronger teacher")
     where = f" on the trial's {subset} validation samples" if subset else ""
-    return f"applied {applied:.1%}{where} is below the trial's {trial:.1%}: " + "; ".join(why)
+    return f"applied {sense.fmt(applied)}{where} is worse than the trial's {sense.fmt(trial)}: " + "; ".join(why)
+
+
+def _save_pretrained(pruned: nn.Module, path: Path) -> Path | None:
+    """A Hugging Face model also as ``save_pretrained`` writes it (with the code that rebuilds its
+    per-layer widths); None for any other model."""
+    from autoprune.load.hf import Logits
+
+    if not isinstance(pruned, Logits):
+        return None
+    from autoprune.load.hf import save_pretrained
+
+    return save_pretrained(pruned, path)
 
 
 def _write_int8(pruned: nn.Module, profiles: list[HardwareProfile], onnx_path: Path, out_dir: Path, *, data,
@@ -453,12 +471,12 @@ def _ms(fig: dict[str, Any]) -> str:
     return f"{fig['p50_ms']:.2f} [{fig['ci_low_ms']:.2f}, {fig['ci_high_ms']:.2f}]"
 
 
-def _print_report(console: Console, report: dict[str, Any]) -> None:
+def _print_report(console: Console, report: dict[str, Any], *, sense: MetricSense = ACCURACY) -> None:
     t = Table(title=f"{report['trial']} applied", title_justify="left")
     for col in ("", "unpruned", "in search", "applied"):
         t.add_column(col, justify="right")
     a, m, p = report["accuracy"], report["macs"], report["params"]
-    t.add_row("accuracy", f"{a['unpruned']:.1%}", f"{a['trial']:.1%}", f"{a['applied']:.1%}")
+    t.add_row(sense.label, sense.fmt(a["unpruned"]), sense.fmt(a["trial"]), sense.fmt(a["applied"]))
     for name, lat in report["latency"].items():
         t.add_row(f"ms on {name}", f"{lat['unpruned_p50_ms']:.2f}", _ms(lat["search"]), _ms(lat["applied"]))
     t.add_row("M MACs", f"{m['unpruned'] / 1e6:.2f}", f"{m['trial'] / 1e6:.2f}", f"{m['applied'] / 1e6:.2f}")
@@ -474,5 +492,8 @@ def _print_report(console: Console, report: dict[str, Any]) -> None:
                           f"{_ms(lat['applied'])} ({lat['difference']:+.1%})")
     console.print(f"ONNX vs torch max |diff| {report['onnx_max_abs_diff']:.1e}")
     console.print(f"wrote {report['files']['model']} and {report['files']['onnx']}")
+    if report["files"].get("hf"):
+        console.print(f"and {report['files']['hf']}: AutoModel…from_pretrained(that directory, trust_remote_code=True) "
+                      "loads it at its pruned widths")
     if report.get("location"):
         console.print(f"and pushed them with report.yaml to {report['location']}")

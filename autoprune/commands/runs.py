@@ -44,7 +44,7 @@ def _table(found: list[RunSummary], *, out: str | Path) -> Table:
         if r.status == "unreadable":
             t.add_row(r.run_dir.name, "", "", "", "unreadable", r.detail[:80])
             continue
-        best = (f"{r.best_accuracy:.1%} @ {r.best_latency_ms:.2f} ms ({r.best_trial})"
+        best = (f"{r.sense.fmt(r.best_accuracy)} @ {r.best_latency_ms:.2f} ms ({r.best_trial})"
                 if r.best_trial is not None and not math.isnan(r.best_accuracy) else "none yet")
         t.add_row(r.run_dir.name, r.model, ", ".join(r.budgets), f"{r.trials_done}/{r.trials_planned}", r.status, best)
     return t

@@ -15,6 +15,7 @@ import pandas as pd
 from rich.console import Console
 
 from autoprune.core.errors import AutopruneError
+from autoprune.core.metric import ACCURACY, MetricSense
 from autoprune.latency.cache import LocalLatencyCache
 from autoprune.latency.measure import baseline_latency
 from autoprune.latency.profiles import DEFAULT_PROFILE, resolve_profile
@@ -50,23 +51,30 @@ def sensitivity(*, model: str = "builtin:demo", data: str = "builtin:digits", sp
 
     if not ratios or any(not 0 < r < 1 for r in ratios):
         raise AutopruneError(f"ratios {list(ratios)} are not valid; give ratios in (0, 1), e.g. 0.25,0.5,0.75")
-    if not 0 <= max_drop <= 1:
-        raise AutopruneError(f"max_drop is {max_drop}; it is an accuracy fraction in [0, 1], e.g. 0.01")
+    if max_drop < 0:
+        raise AutopruneError(f"max_drop is {max_drop}; it is how much worse the metric may get, >= 0 (e.g. 0.01: "
+                             "one point of accuracy)")
+    from autoprune.train.task import metric_sense
+
+    if metric_sense(metric).percent and max_drop > 1:
+        raise AutopruneError(f"max_drop is {max_drop}; for {metric} it is a fraction in [0, 1], e.g. 0.01")
     console = Console(quiet=quiet, highlight=False)
     hw = resolve_profile(profile)
     dev = resolve_device(device)
     work = load_workload(model=model, data=data, space=space, profiles=[hw], criterion=criterion, weights=weights,
                          metric=metric, loss=loss, val_samples=val_samples)
+    sense = work.sense
     cache = LocalLatencyCache()
     base_acc = evaluate(work.model.to(dev), work.data.trial_val, device=dev, metric=metric)
     work.model.to("cpu")
     base, ref = baseline_latency(work.model, hw, input_shape=work.input_shape,
                                  arch_key=architecture_fingerprint(work.model), cache=cache)
     base_ms = base.p50_ms
-    console.print(f"unpruned: {metric} {base_acc:.1%}, {base.describe()}; training on {dev}")
+    console.print(f"unpruned: {metric} {sense.fmt(base_acc)}, {base.describe()}; training on {dev}")
     settings = TrialSettings(input_shape=work.input_shape, profiles=(hw,), cache=cache,
                              finetune=FinetuneConfig(steps=finetune_steps, loss=loss), bn_recalibration=bn_recalibration,
-                             references={hw.name: ref} if ref is not None else {}, metric=metric, device=str(dev))
+                             references={hw.name: ref} if ref is not None else {}, metric=metric, sense=sense,
+                             device=str(dev))
     rows = []
     total = len(work.space.groups) * len(ratios)
     for name in work.space.groups:
@@ -74,25 +82,25 @@ def sensitivity(*, model: str = "builtin:demo", data: str = "builtin:digits", sp
             plan = Plan(ratios={name: r}, criterion=work.space.criterion, round_to=work.space.round_to,
                         ignored=work.space.ignored)
             m = run_trial(work.model, work.data, plan, settings=settings)
-            rows.append({"group": name, "ratio": r, "accuracy": m["accuracy"], "accuracy_drop": base_acc - m["accuracy"],
+            rows.append({"group": name, "ratio": r, "accuracy": m["accuracy"], "accuracy_drop": sense.drop(base_acc, m["accuracy"]),
                          "latency_p50_ms": m["latency_p50_ms"], "latency_saving": 1 - m["latency_p50_ms"] / base_ms,
                          "macs": m["macs"], "params": m["params"]})
-            console.print(f"[{len(rows):>3}/{total}] {name} at {r:.2f}: accuracy {m['accuracy']:.1%} "
-                          f"({base_acc - m['accuracy']:+.1%} drop), {m['latency_p50_ms']:.2f} ms")
+            console.print(f"[{len(rows):>3}/{total}] {name} at {r:.2f}: {sense.label} {sense.fmt(m['accuracy'])} "
+                          f"({sense.fmt_drop(base_acc, m['accuracy'])} worse), {m['latency_p50_ms']:.2f} ms")
     table = pd.DataFrame(rows)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv = out_dir / "sensitivity.csv"
     table.to_csv(csv, index=False)
-    plot = _plot(table, out_dir / "sensitivity.png", title=f"{model} on {hw.name}")
+    plot = _plot(table, out_dir / "sensitivity.png", title=f"{model} on {hw.name}", sense=sense)
     narrowed = narrowed_space(work.space, table, max_drop=max_drop)
     narrowed.save(out_dir / "space.yaml")
     console.print(f"wrote {csv}, {plot} and {out_dir / 'space.yaml'} (ranges cut where one group alone costs "
-                  f"more than {max_drop:.1%}); search it with --space {out_dir / 'space.yaml'}")
+                  f"more than {sense.fmt(max_drop)}); search it with --space {out_dir / 'space.yaml'}")
     return SensitivityResult(table=table, csv=csv, plot=plot, space=narrowed)
 
 
-def _plot(table: pd.DataFrame, path: Path, *, title: str) -> Path:
+def _plot(table: pd.DataFrame, path: Path, *, title: str, sense: MetricSense = ACCURACY) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -100,9 +108,9 @@ def _plot(table: pd.DataFrame, path: Path, *, title: str) -> Path:
 
     fig, (ax_acc, ax_lat) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=120)
     for name, g in table.groupby("group", sort=False):
-        ax_acc.plot(g["ratio"], g["accuracy_drop"] * 100, marker="o", label=name)
+        ax_acc.plot(g["ratio"], sense.shown(g["accuracy_drop"]), marker="o", label=name)
         ax_lat.plot(g["ratio"], g["latency_saving"] * 100, marker="o", label=name)
-    ax_acc.set(xlabel="ratio of the group's channels removed (others intact)", ylabel="accuracy drop (points)",
+    ax_acc.set(xlabel="ratio of the group's channels removed (others intact)", ylabel=f"{sense.label} drop (points)" if sense.percent else f"{sense.label}: how much worse",
                title=f"sensitivity: {title}")
     ax_lat.set(xlabel="ratio of the group's channels removed (others intact)", ylabel="latency saved (%)",
                title="what it buys")

@@ -20,6 +20,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from autoprune.core import config
 from autoprune.core.config import StrictModel
 from autoprune.core.errors import AutopruneError
+from autoprune.core.metric import MetricSense
 
 
 class Status(str, Enum):
@@ -209,6 +210,8 @@ class RunConfig(StrictModel):
     model_fingerprint: str
     data: str
     metric: str = "top1"
+    metric_direction: Literal["maximize", "minimize"] = "maximize"  # the metric's (core.metric.MetricSense)
+    metric_percent: bool = True
     loss: str = "cross_entropy"
     val_samples: int | None = None
     preprocessing: dict[str, Any] | None = None
@@ -252,6 +255,11 @@ class RunConfig(StrictModel):
     @property
     def budgets_ms(self) -> dict[str, float]:
         return {name: b.ms for name, b in self.budgets.items()}
+
+    @property
+    def sense(self) -> MetricSense:
+        """Which way the run's metric is better, read back without importing the user's function."""
+        return MetricSense(name=self.metric, direction=self.metric_direction, percent=self.metric_percent)
 
     @classmethod
     def read(cls, run_dir: str | Path, *, what: str) -> RunConfig:

@@ -37,7 +37,8 @@ def dependency_graph(model: nn.Module, input_shape: Sequence[int]) -> tp.Depende
     try:
         # The trace needs the autograd graph's structure and its saved sizes, never its saved tensors
         # (nothing runs backward): dropping them keeps a big model's trace to its weights' memory.
-        with warnings.catch_warnings(), torch.autograd.graph.saved_tensors_hooks(_drop, _dropped):
+        # enable_grad: a caller inside torch.no_grad() (e.g. loading a checkpoint there) still traces.
+        with warnings.catch_warnings(), torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(_drop, _dropped):
             warnings.simplefilter("ignore")  # Torch-Pruning's notes on unwrapped parameters, every build
             return tp.DependencyGraph().build_dependency(model, example_inputs=x, verbose=False, ignored_params=fixed)
     except Exception as exc:  # noqa: BLE001 - the model runs, so this is the engine's limit, not the data

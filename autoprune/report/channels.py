@@ -9,6 +9,7 @@ import pandas as pd
 
 from autoprune.core.errors import AutopruneError
 from autoprune.core.files import atomic_path
+from autoprune.core.metric import ACCURACY, MetricSense
 from autoprune.prune.groups import channels_to_remove
 from autoprune.prune.plan import Plan
 from autoprune.space.space import SearchSpace
@@ -105,7 +106,8 @@ def plot_channels(plans: Mapping[str, Mapping[str, float]], *, channels: Mapping
     return Path(path)
 
 
-def plot_front_channels(run_dir: Path, front: pd.DataFrame, *, most: int = 6) -> Path | None:
+def plot_front_channels(run_dir: Path, front: pd.DataFrame, *, most: int = 6,
+                        sense: MetricSense = ACCURACY) -> Path | None:
     """``pareto_channels.png``: kept vs original channels per group for plans of the front (the best
     within budget first, the rest spread along the front), beside ``pareto.png``."""
     if front.empty or not (run_dir / "space.yaml").is_file():
@@ -114,14 +116,14 @@ def plot_front_channels(run_dir: Path, front: pd.DataFrame, *, most: int = 6) ->
     if not channels_of(space):
         return None
     within = front[front["meets_budget"].astype(bool)] if "meets_budget" in front else front.iloc[0:0]
-    picks = [int(within["accuracy"].idxmax())] if not within.empty else []
+    picks = [int(sense.key(within["accuracy"]).idxmax())] if not within.empty else []
     rest = [i for i in front.index if i not in picks]
     step = max(1, len(rest) / max(1, most - len(picks)))
     picks += [rest[int(k * step)] for k in range(min(len(rest), most - len(picks)))]
     plans = {}
     for i in picks:
         r = front.loc[i]
-        label = f"{r['trial']} · {r['accuracy']:.1%} · {r['latency_p50_ms']:.2f} ms" + (
+        label = f"{r['trial']} · {sense.fmt(r['accuracy'])} · {r['latency_p50_ms']:.2f} ms" + (
             " (best within budget)" if not within.empty and i == picks[0] else "")
         plans[label] = Plan.load(run_dir / r["plan"]).ratios
     return plot_channels(plans, channels=channels_of(space), round_to=space.round_to,

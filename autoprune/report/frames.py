@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from autoprune.core.files import atomic_path
+from autoprune.core.metric import ACCURACY, MetricSense
 from autoprune.core.records import (
     RATIO_PREFIX,
     TRIAL_COLUMNS,
@@ -20,9 +21,10 @@ from autoprune.core.records import (
 )
 
 
-def pareto_front(trials: pd.DataFrame, *, latency: str = "latency_p50_ms", accuracy: str = "accuracy") -> pd.DataFrame:
-    """Completed trials no other trial beats on both ``accuracy`` and ``latency``, sorted by latency;
-    each plan once."""
+def pareto_front(trials: pd.DataFrame, *, latency: str = "latency_p50_ms", accuracy: str = "accuracy",
+                 sense: MetricSense = ACCURACY) -> pd.DataFrame:
+    """Completed trials no other trial beats on both ``accuracy`` (the metric, better as ``sense``
+    says) and ``latency``, sorted by latency; each plan once."""
     done = trials[trials["status"] == Status.COMPLETED] if "status" in trials else trials
     if latency not in done or accuracy not in done or done.empty:
         return done.iloc[0:0]  # nothing finished on this profile yet
@@ -32,14 +34,14 @@ def pareto_front(trials: pd.DataFrame, *, latency: str = "latency_p50_ms", accur
     plan = [c for c in done if c.startswith(RATIO_PREFIX)]
     if plan:  # a plan run twice (an older run, a resumed one) is one point: its first trial
         done = (done.sort_values("trial") if "trial" in done else done).drop_duplicates(subset=plan, keep="first")
-    acc, lat = done[accuracy].to_numpy(), done[latency].to_numpy(dtype=float)
+    acc, lat = sense.key(done[accuracy].to_numpy(dtype=float)), done[latency].to_numpy(dtype=float)
     keep = [not ((acc >= acc[i]) & (lat <= lat[i]) & ((acc > acc[i]) | (lat < lat[i]))).any() for i in range(len(done))]
-    front = done[keep].sort_values([latency, "accuracy"], ascending=[True, False])
+    front = done[keep].sort_values([latency, accuracy], ascending=[True, not sense.higher_is_better])
     return front.reset_index(drop=True)
 
 
-def best_within_budget(trials: pd.DataFrame) -> pd.Series | None:
-    """The most accurate completed trial within budget (the faster one on a tie), or None. Where the
+def best_within_budget(trials: pd.DataFrame, *, sense: MetricSense = ACCURACY) -> pd.Series | None:
+    """The completed trial within budget with the best metric (the faster one on a tie), or None. Where the
     confirmation stage re-trained plans with fresh seeds, the best confirmed mean: the in-search
     figure of the best of N trials is biased up by the pick."""
     if trials.empty or "meets_budget" not in trials:
@@ -47,8 +49,9 @@ def best_within_budget(trials: pd.DataFrame) -> pd.Series | None:
     ok = trials[(trials["status"] == Status.COMPLETED) & trials["meets_budget"].astype(bool)]
     if "confirmed_accuracy" in ok and ok["confirmed_accuracy"].notna().any():
         ok = ok[ok["confirmed_accuracy"].notna()]
-        return ok.sort_values(["confirmed_accuracy", "latency_p50_ms"], ascending=[False, True]).iloc[0]
-    return None if ok.empty else ok.sort_values(["accuracy", "latency_p50_ms"], ascending=[False, True]).iloc[0]
+        return ok.sort_values(["confirmed_accuracy", "latency_p50_ms"], ascending=[not sense.higher_is_better, True]).iloc[0]
+    return None if ok.empty else ok.sort_values(["accuracy", "latency_p50_ms"],
+                                                ascending=[not sense.higher_is_better, True]).iloc[0]
 
 
 def write_trials(trials: pd.DataFrame, run_dir: Path) -> Path:
@@ -58,7 +61,8 @@ def write_trials(trials: pd.DataFrame, run_dir: Path) -> Path:
     return path
 
 
-def write_pareto(trials: pd.DataFrame, run_dir: Path, *, profiles: list[str]) -> pd.DataFrame:
+def write_pareto(trials: pd.DataFrame, run_dir: Path, *, profiles: list[str],
+                 sense: MetricSense = ACCURACY) -> pd.DataFrame:
     """``pareto.csv``: the front on the primary profile, with every profile's latency beside it;
     ``pareto@NAME.csv``: the front on each further profile. Returns the primary front."""
     columns = pareto_columns(profiles)
@@ -66,7 +70,8 @@ def write_pareto(trials: pd.DataFrame, run_dir: Path, *, profiles: list[str]) ->
     for i, name in enumerate(profiles):
         # A further profile that deploys INT8 has its own accuracy (the quantized model's): its front uses it.
         acc = at("accuracy", name) if i and at("accuracy", name) in trials else "accuracy"
-        front = pareto_front(trials, latency=at("latency_p50_ms", name) if i else "latency_p50_ms", accuracy=acc)
+        front = pareto_front(trials, latency=at("latency_p50_ms", name) if i else "latency_p50_ms", accuracy=acc,
+                             sense=sense)
         cols = [c for c in columns if c in front] + sorted(c for c in front if c.startswith(RATIO_PREFIX))
         front = front[cols]
         with atomic_path(run_dir / ("pareto.csv" if i == 0 else f"pareto@{name}.csv")) as tmp:

@@ -51,7 +51,8 @@ def report_data(run_dir: Path) -> dict[str, Any]:
         kept = kept_channels(ratios, channels, round_to=space.round_to) if channels else {}
         plan = {g: {"ratio": r, "kept": kept.get(g), "of": channels.get(g)} for g, r in ratios.items()}
         rows.append({**{c: _clean(row[c]) for c in TABLE_COLUMNS if c in trials}, "plan": plan})
-    best = best_within_budget(trials) if len(trials) else None
+    sense = conf.sense
+    best = best_within_budget(trials, sense=sense) if len(trials) else None
     flags = []  # plans whose cut in MACs bought no time on a target: not faster than a heavier plan
     for prof in conf.profiles:
         col = f"not_faster_than@{prof['name']}"
@@ -61,7 +62,8 @@ def report_data(run_dir: Path) -> dict[str, Any]:
     primary = conf.profiles[0]["name"]
     base = conf.baseline.get("profiles", {}).get(primary, {})
     return {"run": run_dir.name, "model": conf.model, "data": conf.data, "profile": primary, "budget": conf.budget,
-            "budget_ms": conf.budget_ms, "metric": conf.metric,
+            "budget_ms": conf.budget_ms, "metric": conf.metric, "label": sense.label, "percent": sense.percent,
+            "higher_is_better": sense.higher_is_better,
             "unpruned": {"accuracy": _clean(conf.baseline.get("accuracy")),
                          "latency_p50_ms": _clean(base.get("latency_p50_ms"))},
             "front": [str(t) for t in front.get("trial", [])], "trials": rows, "mac_flags": flags,
@@ -92,7 +94,7 @@ def write_report(run_dir: str | Path) -> Path:
                                                f"{data['completed']} completed; front of {len(data['front'])}"))
             .replace("{channels}", _image(run / "pareto_channels.png", "channels kept per group, plans of the front")
                      or "<p>no channel chart (no completed plan on the front)</p>")
-            .replace("{static}", _image(run / "pareto.png", "accuracy against latency"))
+            .replace("{static}", _image(run / "pareto.png", "metric against latency"))
             .replace("{macs}", _mac_flags(data["mac_flags"]))
             .replace("{config}", html.escape(config_text)).replace("{timings}", html.escape(timings))
             .replace("{data}", payload))
@@ -153,7 +155,8 @@ img { max-width: 100%; } pre { background: #f7f7f7; padding: 8px; overflow: auto
 const D = JSON.parse(document.getElementById("data").textContent);
 const NS = "http://www.w3.org/2000/svg";  // the SVG namespace name, not a fetch
 const front = new Set(D.front);
-const pct = v => v == null ? "" : (100 * v).toFixed(1) + " %";
+// the metric as it reads: a percentage (accuracy) or its own value (perplexity)
+const pct = v => v == null ? "" : (D.percent ? (100 * v).toFixed(1) + " %" : Number(v).toPrecision(4));
 const num = v => v == null ? "" : (typeof v === "number" ? (Number.isInteger(v) ? v.toLocaleString() : v.toFixed(3)) : String(v));
 
 function showPlan(t) {
@@ -161,7 +164,7 @@ function showPlan(t) {
     `<tr><td>${g}</td><td>${p.ratio.toFixed(3)}</td><td>${p.kept == null ? "" : p.kept + " / " + p.of}</td></tr>`).join("");
   document.getElementById("plan").innerHTML =
     `<h3 id="plan-title">${t.trial} (${t.status})</h3>` +
-    `<p>accuracy ${pct(t.accuracy)}` +
+    `<p>${D.label} ${pct(t.accuracy)}` +
     (t.confirmed_accuracy == null ? "" : ` (fresh seeds: ${pct(t.confirmed_accuracy)} ± ${pct(t.confirmed_sd)})`) +
     `, ${num(t.latency_p50_ms)} ms on ${D.profile}` +
     (t.meets_budget ? ", within budget" : ", over budget") + `</p>` +
@@ -180,18 +183,20 @@ function drawPlot() {
   const pts = D.trials.filter(t => t.accuracy != null && t.latency_p50_ms != null);
   const xs = pts.map(t => t.latency_p50_ms).concat([D.budget_ms, D.unpruned.latency_p50_ms].filter(v => v != null));
   const ys = pts.map(t => t.accuracy).concat([D.unpruned.accuracy].filter(v => v != null));
-  if (!xs.length) { el("text", {x: L, y: H / 2}, svg).textContent = "no trial has both accuracy and latency yet"; return; }
-  const x0 = 0, x1 = Math.max(...xs) * 1.05, y0 = Math.max(0, Math.min(...ys) - 0.05), y1 = Math.min(1, Math.max(...ys) + 0.02);
+  if (!xs.length) { el("text", {x: L, y: H / 2}, svg).textContent = `no trial has both ${D.label} and latency yet`; return; }
+  const lo = Math.min(...ys), hi = Math.max(...ys), pad = D.percent ? 0 : 0.05 * (hi - lo || Math.abs(hi) || 1);
+  const x0 = 0, x1 = Math.max(...xs) * 1.05;
+  const y0 = D.percent ? Math.max(0, lo - 0.05) : lo - pad, y1 = D.percent ? Math.min(1, hi + 0.02) : hi + pad;
   const X = v => L + (v - x0) / (x1 - x0 || 1) * (W - L - R), Y = v => H - B - (v - y0) / (y1 - y0 || 1) * (H - T - B);
   el("line", {x1: L, y1: H - B, x2: W - R, y2: H - B, stroke: "#444"}, svg);
   el("line", {x1: L, y1: T, x2: L, y2: H - B, stroke: "#444"}, svg);
   for (let i = 0; i <= 4; i++) {
     const xv = x0 + (x1 - x0) * i / 4, yv = y0 + (y1 - y0) * i / 4;
     el("text", {x: X(xv), y: H - B + 16, "text-anchor": "middle", "font-size": 11}, svg).textContent = xv.toFixed(2);
-    el("text", {x: L - 6, y: Y(yv) + 4, "text-anchor": "end", "font-size": 11}, svg).textContent = (100 * yv).toFixed(1);
+    el("text", {x: L - 6, y: Y(yv) + 4, "text-anchor": "end", "font-size": 11}, svg).textContent = D.percent ? (100 * yv).toFixed(1) : yv.toPrecision(3);
   }
   el("text", {x: (L + W - R) / 2, y: H - 10, "text-anchor": "middle"}, svg).textContent = `latency p50 (ms per batch) on ${D.profile}`;
-  el("text", {x: 14, y: (T + H - B) / 2, transform: `rotate(-90 14 ${(T + H - B) / 2})`, "text-anchor": "middle"}, svg).textContent = `${D.metric} (%)`;
+  el("text", {x: 14, y: (T + H - B) / 2, transform: `rotate(-90 14 ${(T + H - B) / 2})`, "text-anchor": "middle"}, svg).textContent = D.percent ? `${D.label} (%)` : `${D.label} (lower is better)`;
   el("line", {x1: X(D.budget_ms), y1: T, x2: X(D.budget_ms), y2: H - B, stroke: "#c0392b", "stroke-dasharray": "5,4"}, svg);
   const fr = pts.filter(t => front.has(t.trial)).sort((a, b) => a.latency_p50_ms - b.latency_p50_ms);
   if (fr.length > 1) el("polyline", {points: fr.map(t => `${X(t.latency_p50_ms)},${Y(t.accuracy)}`).join(" "), fill: "none", stroke: "#1f4e79"}, svg);
@@ -231,7 +236,7 @@ drawTable();
 // Open on the best plan within budget (confirmed with fresh seeds where it was; else the most
 // accurate), so the page shows a plan at once.
 const ok = D.trials.filter(t => t.status === "completed");
-const best = D.trials.find(t => t.trial === D.best) || ok.sort((a, b) => b.accuracy - a.accuracy)[0];
+const best = D.trials.find(t => t.trial === D.best) || ok.sort((a, b) => (D.higher_is_better ? 1 : -1) * (b.accuracy - a.accuracy))[0];
 if (best) showPlan(best);
 </script>
 </body></html>

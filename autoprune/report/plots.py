@@ -8,11 +8,12 @@ from typing import Any
 import pandas as pd
 
 from autoprune.core.files import atomic_path
+from autoprune.core.metric import ACCURACY, MetricSense
 from autoprune.core.records import Status, at
 from autoprune.report.frames import pareto_front
 
 
-def _ci_bars(ax, trials: pd.DataFrame, profile: str, colour: str) -> None:
+def _ci_bars(ax, trials: pd.DataFrame, profile: str, colour: str, sense: MetricSense) -> None:
     """Horizontal error bars: each trial's latency CI (none for single-process or table figures)."""
     low, high, lat = (at(c, profile) for c in ("latency_ci_low_ms", "latency_ci_high_ms", "latency_p50_ms"))
     if low not in trials:
@@ -20,16 +21,16 @@ def _ci_bars(ax, trials: pd.DataFrame, profile: str, colour: str) -> None:
     has = trials.dropna(subset=[low, high])
     if has.empty:
         return
-    ax.errorbar(has[lat], has["accuracy"] * 100, xerr=[has[lat] - has[low], has[high] - has[lat]], fmt="none",
+    ax.errorbar(has[lat], sense.shown(has["accuracy"]), xerr=[has[lat] - has[low], has[high] - has[lat]], fmt="none",
                 ecolor=colour, elinewidth=1, capsize=2, zorder=2)
 
 
 def plot_pareto(trials: pd.DataFrame, run_dir: Path, *, budgets_ms: dict[str, float], baseline: dict[str, Any],
-                profiles: list[str]) -> Path:
+                profiles: list[str], sense: MetricSense = ACCURACY) -> Path:
     """``pareto.png`` in ``run_dir``: see ``pareto_figure``."""
     import matplotlib.pyplot as plt
 
-    fig = pareto_figure(trials, budgets_ms=budgets_ms, baseline=baseline, profiles=profiles)
+    fig = pareto_figure(trials, budgets_ms=budgets_ms, baseline=baseline, profiles=profiles, sense=sense)
     path = run_dir / "pareto.png"
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight")
@@ -38,7 +39,7 @@ def plot_pareto(trials: pd.DataFrame, run_dir: Path, *, budgets_ms: dict[str, fl
 
 
 def pareto_figure(trials: pd.DataFrame, *, budgets_ms: dict[str, float], baseline: dict[str, Any],
-                  profiles: list[str]):
+                  profiles: list[str], sense: MetricSense = ACCURACY):
     """One panel per profile: all trials, that profile's front, its budget line and the unpruned model.
     The legend sits under each panel: inside, it hid the unpruned model's star (top right) or trials."""
     import matplotlib
@@ -50,30 +51,30 @@ def pareto_figure(trials: pd.DataFrame, *, budgets_ms: dict[str, float], baselin
     fig, axes = plt.subplots(1, len(profiles), figsize=(7 * len(profiles), 5.2), dpi=120, squeeze=False)
     for ax, name in zip(axes[0], profiles, strict=True):
         lat = at("latency_p50_ms", name)
-        front = pareto_front(trials, latency=lat)
+        front = pareto_front(trials, latency=lat, sense=sense)
         ok, over = done[done["meets_budget"]], done[~done["meets_budget"]]
         skipped = trials[trials["status"] == Status.INFEASIBLE] if "accuracy_before_finetune" in trials else trials.iloc[0:0]
         if not skipped.empty:
-            ax.scatter(skipped[lat], skipped["accuracy_before_finetune"] * 100, s=14, marker="x", c="#d5a6a6",
-                       label="over budget, not fine-tuned (accuracy before)")
+            ax.scatter(skipped[lat], sense.shown(skipped["accuracy_before_finetune"]), s=14, marker="x", c="#d5a6a6",
+                       label=f"over budget, not fine-tuned ({sense.label} before)")
         stopped = trials[trials["status"] == Status.STOPPED]
         if not stopped.empty:  # the screen's or ASHA's stops: an interim figure, not a result
-            ax.scatter(stopped[lat], stopped["accuracy"] * 100, s=14, marker="+", c="#9bb7c9",
-                       label="stopped early (interim accuracy)")
+            ax.scatter(stopped[lat], sense.shown(stopped["accuracy"]), s=14, marker="+", c="#9bb7c9",
+                       label=f"stopped early (interim {sense.label})")
         for part, colour in ((over, "#bbbbbb"), (ok, "#7fb3d5"), (front, "#1f4e79")):
-            _ci_bars(ax, part, name, colour)
-        ax.scatter(over[lat], over["accuracy"] * 100, s=18, c="#bbbbbb", label="trial over budget")
-        ax.scatter(ok[lat], ok["accuracy"] * 100, s=18, c="#7fb3d5", label="trial within budget")
-        ax.step(front[lat], front["accuracy"] * 100, where="post", c="#1f4e79", lw=1.5)
-        ax.scatter(front[lat], front["accuracy"] * 100, s=36, c="#1f4e79", label="Pareto front", zorder=3)
+            _ci_bars(ax, part, name, colour, sense)
+        ax.scatter(over[lat], sense.shown(over["accuracy"]), s=18, c="#bbbbbb", label="trial over budget")
+        ax.scatter(ok[lat], sense.shown(ok["accuracy"]), s=18, c="#7fb3d5", label="trial within budget")
+        ax.step(front[lat], sense.shown(front["accuracy"]), where="post", c="#1f4e79", lw=1.5)
+        ax.scatter(front[lat], sense.shown(front["accuracy"]), s=36, c="#1f4e79", label="Pareto front", zorder=3)
         base = baseline["profiles"][name]
-        ax.scatter([base["latency_p50_ms"]], [baseline["accuracy"] * 100], marker="*", s=160, c="#e67e22",
+        ax.scatter([base["latency_p50_ms"]], [sense.shown(baseline["accuracy"])], marker="*", s=160, c="#e67e22",
                    label="unpruned", zorder=4)
         if name in budgets_ms:
             ax.axvline(budgets_ms[name], ls="--", c="#c0392b", lw=1, label=f"budget {budgets_ms[name]:.3g} ms")
         ax.set_xlabel(f"latency (ms per batch) on {name}; bars: 95 % CI")
-        ax.set_ylabel("validation accuracy (%)")
-        ax.set_title(f"accuracy against measured latency: {name}", fontsize=10)
+        ax.set_ylabel(sense.axis() + ("" if sense.higher_is_better else ", lower is better"))
+        ax.set_title(f"{sense.label} against measured latency: {name}", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, frameon=False)
     fig.tight_layout()

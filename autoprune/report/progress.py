@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from autoprune.core.metric import ACCURACY, MetricSense
 from autoprune.core.records import Status
 from autoprune.latency.onnx import fmt_ms
 from autoprune.latency.pooling import describe_rule
@@ -34,8 +35,9 @@ log = logging.getLogger("autoprune")
 
 class SearchProgress:
     def __init__(self, *, total: int, quiet: bool = False, console: Console | None = None, done: int = 0,
-                 budget_rule: str = "upper") -> None:
+                 budget_rule: str = "upper", sense: MetricSense = ACCURACY) -> None:
         self.total = total
+        self.sense = sense  # the metric's direction and format; set once the workload is loaded
         self.budget_rule = budget_rule  # how "within budget" is decided; said once, and in every best line
         self._rule = describe_rule(budget_rule, short=True)
         self.done = done  # a resumed run counts on from the trials it already has
@@ -62,7 +64,7 @@ class SearchProgress:
         self.print(f"[dim]  done in {self.timings[key]:.1f} s[/]")
 
     def baseline(self, base: dict[str, Any], *, budgets: Sequence[Any], budgets_ms: dict[str, float]) -> None:
-        self.print(f"unpruned: accuracy {base['accuracy']:.1%}, {base['macs'] / 1e6:.1f} M MACs")
+        self.print(f"unpruned: {self.sense.label} {self.sense.fmt(base['accuracy'])}, {base['macs'] / 1e6:.1f} M MACs")
         for fig in base["profiles"].values():
             self.print(f"  {fig['latency']}")
         for b in budgets:
@@ -86,22 +88,27 @@ class SearchProgress:
         if row["status"] == Status.STOPPED:
             when = ("by the adaptive-BN screen, before fine-tuning" if row.get("finetune_step") == 0
                     else f"at step {row.get('finetune_step', '?')}")
-            self.print(f"{head} [dim]stopped early[/] {when}: interim acc "
-                       f"{row['accuracy']:.1%}  {fmt_ms(row['latency_p50_ms'])} ms ({row['wall_s']:.1f} s)")
+            self.print(f"{head} [dim]stopped early[/] {when}: interim {self._short} "
+                       f"{self.sense.fmt(row['accuracy'])}  {fmt_ms(row['latency_p50_ms'])} ms ({row['wall_s']:.1f} s)")
             return
-        if row["meets_budget"] and (self.best is None or row["accuracy"] > self.best["accuracy"]):
+        if row["meets_budget"] and (self.best is None or self.sense.better(row["accuracy"], self.best["accuracy"])):
             self.best = row
         mark = "[green]within budget[/]" if row["meets_budget"] else "[yellow]over budget[/]"
-        best = (f"best within budget ({self._rule}): {self.best['accuracy']:.1%} @ "
+        best = (f"best within budget ({self._rule}): {self.sense.fmt(self.best['accuracy'])} @ "
                 f"{fmt_ms(self.best['latency_p50_ms'])} ms" if self.best else "none within budget yet")
-        self.print(f"{head} acc {row['accuracy']:.1%}  {_latency(row)}  "
+        self.print(f"{head} {self._short} {self.sense.fmt(row['accuracy'])}  {_latency(row)}  "
                    f"{row['macs'] / 1e6:.1f} M MACs  {mark}  ({row['wall_s']:.1f} s)   {best}")
+
+    @property
+    def _short(self) -> str:
+        return "acc" if self.sense.label == "accuracy" else self.sense.label
 
     def confirmed(self, row: dict[str, Any], confirmation: Any) -> None:
         """One plan of the confirmation stage: its fresh seeds' mean ± sd beside its in-search figure."""
         c = confirmation
-        self.print(f"  {row['trial']}: {c.mean:.1%} ± {c.sd:.1%} over {len(c.accuracies)} fresh seed(s) "
-                   f"(in the search {row['accuracy']:.1%}) at {_latency(row)}")
+        fmt = self.sense.fmt
+        self.print(f"  {row['trial']}: {fmt(c.mean)} ± {fmt(c.sd)} over {len(c.accuracies)} fresh seed(s) "
+                   f"(in the search {fmt(row['accuracy'])}) at {_latency(row)}")
 
     def summary(self, front: pd.DataFrame, *, run_dir: Path, where: Callable[[str], str], plot: Path | None,
                 counts: dict[str, int], best: pd.Series | None = None, failure: str | None = None) -> None:
@@ -110,18 +117,19 @@ class SearchProgress:
         if self.quiet:
             return
         table = Table(title=f"Pareto front ({len(front)} plans)", title_justify="left")
-        for col in ("trial", "accuracy", "fresh seeds", "latency p50 ms", "95 % CI", "M MACs",
+        fmt = self.sense.fmt
+        for col in ("trial", self.sense.label, "fresh seeds", "latency p50 ms", "95 % CI", "M MACs",
                     f"meets budget ({self._rule})"):
             table.add_column(col, justify="right" if col != "trial" else "left")
         for r in front.itertuples():
             ci = "" if pd.isna(r.latency_ci_low_ms) else f"{fmt_ms(r.latency_ci_low_ms)}–{fmt_ms(r.latency_ci_high_ms)}"
-            fresh = "" if pd.isna(r.confirmed_accuracy) else f"{r.confirmed_accuracy:.1%} ± {r.confirmed_sd:.1%}"
-            table.add_row(r.trial, f"{r.accuracy:.1%}", fresh, fmt_ms(r.latency_p50_ms), ci,
+            fresh = "" if pd.isna(r.confirmed_accuracy) else f"{fmt(r.confirmed_accuracy)} ± {fmt(r.confirmed_sd)}"
+            table.add_row(r.trial, fmt(r.accuracy), fresh, fmt_ms(r.latency_p50_ms), ci,
                           f"{r.macs / 1e6:.2f}", "yes" if r.meets_budget else "no")
         self.console.print(table)
         if best is not None:
-            how = ("confirmed with fresh seeds: " f"{best['confirmed_accuracy']:.1%} ± {best['confirmed_sd']:.1%}"
-                   if not pd.isna(best.get("confirmed_accuracy")) else f"{best['accuracy']:.1%} in the search")
+            how = ("confirmed with fresh seeds: " f"{fmt(best['confirmed_accuracy'])} ± {fmt(best['confirmed_sd'])}"
+                   if not pd.isna(best.get("confirmed_accuracy")) else f"{fmt(best['accuracy'])} in the search")
             self.print(f"best within budget: {best['trial']}, {how}, at {_latency(best)}")
         states = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         self.print(f"finished in {time.perf_counter() - self.t0:.0f} s; trials: {states}")

@@ -15,6 +15,7 @@ from autoprune.core.config import read_yaml
 from autoprune.core.errors import AutopruneError
 from autoprune.core.files import atomic_path
 from autoprune.core.location import Location, local_path
+from autoprune.core.metric import ACCURACY, MetricSense
 from autoprune.core.mirror import fetch, readable_run
 from autoprune.core.records import RunConfig
 from autoprune.report.frames import best_within_budget
@@ -38,6 +39,7 @@ class RunSummary:
     best_trial: str | None = None  # the most accurate completed plan within budget (confirmed, where it was)
     best_accuracy: float = math.nan
     best_latency_ms: float = math.nan
+    sense: MetricSense = ACCURACY  # the run's metric: how best_accuracy reads
     started: dt.datetime | None = None
     detail: str = ""
     location: str = ""  # what to pass to apply and --resume: the run's directory or URL
@@ -65,8 +67,8 @@ def summarize_run(run_dir: str | Path, *, location: str | None = None) -> RunSum
         status = FINISHED if done >= conf.trials or exhausted else INTERRUPTED
     else:
         status = INCOMPLETE
-    best = best_within_budget(trials)
-    return RunSummary(
+    best = best_within_budget(trials, sense=conf.sense)
+    return RunSummary(sense=conf.sense,
         run_dir=run, status=status, model=conf.model, budgets=tuple(b.budget for b in conf.budgets.values()),
         trials_done=done, trials_planned=conf.trials, best_trial=None if best is None else str(best["trial"]),
         best_accuracy=math.nan if best is None else float(best["confirmed_accuracy"] if pd.notna(
@@ -118,18 +120,23 @@ def plot_fronts(runs: Sequence[str | Path], path: str | Path) -> Path:
                                  f"finish it with autoprune search --resume {where}")
         fronts.append((run, conf, pd.read_csv(run / "pareto.csv")))
     profiles = {conf.profiles[0]["name"] for _, conf, _ in fronts}
+    senses = {conf.sense for _, conf, _ in fronts}
+    if len(senses) > 1:
+        raise AutopruneError("--compare: these runs rank plans by different metrics ("
+                             + ", ".join(sorted(s.name for s in senses)) + "); compare runs of one metric")
+    sense = next(iter(senses))
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     for i, (run, conf, front) in enumerate(fronts):
         colour = f"C{i % 10}"
         label = f"{run.name}: {conf.model}, {conf.budget}"
         if front.empty:
             label += " (no completed trial)"
-        ax.step(front["latency_p50_ms"], front["accuracy"] * 100, where="post", c=colour, lw=1.5)
-        ax.scatter(front["latency_p50_ms"], front["accuracy"] * 100, s=30, c=colour, label=label, zorder=3)
+        ax.step(front["latency_p50_ms"], sense.shown(front["accuracy"]), where="post", c=colour, lw=1.5)
+        ax.scatter(front["latency_p50_ms"], sense.shown(front["accuracy"]), s=30, c=colour, label=label, zorder=3)
         ax.axvline(conf.budget_ms, ls="--", c=colour, lw=1, alpha=0.7)
     where = next(iter(profiles)) if len(profiles) == 1 else "each run's primary profile: " + ", ".join(sorted(profiles))
     ax.set_xlabel(f"latency (ms per batch) on {where}; dashed: budgets")
-    ax.set_ylabel("validation accuracy (%)")
+    ax.set_ylabel(sense.axis())
     ax.set_title("Pareto fronts of the runs compared", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from autoprune.core.metric import ACCURACY, MetricSense
 from autoprune.core.records import Status, ratios_of
 from autoprune.prune.plan import Plan
 from autoprune.study.budgeted import plan_key
@@ -47,11 +48,11 @@ def fresh_seeds(seed: int, count: int) -> list[int]:
     return [seed + SEED_OFFSET + i for i in range(count)]
 
 
-def candidates(rows: Sequence[dict[str, Any]], k: int) -> list[dict[str, Any]]:
-    """The ``k`` most accurate completed trials within budget, one per plan."""
+def candidates(rows: Sequence[dict[str, Any]], k: int, *, sense: MetricSense = ACCURACY) -> list[dict[str, Any]]:
+    """The ``k`` best completed trials within budget (by the metric, as ``sense`` ranks it), one per plan."""
     ok = [r for r in rows if r.get("status") == Status.COMPLETED and bool(r.get("meets_budget"))
           and isinstance(r.get("accuracy"), (int, float)) and not math.isnan(r["accuracy"])]
-    ok.sort(key=lambda r: (-r["accuracy"], r.get("latency_p50_ms", 0.0), r["trial"]))
+    ok.sort(key=lambda r: (-sense.key(r["accuracy"]), r.get("latency_p50_ms", 0.0), r["trial"]))
     out, seen = [], set()
     for r in ok:
         key = plan_key(ratios_of(r))
@@ -99,7 +100,7 @@ def confirm(rows: Sequence[dict[str, Any]], *, model, data, settings: TrialSetti
     """Re-train the top ``k`` plans with ``seeds`` fresh seeds each, on Ray actors (a trial's resources)."""
     import ray
 
-    chosen = [r for r in candidates(rows, k)  # a resumed run keeps what it confirmed before
+    chosen = [r for r in candidates(rows, k, sense=settings.sense)  # a resumed run keeps what it confirmed before
               if not (isinstance(r.get("confirmed_seeds"), (int, float)) and r["confirmed_seeds"] >= seeds)]
     if not chosen or seeds < 1:
         return []

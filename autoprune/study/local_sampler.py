@@ -36,10 +36,11 @@ class LocalMovesSampler(optuna.samplers.BaseSampler):
     @staticmethod
     def _incumbent(study: optuna.Study) -> FrozenTrial | None:
         best = None
+        sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0  # perplexity: lower
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             if any(v > 0 for v in t.constraints.values()) or t.value is None:
                 continue
-            if best is None or t.value > best.value:
+            if best is None or sign * t.value > sign * best.value:
                 best = t
         return best
 

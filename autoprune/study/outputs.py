@@ -16,6 +16,7 @@ import pandas as pd
 
 from autoprune.core.errors import AutopruneError, first_line
 from autoprune.core.location import Location, local_path
+from autoprune.core.metric import ACCURACY, MetricSense
 from autoprune.core.mirror import RunMirror, fetch, local_copy_dir
 from autoprune.core.records import Status
 from autoprune.report.channels import plot_front_channels
@@ -117,8 +118,9 @@ class Checkpoint:
     draw_share = 0.1
 
     def __init__(self, outputs: RunOutputs, *, budgets_ms: dict[str, float], baseline: dict[str, Any],
-                 profiles: list[str], timings: dict[str, float] | None = None) -> None:
+                 profiles: list[str], timings: dict[str, float] | None = None, sense: MetricSense = ACCURACY) -> None:
         self.outputs, self.budgets_ms, self.baseline, self.profiles = outputs, budgets_ms, baseline, profiles
+        self.sense = sense
         self.timings = {} if timings is None else timings  # outputs_s: the driver's time spent here
         self._drawn_at, self._draw_s = time.monotonic(), 0.0
 
@@ -127,12 +129,12 @@ class Checkpoint:
         run_dir = self.outputs.local
         table = trials_frame(rows, baseline=self.baseline, profiles=self.profiles)
         write_trials(table, run_dir)
-        front = write_pareto(table, run_dir, profiles=self.profiles)
+        front = write_pareto(table, run_dir, profiles=self.profiles, sense=self.sense)
         start = time.monotonic()
         if (start - self._drawn_at) * self.draw_share >= self._draw_s:
             try:
                 draw_plots(run_dir, table, front, budgets_ms=self.budgets_ms, baseline=self.baseline,
-                           profiles=self.profiles)
+                           profiles=self.profiles, sense=self.sense)
                 write_report(run_dir)
             except Exception:  # noqa: BLE001, S110 - pictures mid-run are a courtesy; finish() draws them for sure
                 pass
@@ -143,9 +145,10 @@ class Checkpoint:
 
 
 def draw_plots(run_dir: Path, table: pd.DataFrame, front: pd.DataFrame, *, budgets_ms: dict[str, float],
-               baseline: dict[str, Any], profiles: list[str]) -> tuple[Path | None, Path | None]:
+               baseline: dict[str, Any], profiles: list[str],
+               sense: MetricSense = ACCURACY) -> tuple[Path | None, Path | None]:
     """pareto.png (once a trial completed) and pareto_channels.png (for a front that has plans)."""
     plot = None
     if (table["status"] == Status.COMPLETED).any():
-        plot = plot_pareto(table, run_dir, budgets_ms=budgets_ms, baseline=baseline, profiles=profiles)
-    return plot, plot_front_channels(run_dir, front)
+        plot = plot_pareto(table, run_dir, budgets_ms=budgets_ms, baseline=baseline, profiles=profiles, sense=sense)
+    return plot, plot_front_channels(run_dir, front, sense=sense)

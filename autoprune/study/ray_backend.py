@@ -237,11 +237,11 @@ def _scheduler(opts: RunOptions, settings: TrialSettings):
         # Results over budget carry NaN there, which the rung's percentile ignores (quietly: before
         # the first screened plan, a rung of NaNs only).
         warnings.filterwarnings("ignore", message="All-NaN slice encountered", category=RuntimeWarning)
-        return ASHAScheduler(time_attr="fidelity", metric="screen_accuracy", mode="max", max_t=2,
+        return ASHAScheduler(time_attr="fidelity", metric="screen_accuracy", mode=settings.sense.mode, max_t=2,
                              grace_period=1, reduction_factor=2)
     steps = settings.finetune.steps or 1
     # Rungs at fine-tune steps eval_every, 2x, 4x…: a trial continues while in the top half there.
-    return ASHAScheduler(time_attr="finetune_step", metric="accuracy", mode="max", max_t=steps,
+    return ASHAScheduler(time_attr="finetune_step", metric="accuracy", mode=settings.sense.mode, max_t=steps,
                          grace_period=max(1, settings.eval_every), reduction_factor=2)
 
 
@@ -266,7 +266,8 @@ def run_trials(*, work: Workload, settings: TrialSettings, plan_fields: dict[str
     space = {name: optuna.distributions.FloatDistribution(g.low, g.high, step=g.step)
              for name, g in work.space.groups.items()}
     # budget: one objective (accuracy) among plans repaired onto the boundary; front: two objectives.
-    metric, mode = (_OBJECTIVES[0], "max") if opts.formulation == "budget" else (_OBJECTIVES, ["max", "min"])
+    best = settings.sense.mode  # "max" for accuracy, "min" for perplexity
+    metric, mode = (_OBJECTIVES[0], best) if opts.formulation == "budget" else (_OBJECTIVES, [best, "min"])
     searcher = BudgetedOptunaSearch(
         space=space, metric=metric, mode=mode, budgets_ms=budgets_ms, budget_rule=settings.budget_rule,
         aim=opts.aim if opts.formulation == "budget" else None, land_initial=opts.land_initial,

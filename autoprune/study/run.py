@@ -192,6 +192,7 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
     with progress.phase("loading model, data and space", key="load_s"):
         work = load_workload(model=model, data=data, space=space, profiles=profiles, criterion=criterion,
                              weights=weights, metric=metric, loss=loss, val_samples=val_samples)
+    progress.sense = work.sense
     if initial_plans is not None:
         initial_plans = [work.space.check_plan(p, source=f"initial plan {i}") for i, p in enumerate(initial_plans)]
     sens_table = load_sensitivity(sensitivity, space=work.space) if sensitivity is not None else None
@@ -241,6 +242,7 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
         run_config = RunConfig.model_validate({
             "format": RUN_FORMAT, "model": model, "weights": None if weights is None else str(weights),
             "model_fingerprint": base_fp, "data": data, "metric": metric, "loss": loss, "val_samples": val_samples,
+            "metric_direction": work.sense.direction, "metric_percent": work.sense.percent,
             "preprocessing": work.data.preprocessing,
             **as_spec(work.input_shape).record(), "budget": str(budgets[0]), "budget_ms": budgets_ms[primary],
             "budgets": {b.profile: {"budget": str(b), "ms": budgets_ms[b.profile]} for b in budgets},
@@ -390,7 +392,8 @@ def _seeds(work: Workload, aim: BudgetAim, names: Sequence[str], *, sens_table: 
                 with progress.phase(f"seed plan: sensitivity of each group alone ({n} evaluations)",
                                     key="seed_sensitivity_s"):
                     sens_table = quick_sensitivity(work.model, work.data, space=work.space,
-                                                   input_shape=work.input_shape, metric=work.metric)
+                                                   input_shape=work.input_shape, metric=work.metric,
+                                                   sense=work.sense)
             plans[name] = sensitivity_seed(aim, sens_table)
     unique: list[dict[str, float]] = []
     for plan in plans.values():
@@ -416,13 +419,13 @@ def _execute(work: Workload, outputs: RunOutputs, run_config: RunConfig, opts: R
         input_shape=work.input_shape, profiles=work.profiles, cache=cache, budgets_ms=budgets_ms,
         finetune=FinetuneConfig(steps=ft.steps, lr=ft.lr, batch_size=ft.batch_size, seed=run_config.seed,
                                 loss=work.loss, workers=work.data.workers),
-        metric=work.metric, precheck=run_config.precheck,
+        metric=work.metric, sense=work.sense, precheck=run_config.precheck,
         evaluate_infeasible=run_config.sampler == "gp", bn_recalibration=run_config.bn_recalibration,
         eval_every=run_config.eval_every, screen=run_config.early_stop == "bn", references=references, budget_rule=run_config.budget_confidence,
         landing_moves=run_config.landing_moves)
     profiles = [p.name for p in work.profiles]
     written = Checkpoint(outputs, budgets_ms=budgets_ms, baseline=run_config.baseline, profiles=profiles,
-                         timings=progress.timings)
+                         timings=progress.timings, sense=work.sense)
     rows, interrupted, exhausted = run_trials(work=work, settings=settings, plan_fields=run_config.plan, budgets_ms=budgets_ms,
                                    opts=opts, run_dir=outputs.local, progress=progress, rows=rows, on_rows=written)
     if not interrupted and run_config.confirm:
@@ -460,6 +463,7 @@ def _resume(run: str | Path, *, trials: int | None, concurrency: int, quiet: boo
         work = load_workload(model=run_config.model, data=run_config.data, space=run_dir / "space.yaml",
                              profiles=profiles, weights=run_config.weights, metric=run_config.metric,
                              loss=run_config.loss, val_samples=run_config.val_samples)
+    progress.sense = work.sense
     if fingerprint(work.model) != run_config.model_fingerprint:
         raise AutopruneError(f"--resume {outputs.where()}: model {run_config.model!r} no longer has the weights this "
                              "run searched (fingerprint differs); start a new search for the new weights")
@@ -504,11 +508,12 @@ def finish(outputs: RunOutputs, rows: list[dict[str, Any]], *, budgets_ms: dict[
     run's URL: an error here names the local copy that holds everything). ``exhausted``: the search
     ended before its trial count because every plan of the space had run (a finished run all the same)."""
     run_dir = outputs.local
+    sense = progress.sense
     table = trials_frame(rows, baseline=baseline, profiles=profiles)
     write_trials(table, run_dir)
-    front = write_pareto(table, run_dir, profiles=profiles)
+    front = write_pareto(table, run_dir, profiles=profiles, sense=sense)
     plot, channels_png = draw_plots(run_dir, table, front, budgets_ms=budgets_ms, baseline=baseline,
-                                    profiles=profiles)
+                                    profiles=profiles, sense=sense)
     n_failed = int((table["status"] == Status.FAILED).sum())
     counts = {k: int(v) for k, v in table["status"].value_counts().items()}
     cfg.dump({"trials": len(table), "failed": n_failed, "status": counts, "pareto_size": len(front),
@@ -524,7 +529,7 @@ def finish(outputs: RunOutputs, rows: list[dict[str, Any]], *, budgets_ms: dict[
         progress.print(f"[yellow]report.html not written[/]: {type(exc).__name__}: {exc}")
     outputs.sync(final=True)
     progress.summary(front, run_dir=run_dir, where=outputs.where, plot=plot, counts=counts,
-                     best=best_within_budget(table), failure=cause)
+                     best=best_within_budget(table, sense=sense), failure=cause)
     if n_failed and not counts.get(Status.COMPLETED, 0):  # nothing to apply, and failures are why
         raise TrialsFailed(run_dir, failed=n_failed, cause=cause or "unknown", location=outputs.where(),
                            total=len(table))

@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from autoprune.core.metric import ACCURACY, MetricSense
 from autoprune.prune.groups import removed_units
 from autoprune.study.repair import BudgetAim, shifted
 
@@ -132,7 +133,7 @@ def sensitivity_seed(aim: BudgetAim, table: pd.DataFrame) -> dict[str, float]:
 
 def quick_sensitivity(model: nn.Module, data, *, space, input_shape: Sequence[int],
                       ratios: Sequence[float] = (0.25, 0.5, 0.75), bn_recalibration: int = 10,
-                      metric: str = "top1") -> pd.DataFrame:
+                      metric: str = "top1", sense: MetricSense = ACCURACY) -> pd.DataFrame:
     """Each group pruned alone at ``ratios``, BN recalibrated, no fine-tune: the accuracy drops the
     greedy selection needs (no latency: the cost model prices plans). Groups × ratios evaluations."""
     from autoprune.prune.plan import Plan
@@ -140,12 +141,12 @@ def quick_sensitivity(model: nn.Module, data, *, space, input_shape: Sequence[in
     from autoprune.train.finetune import FinetuneConfig, evaluate
 
     settings = TrialSettings(input_shape=tuple(input_shape), profiles=(), finetune=FinetuneConfig(steps=0),
-                             bn_recalibration=bn_recalibration, metric=metric)
+                             bn_recalibration=bn_recalibration, metric=metric, sense=sense)
     base = evaluate(model, data.trial_val, metric=metric)
     rows = []
     for name in space.groups:
         for r in ratios:
             plan = Plan(ratios={name: r}, criterion=space.criterion, round_to=space.round_to, ignored=space.ignored)
             acc = run_trial(model, data, plan, settings=settings)["accuracy"]
-            rows.append({"group": name, "ratio": r, "accuracy": acc, "accuracy_drop": base - acc})
+            rows.append({"group": name, "ratio": r, "accuracy": acc, "accuracy_drop": sense.drop(base, acc)})
     return pd.DataFrame(rows)

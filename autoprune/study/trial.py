@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from autoprune.core.errors import AutopruneError
+from autoprune.core.metric import ACCURACY, MetricSense
 from autoprune.core.records import PHASES, ProfileLatency
 from autoprune.core.records import at as at_profile
 from autoprune.latency import node_lock
@@ -58,6 +59,7 @@ class TrialSettings:
     references: Mapping[str, Reference] = field(default_factory=dict)  # profile name -> what pooled figures divide by
     budget_rule: str = "upper"  # a budget is met when the CI's upper end (or, "p50", the estimate) is within it
     metric: str = "top1"  # what ranks plans (autoprune.train.task); evaluated on data.trial_val
+    sense: MetricSense = ACCURACY  # which way the metric is better (the value an unscored plan is told)
     evaluate_infeasible: bool = False  # BN-recalibrate and evaluate plans over budget too (a GP models every value)
     landing_moves: int = 0  # re-measures along the trial's ladder to land on the budget (0: run the plan as given)
 
@@ -198,9 +200,10 @@ def run_trial(model: nn.Module, data: DataSplits, plan: Plan, *, settings: Trial
         metrics["accuracy"] = metrics["accuracy_before_finetune"]
     else:
         # Over budget: Optuna ranks infeasible trials by their violation alone (TPE, NSGA-II), so the
-        # accuracy is not computed; the sampler is told 0.0 and trials.csv records no accuracy.
+        # metric is not computed; the sampler is told its worst value (an accuracy of 0, a perplexity
+        # of inf) and trials.csv records none.
         metrics["accuracy_before_finetune"] = float("nan")
-        metrics["accuracy"] = 0.0
+        metrics["accuracy"] = settings.sense.worst
     metrics["finetuned"] = False
     metrics["final"] = True
 

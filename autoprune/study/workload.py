@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from autoprune.core.errors import AutopruneError
+from autoprune.core.metric import ACCURACY, MetricSense
 from autoprune.latency.profiles import HardwareProfile
 from autoprune.load.data import DataSplits, load_data
 from autoprune.load.models import load_model
@@ -31,15 +32,16 @@ class Workload:
     profiles: tuple[HardwareProfile, ...]  # the primary profile first
     metric: str = "top1"  # what ranks plans (autoprune.train.task)
     loss: str = "cross_entropy"  # what fine-tuning minimises
+    sense: MetricSense = ACCURACY  # which way the metric is better
 
 
 def load_workload(*, model: str, data: str, space: str | Path | None, profiles: Sequence[HardwareProfile],
                   criterion: str | None = None, weights: str | Path | None = None, metric: str = "top1",
                   loss: str = "cross_entropy", val_samples: int | None = None) -> Workload:
     """Resolve and cross-check model, data, space, metric and loss: every user error surfaces here."""
-    from autoprune.train.task import resolve_loss, resolve_metric
+    from autoprune.train.task import metric_sense, resolve_loss
 
-    resolve_metric(metric)
+    sense = metric_sense(metric)
     resolve_loss(loss)
     loaded_space = SearchSpace.load(space) if space is not None else None
     from autoprune.load.models import model_preprocessing
@@ -73,7 +75,7 @@ def load_workload(*, model: str, data: str, space: str | Path | None, profiles: 
         get_criterion(criterion)
         loaded_space = loaded_space.model_copy(update={"criterion": criterion})
     return Workload(model=net, data=splits, input_shape=input_shape, space=loaded_space, profiles=tuple(profiles),
-                    metric=metric, loss=loss)
+                    metric=metric, loss=loss, sense=sense)
 
 
 def check_task(model: torch.nn.Module, train: Dataset, val: Dataset, *, metric: str, loss: str, samples: int = 32) -> None:

@@ -1,9 +1,12 @@
 """What the model is for: the metric that ranks plans and the loss that trains them.
 
 Both are named by spec strings (so they travel to Ray workers and into config.yaml): built-in
-``top1`` / ``top5`` metrics and the ``cross_entropy`` loss, or ``package.module:function`` for any
-other task. A metric is ``fn(model, loader) -> float``, higher is better, where the loader yields
-``(inputs, targets)`` already on the model's device; a loss is ``fn(outputs, targets) -> tensor``.
+``top1`` / ``top5`` / ``next_token_top1`` / ``perplexity`` metrics and the ``cross_entropy`` /
+``lm_cross_entropy`` losses, or ``package.module:function`` for any other task. A metric is
+``fn(model, loader) -> float``, where the loader yields ``(inputs, targets)`` already on the model's
+device; higher is better unless the function says ``fn.direction = "minimize"`` (perplexity, an error
+rate), and it is shown as a percentage unless ``fn.percent = False`` (a minimised metric never is).
+A loss is ``fn(outputs, targets) -> tensor``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from autoprune.core.errors import AutopruneError
+from autoprune.core.metric import DIRECTIONS, MetricSense
 
 Metric = Callable[[nn.Module, Any], float]
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -51,7 +55,23 @@ def lm_cross_entropy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tens
     return nn.functional.cross_entropy(outputs[:, :-1].reshape(-1, outputs.shape[-1]), targets[:, 1:].reshape(-1))
 
 
-METRICS: dict[str, Metric] = {"top1": _topk(1), "top5": _topk(5), "next_token_top1": next_token_top1}
+def perplexity(model: nn.Module, loader: Any) -> float:
+    """A causal language model's perplexity: exp of the mean next-token cross-entropy over every
+    predicted token (the data's targets are the input ids). Lower is better."""
+    total_nll, tokens = 0.0, 0
+    for x, y in loader:
+        logits = model(x)[:, :-1]
+        total_nll += nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y[:, 1:].reshape(-1),
+                                                 reduction="sum").item()
+        tokens += y[:, 1:].numel()
+    return float(torch.exp(torch.tensor(total_nll / max(1, tokens))))
+
+
+perplexity.direction = "minimize"  # type: ignore[attr-defined]
+
+
+METRICS: dict[str, Metric] = {"top1": _topk(1), "top5": _topk(5), "next_token_top1": next_token_top1,
+                              "perplexity": perplexity}
 LOSSES: dict[str, Loss] = {"cross_entropy": nn.functional.cross_entropy, "lm_cross_entropy": lm_cross_entropy}
 
 
@@ -64,7 +84,22 @@ def resolve_loss(spec: str) -> Loss:
     return _resolve(spec, LOSSES, what="loss")
 
 
-METRIC_RETURNS = "a metric returns one number, higher is better (e.g. accuracy in [0, 1])"
+METRIC_RETURNS = ("a metric returns one number, higher is better (e.g. accuracy in [0, 1]) unless the function "
+                  "sets direction = 'minimize'")
+
+
+def metric_sense(spec: str) -> MetricSense:
+    """Which way ``spec``'s metric is better and how it reads, from the function's ``direction`` and
+    ``percent`` attributes; a wrong value is one line naming the function."""
+    fn = resolve_metric(spec)
+    fn = getattr(fn, "fn", fn)  # a user's function, not the guard around it (core.usercode)
+    direction = getattr(fn, "direction", "maximize")
+    if direction not in DIRECTIONS:
+        raise AutopruneError(f"metric {spec!r} has direction = {direction!r}; use 'maximize' or 'minimize'")
+    percent = getattr(fn, "percent", direction == "maximize")
+    if not isinstance(percent, bool):
+        raise AutopruneError(f"metric {spec!r} has percent = {percent!r}; use True (a fraction shown as %) or False")
+    return MetricSense(name=spec, direction=direction, percent=percent and direction == "maximize")
 
 
 def metric_value(value: Any, *, spec: str) -> float:
