@@ -173,7 +173,7 @@ def test_input_spec_keeps_its_dtype_through_pickling_and_data():
 
 
 @pytest.mark.parametrize("name,data,metric,loss", [
-    ("bert", "classification_data", "top1", "cross_entropy"),
+    ("bert", "padded_classification_data", "top1", "cross_entropy"),  # input_ids and attention_mask
     ("gpt2", "language_data", "next_token_top1", "lm_cross_entropy"),
     ("llama", "language_data", "perplexity", "lm_cross_entropy"),
 ])
@@ -190,6 +190,8 @@ def test_transformer_searches_end_to_end(name, data, metric, loss, tmp_path):
     ratios = done.filter(like="ratio.")
     assert any("attn" in c or "attention" in c for c in ratios.columns)
     assert (ratios.to_numpy() > 0).any()
+    if data == "padded_classification_data":
+        _applied_with_both_inputs(result)
     if metric == "perplexity":  # lower is better: the front, the best and the files say so
         _lower_is_better_throughout(result, done)
         _applied_and_reloaded_with_transformers(result)
@@ -210,6 +212,18 @@ def _applied_and_reloaded_with_transformers(result):
     with torch.no_grad():
         torch.testing.assert_close(again(input_ids=x, attention_mask=torch.ones_like(x)).logits,
                                    load_checkpoint(report["files"]["model"])(x))
+
+
+def _applied_with_both_inputs(result):
+    from autoprune import apply
+    from autoprune.core.records import RunConfig
+
+    assert RunConfig.read(result.run_dir, what="test").input_names == ["input_ids", "attention_mask"]
+    applied = apply(result.run_dir, epochs=0.1, quiet=True, pick=str(result.trials["trial"].iloc[0]))
+    assert applied.report["onnx_max_abs_diff"] < 1e-4  # checked on validation batches with their masks
+    again = load_checkpoint(applied.model_path)
+    x = {"input_ids": torch.tensor([[5, 9, 0, 0]]).repeat(1, SEQ // 4), "attention_mask": torch.ones(1, SEQ).long()}
+    assert again(x).shape == (1, 3)
 
 
 def _lower_is_better_throughout(result, done):

@@ -74,3 +74,29 @@ def gpt_neox():
     c = T.GPTNeoXConfig(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                         intermediate_size=128, max_position_embeddings=SEQ)
     return T.GPTNeoXForCausalLM(c).eval()
+
+
+class NamedInputs(torch.utils.data.Dataset):
+    """Samples as a tokenizer gives them: ({"input_ids", "attention_mask"}, label)."""
+
+    def __init__(self, ids: torch.Tensor, mask: torch.Tensor, y: torch.Tensor) -> None:
+        self.ids, self.mask, self.y = ids, mask, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):
+        return {"input_ids": self.ids[i], "attention_mask": self.mask[i]}, self.y[i]
+
+
+def padded_classification_data() -> tuple[NamedInputs, NamedInputs]:
+    """``classification_data``'s task on sequences of 4..SEQ tokens, padded with id 0 to SEQ: the
+    attention mask says which tokens are real (padding read as tokens would change the label's evidence)."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(1, VOCAB, (240, SEQ), generator=g)
+    lengths = torch.randint(4, SEQ + 1, (240,), generator=g)
+    mask = (torch.arange(SEQ) < lengths[:, None]).long()
+    x = x * mask  # padding: id 0
+    real = lambda lo, hi: (((x >= lo) & (x < hi)) & mask.bool()).sum(1)
+    y = torch.stack([real(1, VOCAB // 3), real(VOCAB // 3, 2 * VOCAB // 3), real(2 * VOCAB // 3, VOCAB)], 1).argmax(1)
+    return NamedInputs(x[:192], mask[:192], y[:192]), NamedInputs(x[192:], mask[192:], y[192:])

@@ -218,6 +218,7 @@ class RunConfig(StrictModel):
     input_shape: list[int]
     input_dtype: str = "float32"  # token ids: int64 (core.inputs.InputSpec)
     input_high: int | None = None  # token ids are below this
+    input_names: list[str] | None = None  # several named inputs of that shape, the main one first
     budget: str  # the primary budget
     budget_ms: float
     budgets: dict[str, BudgetEntry]  # profile → budget, the primary first

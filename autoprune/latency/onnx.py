@@ -107,9 +107,14 @@ def export_onnx(model: nn.Module, path: str | Path, *, input_shape: Sequence[int
     with warnings.catch_warnings(), torch.no_grad(), _mha_fastpath_off(), _eager_attention(model):
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice, every call
         # dynamo=False: the TorchScript exporter is seconds faster per trial on small CNNs.
-        torch.onnx.export(model, (spec.example(batch_size),), str(p), dynamo=False,
-                          opset_version=opset, input_names=["input"], output_names=["output"],
-                          dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}} if dynamic_batch else None)
+        x = spec.example(batch_size)
+        # Named inputs go in as the model's one dict argument: the trailing {} keeps the exporter from
+        # reading the dict as keyword arguments; the graph's inputs are then the dict's values, in order.
+        args, names = ((x, {}), list(x)) if isinstance(x, dict) else ((x,), ["input"])
+        torch.onnx.export(model, args, str(p), dynamo=False,
+                          opset_version=opset, input_names=names, output_names=["output"],
+                          dynamic_axes={**{n: {0: "batch"} for n in names}, "output": {0: "batch"}}
+                          if dynamic_batch else None)
     if spec.high is not None:
         _set_input_high(p, spec.high)
     return p
@@ -196,9 +201,11 @@ def measure_onnx(path: str | Path, profile: HardwareProfile, *, exclusive: bool 
     return replace(best, attempts=taken)  # type: ignore[arg-type] - max_attempts >= 1
 
 
-def onnx_outputs(path: str | Path, x: torch.Tensor) -> np.ndarray:
-    """Run an ONNX file on ``x`` with the default CPU session (for checking an export)."""
+def onnx_outputs(path: str | Path, x: torch.Tensor | dict[str, torch.Tensor]) -> np.ndarray:
+    """Run an ONNX file on ``x`` (a dict: the named inputs) with the default CPU session (for checking an export)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    if isinstance(x, dict):
+        return session.run(None, {k: v.numpy() for k, v in x.items()})[0]
     return session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]

@@ -114,7 +114,8 @@ class HardwareProfile(StrictModel):
         """What one sample looks like on this target: the profile's own shape where it sets one, with the
         data's dtype and id range (a profile fixes a sequence length, not what a token is)."""
         spec = as_spec(input_shape)
-        return spec if self.input_shape is None else InputSpec(self.input_shape, dtype=spec.dtype, high=spec.high)
+        return spec if self.input_shape is None else InputSpec(self.input_shape, dtype=spec.dtype, high=spec.high,
+                                                               names=spec.names)
 
     def runtime_settings(self) -> dict[str, Any]:
         """What ``runtimes.open_session`` needs, as plain data (a timing worker's job carries it)."""

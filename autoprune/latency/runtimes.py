@@ -22,26 +22,35 @@ class Unavailable(RuntimeError):
 
 
 class Session:
-    """A model ready to run on its target: ``run(x)`` returns the first output. ``input_shape`` has the
-    batch it was opened with where the file's batch axis is dynamic (``dynamic_batch``)."""
+    """A model ready to run on its target: ``run(x)`` returns the first output; ``x`` is the main (first)
+    input's array, or a dict of every input by name. ``input_shape`` has the batch it was opened with
+    where the file's batch axis is dynamic (``dynamic_batch``); ``companions``: the other inputs' names
+    and dtypes (an attention mask beside the token ids)."""
 
     def __init__(self, run: Any, input_shape: list[int], *, dynamic_batch: bool, dtype: str = "float32",
-                 high: int | None = None) -> None:
+                 high: int | None = None, name: str = "input",
+                 companions: tuple[tuple[str, str], ...] = ()) -> None:
         self._run, self.input_shape, self.dynamic_batch = run, input_shape, dynamic_batch
-        self.dtype, self.high = dtype, high
+        self.dtype, self.high, self.name, self.companions = dtype, high, name, companions
 
     def run(self, x: Any) -> Any:
-        return self._run(x)
+        return self._run(x if isinstance(x, dict) else {self.name: x})
 
     def feed(self, *, seed: int = 0) -> Any:
         """An input to time with: normal noise for float inputs, token ids below the file's recorded
-        bound (``autoprune.input_high``; else 2) for integer ones."""
+        bound (``autoprune.input_high``; else 2) for integer ones; beside them, a mask of ones and
+        zeros for any other input (core.inputs.companion: this module imports nothing from autoprune)."""
         import numpy as np
 
         rng = np.random.default_rng(seed)
         if self.dtype.startswith("float"):
-            return rng.standard_normal(self.input_shape).astype(self.dtype)
-        return rng.integers(0, self.high or 2, size=self.input_shape).astype(self.dtype)
+            main = rng.standard_normal(self.input_shape).astype(self.dtype)
+        else:
+            main = rng.integers(0, self.high or 2, size=self.input_shape).astype(self.dtype)
+        if not self.companions:
+            return main
+        return {self.name: main, **{n: np.full(self.input_shape, 1 if "mask" in n else 0, dtype=t)
+                                    for n, t in self.companions}}
 
 
 def missing(settings: dict[str, Any]) -> str | None:
@@ -86,11 +95,12 @@ def open_session(path: str, settings: dict[str, Any], *, batch_size: int) -> Ses
         # provider's libraries (CUDA, TensorRT) do not load: a figure from there would be the wrong target's.
         raise Unavailable(f"ONNX Runtime provider {settings['provider']}, which listed itself but did not load "
                           f"here (its libraries: CUDA, cuDNN, TensorRT); the session ran on {session.get_providers()[0]}")
-    inp = session.get_inputs()[0]
+    inp, *others = session.get_inputs()
     shape = [d if isinstance(d, int) else batch_size for d in inp.shape]
     high = session.get_modelmeta().custom_metadata_map.get(INPUT_HIGH_KEY)
-    return Session(lambda x: session.run(None, {inp.name: x})[0], shape, dynamic_batch=not isinstance(inp.shape[0], int),
-                   dtype=_ORT_TYPES.get(inp.type, "float32"), high=int(high) if high else None)
+    return Session(lambda x: session.run(None, x)[0], shape, dynamic_batch=not isinstance(inp.shape[0], int),
+                   dtype=_ORT_TYPES.get(inp.type, "float32"), high=int(high) if high else None, name=inp.name,
+                   companions=tuple((o.name, _ORT_TYPES.get(o.type, "int64")) for o in others))
 
 
 INPUT_HIGH_KEY = "autoprune.input_high"  # written by latency.onnx.export_onnx (token ids' bound)
@@ -124,7 +134,7 @@ def _openvino(path: str, settings: dict[str, Any], *, batch_size: int) -> Sessio
     shape = [batch_size if d.is_dynamic else d.get_length() for d in partial]
     dynamic_batch = partial[0].is_dynamic
     if partial.is_dynamic:  # compiled for one static shape: what a deployed latency-bound model runs
-        model.reshape({model.input(0): shape})
+        model.reshape({port: shape for port in model.inputs})  # named inputs share the main one's shape
     # LATENCY and one stream: one request at a time on the threads the profile gives (0: the
     # plugin's choice), as ONNX Runtime's intra-op threads do.
     config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
@@ -135,12 +145,15 @@ def _openvino(path: str, settings: dict[str, Any], *, batch_size: int) -> Sessio
     compiled = core.compile_model(model, settings.get("device", "CPU"), config)
     request = compiled.create_infer_request()
 
-    def run(x: Any) -> Any:
-        request.infer({0: x})
+    def run(x: dict[str, Any]) -> Any:
+        request.infer(x)
         return request.get_output_tensor(0).data.copy()
 
-    dtype = {"f32": "float32", "f16": "float16", "f64": "float64", "i64": "int64", "i32": "int32"}.get(
-        model.input(0).get_element_type().get_type_name(), "float32")
+    types = {"f32": "float32", "f16": "float16", "f64": "float64", "i64": "int64", "i32": "int32"}
+    dtype = types.get(model.input(0).get_element_type().get_type_name(), "float32")
     key = ["framework", INPUT_HIGH_KEY]  # where OpenVINO's ONNX reader keeps the file's metadata
     high = int(model.get_rt_info(key).astype(str)) if dtype.startswith("int") and model.has_rt_info(key) else None
-    return Session(run, shape, dynamic_batch=dynamic_batch, dtype=dtype, high=high)
+    companions = tuple((p.get_any_name(), types.get(p.get_element_type().get_type_name(), "int64"))
+                       for p in model.inputs[1:])
+    return Session(run, shape, dynamic_batch=dynamic_batch, dtype=dtype, high=high,
+                   name=model.input(0).get_any_name(), companions=companions)

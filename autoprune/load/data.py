@@ -4,15 +4,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from autoprune.core.errors import AutopruneError
 from autoprune.core.imports import import_callable
-from autoprune.core.inputs import InputSpec, of_sample
+from autoprune.core.inputs import InputSpec, main_name, of_sample
 
 DATA_HINT = ("use builtin:digits, builtin:fashion-mnist, an ImageFolder directory (optionally "
              "DIR?size=N&crop=N&mean=R,G,B&std=R,G,B&augment=false&workers=N), or package.module:function")
@@ -34,7 +36,8 @@ class DataSplits:
         """The first validation sample's shape and dtype (token ids: bounded by the largest id in the
         first samples of both splits)."""
         first = self.val[0][0]
-        if first.dtype.is_floating_point:
+        main = first[main_name(first)] if isinstance(first, Mapping) else first
+        if main.dtype.is_floating_point:
             return of_sample(first)
         more = [self.val[i][0] for i in range(1, min(len(self.val), 256))]  # type: ignore[arg-type]
         more += [self.train[i][0] for i in range(min(len(self.train), 256))]  # type: ignore[arg-type]
@@ -223,10 +226,21 @@ def check_splits(splits: DataSplits) -> None:
                                 f"{describe_exception(exc)}") from exc
         if not n:
             raise AutopruneError(f"data {spec!r}: the {name} dataset is empty; it needs samples")
-        if not (isinstance(sample, (tuple, list)) and len(sample) == 2 and isinstance(sample[0], torch.Tensor)):
+        if not (isinstance(sample, (tuple, list)) and len(sample) == 2 and _inputs(sample[0])):
             raise AutopruneError(f"data {spec!r}: a {name} sample is {described(sample)}; each sample must be "
-                                 "(input tensor, target), as a TensorDataset or ImageFolder gives")
-        shapes[name] = tuple(sample[0].shape)
+                                 "(input tensor, target), as a TensorDataset or ImageFolder gives, or (dict of "
+                                 "named input tensors, target) for a model fed several (input_ids, attention_mask)")
+        shapes[name] = _shape(sample[0])
     if shapes["train"] != shapes["validation"]:
         raise AutopruneError(f"data {spec!r}: train inputs have shape {shapes['train']} but validation inputs "
                              f"{shapes['validation']}; both splits must give inputs of one shape")
+
+
+def _inputs(x: Any) -> bool:
+    """A sample's input: one tensor, or a dict of named tensors."""
+    return isinstance(x, torch.Tensor) or (isinstance(x, Mapping) and bool(x)
+                                            and all(isinstance(v, torch.Tensor) for v in x.values()))
+
+
+def _shape(x: Any) -> tuple:
+    return tuple(x.shape) if isinstance(x, torch.Tensor) else tuple((k, tuple(v.shape)) for k, v in x.items())

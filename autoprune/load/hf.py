@@ -30,7 +30,9 @@ class Logits(nn.Module):
         if getattr(model.config, "use_cache", None):
             model.config.use_cache = False
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+        if isinstance(x, dict):  # the data's named inputs (input_ids with its own attention_mask)
+            return self.model(**x).logits
         if self.input_name == "input_ids":
             return self.model(input_ids=x, attention_mask=torch.ones_like(x)).logits
         return self.model(**{self.input_name: x}).logits

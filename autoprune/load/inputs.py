@@ -25,4 +25,4 @@ def within_vocabulary(spec: InputSpec, model: nn.Module) -> InputSpec:
     if not spec.is_integer or spec.high is not None:
         return spec
     table = next((m for m in model.modules() if isinstance(m, nn.Embedding)), None)
-    return InputSpec(spec, dtype=spec.dtype, high=table.num_embeddings if table is not None else None)
+    return InputSpec(spec, dtype=spec.dtype, high=table.num_embeddings if table is not None else None, names=spec.names)

@@ -17,7 +17,12 @@ from torch import nn
 
 from autoprune.core.errors import AutopruneError
 from autoprune.prune.criteria import get_criterion
-from autoprune.prune.graph import dependency_graph, example_input, first_line
+from autoprune.prune.graph import (
+    dependency_graph,
+    example_input,
+    first_line,
+    traced_inputs,
+)
 from autoprune.prune.groups import (
     PrunableGroup,
     attention_blocks,
@@ -287,7 +292,7 @@ def global_ratios(model: nn.Module, *, input_shape: Sequence[int], ratio: float,
         return out
     # Torch-Pruning's own search never meets transformer layers: it cannot see heads, and on a
     # Llama its group search does not return.
-    pruner = tp.pruner.MetaPruner(model, example_input(input_shape), importance=tp.importance.GroupMagnitudeImportance(p=1),
+    pruner = tp.pruner.MetaPruner(model, traced_inputs(example_input(input_shape)), importance=tp.importance.GroupMagnitudeImportance(p=1),
                                   global_pruning=True, pruning_ratio=ratio,
                                   ignored_layers=[modules[n] for n in [*ignored, *block_layers(blocks.values())]],
                                   round_to=round_to if round_to > 1 else None)

@@ -10,6 +10,7 @@ import math
 import warnings
 import weakref
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,9 +20,16 @@ from autoprune.core.inputs import as_spec
 from autoprune.prune.tp import tp
 
 
-def example_input(input_shape: Sequence[int], *, batch: int = 1) -> torch.Tensor:
-    """A batch to trace, export and check with, of the input's dtype (``core.inputs.InputSpec``)."""
+def example_input(input_shape: Sequence[int], *, batch: int = 1) -> torch.Tensor | dict[str, torch.Tensor]:
+    """A batch to trace, export and check with, of the input's dtype (``core.inputs.InputSpec``); a
+    dict for a model fed several named inputs."""
     return as_spec(input_shape).example(batch)
+
+
+def traced_inputs(x: torch.Tensor | dict[str, torch.Tensor]) -> Any:
+    """``x`` as Torch-Pruning passes example inputs on: it would spread a dict into keyword arguments,
+    and the model takes the dict as its one argument."""
+    return (x,) if isinstance(x, dict) else x
 
 
 def dependency_graph(model: nn.Module, input_shape: Sequence[int]) -> tp.DependencyGraph:
@@ -40,7 +48,7 @@ def dependency_graph(model: nn.Module, input_shape: Sequence[int]) -> tp.Depende
         # enable_grad: a caller inside torch.no_grad() (e.g. loading a checkpoint there) still traces.
         with warnings.catch_warnings(), torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(_drop, _dropped):
             warnings.simplefilter("ignore")  # Torch-Pruning's notes on unwrapped parameters, every build
-            return tp.DependencyGraph().build_dependency(model, example_inputs=x, verbose=False, ignored_params=fixed)
+            return tp.DependencyGraph().build_dependency(model, example_inputs=traced_inputs(x), verbose=False, ignored_params=fixed)
     except Exception as exc:  # noqa: BLE001 - the model runs, so this is the engine's limit, not the data
         raise AutopruneError(f"the pruning engine cannot trace {type(model).__name__} "
                              f"({type(exc).__name__}: {first_line(exc)}); report it with the model's name") from None

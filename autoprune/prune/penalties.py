@@ -13,7 +13,7 @@ from torch import nn
 
 from autoprune.core.errors import AutopruneError
 from autoprune.core.registry import Registry
-from autoprune.prune.graph import example_input
+from autoprune.prune.graph import example_input, traced_inputs
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ def _bn_scale(group_lasso: bool):
     def make(model, input_shape, ignored, strength):
         from autoprune.prune.tp import tp
 
-        pruner = tp.pruner.BNScalePruner(model, example_input(input_shape), importance=tp.importance.BNScaleImportance(),
+        pruner = tp.pruner.BNScalePruner(model, traced_inputs(example_input(input_shape)), importance=tp.importance.BNScaleImportance(),
                                          reg=strength, group_lasso=group_lasso, ignored_layers=ignored)
         return pruner.regularize
     return make
@@ -42,7 +42,7 @@ def _bn_scale(group_lasso: bool):
 def _group_norm(model, input_shape, ignored, strength):
     from autoprune.prune.tp import tp
 
-    pruner = tp.pruner.GroupNormPruner(model, example_input(input_shape),
+    pruner = tp.pruner.GroupNormPruner(model, traced_inputs(example_input(input_shape)),
                                        importance=tp.importance.GroupMagnitudeImportance(p=2), reg=strength,
                                        ignored_layers=ignored)
     return pruner.regularize

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from autoprune.core.inputs import as_spec
+from autoprune.core.inputs import as_spec, to_device
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,7 +164,7 @@ def finetune(model: nn.Module, dataset: Dataset, *, config: FinetuneConfig,
         maps = stack.enter_context(distill.student_maps(model)) if distill is not None else {}
         while step < total:
             for x, y in loader:
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                x, y = to_device(x, device, non_blocking=True), y.to(device, non_blocking=True)
                 with step_guard():
                     out = model(x)
                     loss = loss_fn(out, y)
@@ -218,7 +218,7 @@ def recalibrate_bn(model: nn.Module, dataset: Dataset, *, batches: int, batch_si
     for i, (x, _) in enumerate(loader):
         if i >= batches:
             break
-        model(x.to(device))
+        model(to_device(x, device))
     for m, momentum in zip(bns, momenta, strict=True):
         m.momentum = momentum
     model.eval()

@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from autoprune.core.errors import AutopruneError
+from autoprune.core.inputs import to_device
 from autoprune.core.metric import DIRECTIONS, MetricSense
 
 Metric = Callable[[nn.Module, Any], float]
@@ -144,7 +145,7 @@ class OnDevice:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for x, y in self.loader:
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            yield to_device(x, self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
     def __len__(self) -> int:
         return len(self.loader)
