@@ -12,7 +12,7 @@ pytest.importorskip("ultralytics")
 pytest.importorskip("torchmetrics")
 
 from autoprune.latency.onnx import export_onnx, onnx_outputs
-from autoprune.load.adapt import SplitCSP, adapt
+from autoprune.load.adapt import SplitCSP, SplitPSA, adapt
 from autoprune.load.models import load_model
 from autoprune.prune.engine import prune, unprunable_groups
 from autoprune.prune.groups import find_groups
@@ -30,6 +30,7 @@ def test_split_csp_blocks_compute_what_the_chunked_ones_did(cfg):
         want = original(x)[0]
         adapted = adapt(yolo(cfg))
         assert any(isinstance(m, SplitCSP) for m in adapted.modules())
+        assert any(isinstance(m, SplitPSA) for m in adapted.modules()) == (cfg == "yolo11n.yaml")  # C2PSA
         torch.testing.assert_close(adapted(x)[0], want)
 
 

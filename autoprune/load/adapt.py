@@ -7,6 +7,7 @@ checkpoint is rebuilt, so a plan's layer names always mean the same layers.
   that inherits its forward: every YOLOv8 and YOLO11 stage) gets two convolutions, one per half, as
   Torch-Pruning's YOLOv8 example does: the dependency graph cannot map indices through that chunk
   (an index error at any ratio), so these layers were left out of the space.
+- YOLO11's ``C2PSA`` (``cv1`` ``split`` in two, the attention blocks on the second half) likewise.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ def adapt(model: nn.Module) -> nn.Module:
         for name, child in list(parent.named_children()):
             if _chunked_csp(child):
                 setattr(parent, name, SplitCSP(child))
+            elif _split_psa(child):
+                setattr(parent, name, SplitPSA(child))
     return model.eval()
 
 
@@ -36,6 +39,17 @@ def _chunked_csp(m: nn.Module) -> bool:
     if not any(c.__name__ == "C2f" for c in type(m).__mro__) or isinstance(m, SplitCSP):
         return False
     if type(m).forward is not _c2f_forward(m):  # a subclass with its own forward (C2fAttn): not this shape
+        return False
+    cv1 = getattr(m, "cv1", None)
+    conv, bn, c = getattr(cv1, "conv", None), getattr(cv1, "bn", None), getattr(m, "c", None)
+    return (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and isinstance(c, int)
+            and conv.out_channels == 2 * c and conv.groups == 1)
+
+
+def _split_psa(m: nn.Module) -> bool:
+    """ultralytics' C2PSA: ``cv1`` of 2c channels split in two, ``m`` (attention blocks) on the second half."""
+    base = next((c for c in type(m).__mro__ if c.__name__ == "C2PSA"), None)
+    if base is None or type(m).forward is not base.forward:
         return False
     cv1 = getattr(m, "cv1", None)
     conv, bn, c = getattr(cv1, "conv", None), getattr(cv1, "bn", None), getattr(m, "c", None)
@@ -81,3 +95,11 @@ class SplitCSP(nn.Module):
         y = [self.cv0(x), self.cv1(x)]
         y.extend(m(y[-1]) for m in self.m)
         return self.cv2(torch.cat(y, 1))
+
+
+class SplitPSA(SplitCSP):
+    """YOLO11's C2PSA with ``cv1`` split into ``cv0`` (the half passed through) and ``cv1`` (the half
+    the attention blocks ``m``, one Sequential, transform)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.cv2(torch.cat((self.cv0(x), self.m(self.cv1(x))), 1))
