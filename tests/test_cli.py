@@ -250,3 +250,26 @@ def test_labels_the_model_cannot_score_are_refused_before_any_trial(tmp_path):
     assert ("train labels run 1..10, but model 'tests.helpers:tiny_resnet' outputs 10 classes (labels 0..9); "
             "give the model 11 outputs") in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()
+
+
+def test_a_users_module_in_the_working_directory_reaches_the_trials(tmp_path):
+    """``autoprune search --model mymodels:net`` typed where mymodels.py lives, with nothing on
+    PYTHONPATH: the driver imports it from the working directory and the trials' Ray workers too."""
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copy(ROOT / "tests" / "helpers.py", tmp_path / "mymodels.py")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    profile = ROOT / "tests" / "profiles" / "tiny-single.yaml"
+    script = Path(sys.executable).parent / "autoprune"  # the console script: its sys.path lacks the working directory
+    command = [str(script)] if script.is_file() else [sys.executable, "-c", "from autoprune.cli import main; main()"]
+    done = subprocess.run([*command, "search", "--model", "mymodels:tiny_resnet", "--data", "builtin:digits",
+                           "--budget", "1000ms", "--profile", str(profile), "--trials", "1", "--finetune-steps", "2",
+                           "--seed-plans", "none", "--confirm", "0", "--out", "runs"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    import pandas as pd
+
+    table = pd.read_csv(next((tmp_path / "runs").glob("*/trials.csv")))
+    assert (table["status"] == "completed").all()

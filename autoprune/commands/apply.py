@@ -493,7 +493,11 @@ def _print_report(console: Console, report: dict[str, Any], *, sense: MetricSens
     console.print(f"ONNX vs torch max |diff| {report['onnx_max_abs_diff']:.1e}")
     console.print(f"wrote {report['files']['model']} and {report['files']['onnx']}")
     if report["files"].get("hf"):
-        console.print(f"and {report['files']['hf']}: AutoModel…from_pretrained(that directory, trust_remote_code=True) "
-                      "loads it at its pruned widths")
+        import json
+
+        hf = report["files"]["hf"]
+        auto = next(iter(json.loads((Path(hf) / "config.json").read_text()).get("auto_map") or {}), "AutoModel")
+        console.print(f"and {hf}: transformers.{auto}.from_pretrained({hf!r}, trust_remote_code=True) loads it "
+                      "at its pruned widths")
     if report.get("location"):
         console.print(f"and pushed them with report.yaml to {report['location']}")
