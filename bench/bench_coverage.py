@@ -109,14 +109,24 @@ def check_one(source: str, name: str, ratio: float) -> dict:
     with torch.no_grad():
         want = pruned(x)
     want = want[0] if isinstance(want, (tuple, list)) else want
+    reload_err = 0.0
     with tempfile.TemporaryDirectory() as tmp:
         path = export_onnx(pruned, os.path.join(tmp, "m.onnx"), input_shape=shape, batch_size=1)
         got = onnx_outputs(path, x)
+        if source == "transformers":  # save_pretrained, then the model's Auto class loads it back
+            from autoprune.load.hf import from_pretrained, save_pretrained
+
+            with torch.no_grad():
+                again = from_pretrained(save_pretrained(pruned, os.path.join(tmp, "hf")))(x)
+            reload_err = float((again - want).abs().max() / (want.abs().max() + 1e-12))
+            row["reload_error"] = reload_err
     err = float(np.abs(got - want.numpy()).max() / (np.abs(want.numpy()).max() + 1e-12))
     row["rel_error"] = err
-    row["ok"] = bool(err < 1e-3 and row["params_after"] < row["params_before"])
+    row["ok"] = bool(err < 1e-3 and reload_err < 1e-5 and row["params_after"] < row["params_before"])
     if not row["ok"]:
-        row["reason"] = f"ONNX output differs from torch (relative {err:.1e})" if err >= 1e-3 else "nothing pruned"
+        row["reason"] = (f"ONNX output differs from torch (relative {err:.1e})" if err >= 1e-3
+                         else f"reloaded with from_pretrained, it differs (relative {reload_err:.1e})"
+                         if reload_err >= 1e-5 else "nothing pruned")
     row["seconds"] = time.perf_counter() - t0
     return row
 
@@ -181,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             row["ok"], row["reason"] = False, f"peak memory {row['peak_gb']:.1f} GB > {MEMORY_LIMIT_GB:.0f} GB"
         rows.append(row)
         mark = "pass" if row["ok"] else "FAIL"
-        heads = f" ({row['heads_groups']} of heads)" if args.source == "transformers" and row["ok"] else ""
+        heads = (f" ({row['heads_groups']} of heads, reloads)" if args.source == "transformers" and row["ok"]
+                 else "")
         detail = (f"groups {row.get('groups')}{heads} (+{row.get('left_out')} left out)  MACs {row['macs_before'] / 1e9:.2f}G"
                   f"->{row['macs_after'] / 1e9:.2f}G  params {row['params_before'] / 1e6:.1f}M->"
                   f"{row['params_after'] / 1e6:.1f}M  err {row['rel_error']:.0e}" if row["ok"] else row.get("reason", ""))
