@@ -16,6 +16,7 @@ from torch import nn
 from autoprune.load.demo import BasicBlock
 
 ROOT = Path(__file__).resolve().parent.parent
+SHAPE = (1, 8, 8)  # one 8x8 digit: the input of the demo model and of TinyResNet
 TINY_GROUPS = ("stem.0", "block1.conv1", "block2.conv1", "block2.conv2")  # TinyResNet's prunable groups
 
 

@@ -23,9 +23,7 @@ from autoprune.study.local_sampler import RATIOS_ATTR, LocalMovesSampler
 from autoprune.study.repair import BudgetAim, shifted, to_budget
 from autoprune.study.seeds import global_seed, sensitivity_seed, uniform_seed
 from tests.conftest import TINY_SINGLE
-from tests.helpers import tiny_mobile, tiny_resnet, tiny_space
-
-SHAPE = (1, 8, 8)
+from tests.helpers import SHAPE, tiny_mobile, tiny_resnet, tiny_space
 
 
 @pytest.mark.parametrize("make", [tiny_resnet, tiny_mobile], ids=["residual", "depthwise"])
@@ -135,7 +133,7 @@ def test_local_sampler_moves_channels_between_groups_of_the_incumbent():
 
 
 @pytest.fixture
-def space_file(tmp_path):
+def fine_space(tmp_path):
     return tiny_space(tmp_path / "space.yaml", high=0.75, step=0.125)
 
 

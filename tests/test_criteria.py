@@ -8,8 +8,7 @@ from autoprune.prune.criteria import get_criterion, list_criteria
 from autoprune.prune.engine import prune
 from autoprune.prune.groups import find_groups
 from autoprune.prune.plan import Plan
-
-SHAPE = (1, 8, 8)
+from tests.helpers import SHAPE
 
 
 @pytest.fixture(scope="module")

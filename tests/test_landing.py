@@ -24,9 +24,7 @@ from autoprune.study.repair import BudgetAim
 from autoprune.study.trial import TrialSettings, calibration_batch, run_trial
 from autoprune.train.finetune import FinetuneConfig
 from tests.conftest import TINY_SINGLE
-from tests.helpers import tiny_resnet
-
-SHAPE = (1, 8, 8)
+from tests.helpers import SHAPE, tiny_resnet
 
 
 def _aim(model):

@@ -17,12 +17,11 @@ from autoprune.latency.profiles import HardwareProfile, resolve_profile
 from autoprune.latency.quantize import onnx_accuracy
 from autoprune.train.finetune import evaluate
 from tests.conftest import ROOT, TINY_SINGLE
-from tests.helpers import demo_space, tiny_resnet
+from tests.helpers import SHAPE, demo_space, tiny_resnet
 
 pytest.importorskip("openvino", reason="the OpenVINO profiles need pip install 'autoprune[openvino]'")
 
 TINY_OV = ROOT / "tests" / "profiles" / "tiny-openvino.yaml"
-SHAPE = (1, 8, 8)
 
 
 def _trained(digits) -> nn.Module:

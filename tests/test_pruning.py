@@ -7,8 +7,7 @@ from autoprune.load.models import architecture_fingerprint
 from autoprune.prune.engine import count_macs_params, prune
 from autoprune.prune.groups import channels_to_remove, find_groups
 from autoprune.prune.plan import Plan
-
-SHAPE = (1, 8, 8)
+from tests.helpers import SHAPE
 
 
 def _all_half(model, **kw):

@@ -16,8 +16,8 @@ from autoprune.latency.quantize import (
     quantize_onnx,
 )
 from autoprune.train.finetune import evaluate
+from tests.helpers import SHAPE
 
-SHAPE = (1, 8, 8)
 BATCH = 4  # does not divide the 359 validation digits: the last batch is padded
 
 

@@ -11,20 +11,38 @@ import yaml
 from autoprune.core.errors import AutopruneError, ConfigError
 from autoprune.core.records import RunConfig, Status, TrialRecord, at, status_of
 from autoprune.core.registry import Registry
-from autoprune.latency.profiles import PROFILES, list_profiles
-from autoprune.prune.criteria import CRITERIA, list_criteria
-from autoprune.prune.penalties import REGULARIZERS, list_regularizers
-from autoprune.study.samplers import SAMPLERS, list_samplers
 
-REGISTRIES = {"criterion": (CRITERIA, list_criteria), "sampler": (SAMPLERS, list_samplers),
-              "regularisation": (REGULARIZERS, list_regularizers), "profile": (PROFILES, list_profiles)}
+
+def _registries() -> dict[str, Registry]:
+    """Every registry autoprune makes, found by importing every module: a new one is under contract
+    the day it is added."""
+    import importlib
+    import pkgutil
+
+    import autoprune
+
+    for info in pkgutil.walk_packages(autoprune.__path__, "autoprune."):
+        importlib.import_module(info.name)
+    return {r.kind: r for r in Registry.every if r.owner.startswith("autoprune.")}
+
+
+REGISTRIES = _registries()
+
+
+def test_the_registries_found_include_every_kind_users_choose_from():
+    assert {"criterion", "sampler", "regularisation", "profile"} <= set(REGISTRIES)
 
 
 @pytest.mark.parametrize("kind", REGISTRIES)
 def test_every_registry_has_the_same_shape(kind):
-    registry, lister = REGISTRIES[kind]
-    names = lister()
-    assert names and names == registry.names() and len(registry) == len(names)
+    import importlib
+
+    registry = REGISTRIES[kind]
+    names = registry.names()
+    listers = [f for n, f in vars(importlib.import_module(registry.owner)).items()
+               if n.startswith("list_") and callable(f) and f() == names]
+    assert listers, f"{registry.owner} offers no list_* function that lists its {kind} registry"
+    assert names and len(registry) == len(names)
     for name in names:
         assert name in registry and registry.get(name) is not None
     with pytest.raises(AutopruneError) as info:

@@ -89,7 +89,7 @@ def test_bn_recalibration_replaces_running_statistics_with_the_data():
 
 
 @pytest.fixture(scope="module")
-def space_file(tmp_path_factory):
+def coarse_space(tmp_path_factory):
     path = tmp_path_factory.mktemp("space") / "space.yaml"
     return tiny_space(path, high=0.5, step=0.25)
 
@@ -146,8 +146,8 @@ def test_unknown_budget_confidence_is_refused_before_any_work(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_early_stopping_stops_trials_that_trail(ray_local, space_file, tmp_path):
-    result = search(budget="1000ms", model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_SINGLE,
+def test_early_stopping_stops_trials_that_trail(ray_local, coarse_space, tmp_path):
+    result = search(budget="1000ms", model="tests.helpers:tiny_resnet", space=coarse_space, profile=TINY_SINGLE,
                     trials=8, finetune_steps=8, early_stop="asha", sampler="random", out=tmp_path, quiet=True)
     trials = pd.read_csv(result.run_dir / "trials.csv")
     assert len(trials) == 8 and set(trials["status"]) <= {"completed", "stopped"}
@@ -157,9 +157,9 @@ def test_early_stopping_stops_trials_that_trail(ray_local, space_file, tmp_path)
     assert set(pd.read_csv(result.run_dir / "pareto.csv")["trial"]) <= set(trials.loc[trials["status"] == "completed", "trial"])
 
 
-def test_the_bn_screen_fine_tunes_only_plans_in_the_top_half_of_their_adaptive_bn_scores(ray_local, space_file,
+def test_the_bn_screen_fine_tunes_only_plans_in_the_top_half_of_their_adaptive_bn_scores(ray_local, coarse_space,
                                                                                         tmp_path):
-    result = search(budget="1000ms", model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_SINGLE,
+    result = search(budget="1000ms", model="tests.helpers:tiny_resnet", space=coarse_space, profile=TINY_SINGLE,
                     trials=8, concurrency=1, finetune_steps=8, early_stop="bn", sampler="random", out=tmp_path,
                     quiet=True)
     trials = pd.read_csv(result.run_dir / "trials.csv")
@@ -210,19 +210,19 @@ def test_sensitivity_seeds_prune_the_insensitive_groups_most():
     assert sensitivity_seeds(space, table, target=0.01)[-1] == {"a": 0.75, "b": 0.75, "c": 0.75}
 
 
-def test_search_seeds_its_first_trials_from_a_sensitivity_table(ray_local, space_file, tmp_path):
+def test_search_seeds_its_first_trials_from_a_sensitivity_table(ray_local, coarse_space, tmp_path):
     import yaml
 
     from autoprune.commands.sensitivity import sensitivity
     from autoprune.space.sensitivity import load_sensitivity, sensitivity_seeds
 
-    sens = sensitivity(model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_SINGLE, ratios=[0.25, 0.5],
+    sens = sensitivity(model="tests.helpers:tiny_resnet", space=coarse_space, profile=TINY_SINGLE, ratios=[0.25, 0.5],
                        out=tmp_path / "sens", quiet=True)
-    result = search(budget="0.7x", model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_SINGLE,
+    result = search(budget="0.7x", model="tests.helpers:tiny_resnet", space=coarse_space, profile=TINY_SINGLE,
                     trials=4, finetune_steps=2, sensitivity=tmp_path / "sens", out=tmp_path / "runs", quiet=True,
                     formulation="front")  # the budget formulation seeds differently (tests/test_budget_search.py)
     config = yaml.safe_load((result.run_dir / "config.yaml").read_text())
-    space = SearchSpace.load(space_file)
+    space = SearchSpace.load(coarse_space)
     assert load_sensitivity(sens.csv, space=space).equals(sens.table)
     expected = sensitivity_seeds(space, sens.table, target=0.7)
     assert config["initial_plans"][:len(expected)] == expected
@@ -232,6 +232,6 @@ def test_search_seeds_its_first_trials_from_a_sensitivity_table(ray_local, space
     bad = tmp_path / "other.csv"
     bad.write_text("group,ratio,accuracy_drop,latency_saving\nlayer9,0.5,0.0,0.1\n")
     with pytest.raises(ConfigError, match="layer9.*groups of the searched model"):
-        search(budget="0.7x", model="tests.helpers:tiny_resnet", space=space_file, profile=TINY_SINGLE,
+        search(budget="0.7x", model="tests.helpers:tiny_resnet", space=coarse_space, profile=TINY_SINGLE,
                sensitivity=bad, out=tmp_path / "bad", quiet=True)
     assert not (tmp_path / "bad").exists()

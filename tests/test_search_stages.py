@@ -25,9 +25,7 @@ from autoprune.study.run import check_reach
 from autoprune.study.samplers import ratios_from_config
 from autoprune.study.seeds import latency_seed, uniform_seed
 from tests.conftest import TINY_SINGLE
-from tests.helpers import demo_space, tiny_resnet, tiny_space
-
-SHAPE = (1, 8, 8)
+from tests.helpers import SHAPE, demo_space, tiny_resnet, tiny_space
 
 
 def _aim(model, budget_ms: float):

@@ -4,8 +4,7 @@ import pytest
 
 from autoprune.core.errors import ConfigError
 from autoprune.space.space import GroupRange, SearchSpace, init_space
-
-SHAPE = (1, 8, 8)
+from tests.helpers import SHAPE
 
 
 def test_init_space_covers_every_group_and_ties_residual_layers(demo_untrained):

@@ -7,8 +7,9 @@ A contract test is generated from each registry (tests/test_registries.py).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 from autoprune.core.errors import AutopruneError
 
@@ -18,10 +19,14 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """Name → entry. ``discover`` registers entries found elsewhere (e.g. YAML files) on first use."""
 
+    every: ClassVar[list[Registry]] = []  # every registry made, with ``owner``: the contract test is generated from them
+
     def __init__(self, kind: str, *, discover: Callable[[Registry[T]], None] | None = None) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
         self._discover = discover
+        self.owner = sys._getframe(1).f_globals.get("__name__", "")  # the module that made it
+        Registry.every.append(self)
 
     def register(self, name: str, entry: T | None = None) -> Callable[[T], T] | T:
         """``@REG.register("name")`` on a definition, or ``REG.register("name", entry)``."""

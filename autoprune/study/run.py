@@ -60,7 +60,11 @@ from autoprune.study.outputs import (
     new_run,
 )
 from autoprune.study.repair import BudgetAim, shifted
-from autoprune.study.samplers import list_samplers, uniform_seeds
+from autoprune.study.samplers import (
+    list_samplers,
+    reads_infeasible_values,
+    uniform_seeds,
+)
 from autoprune.study.storage import (
     check_storage,
     load_study,
@@ -420,7 +424,7 @@ def _execute(work: Workload, outputs: RunOutputs, run_config: RunConfig, opts: R
         finetune=FinetuneConfig(steps=ft.steps, lr=ft.lr, batch_size=ft.batch_size, seed=run_config.seed,
                                 loss=work.loss, workers=work.data.workers),
         metric=work.metric, sense=work.sense, precheck=run_config.precheck,
-        evaluate_infeasible=run_config.sampler == "gp", bn_recalibration=run_config.bn_recalibration,
+        evaluate_infeasible=reads_infeasible_values(run_config.sampler), bn_recalibration=run_config.bn_recalibration,
         eval_every=run_config.eval_every, screen=run_config.early_stop == "bn", references=references, budget_rule=run_config.budget_confidence,
         landing_moves=run_config.landing_moves)
     profiles = [p.name for p in work.profiles]

@@ -99,6 +99,15 @@ def list_samplers() -> list[str]:
     return SAMPLERS.names()
 
 
+# Samplers that model every trial's value, an infeasible one's too (the GP fits them all): a plan over
+# budget is then evaluated rather than told the metric's worst value (tests/test_infeasible_value.py).
+READ_INFEASIBLE_VALUES = frozenset({"gp"})
+
+
+def reads_infeasible_values(name: str) -> bool:
+    return name in READ_INFEASIBLE_VALUES
+
+
 def make_sampler(name: str = "tpe", *, trials: int, concurrency: int, seed: int) -> optuna.samplers.BaseSampler:
     """An Optuna sampler by name, with defaults suited to the trial count and concurrency."""
     return SAMPLERS.get(name)(trials=trials, concurrency=concurrency, seed=seed)
