@@ -149,6 +149,40 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     fine-tuning runs (``auto``: a GPU when there is one); the metric is the run's, on the full
     validation set.
     """
+    _check_options(epochs=epochs, progressive=progressive, kd_alpha=kd_alpha, kd_temperature=kd_temperature,
+                   distill=distill, kd_features=kd_features, unstructured=unstructured,
+                   unstructured_scope=unstructured_scope)
+    from autoprune.core.device import resolve_device
+
+    dev = resolve_device(device)
+    console = Console(quiet=quiet, highlight=False)
+    chosen = _choose(run_dir, pick=str(pick), out=out, console=console)
+    conf, sense = chosen.conf, chosen.conf.sense
+    work = load_workload(model=conf.model, data=conf.data, space=None, profiles=chosen.profiles,
+                         weights=conf.weights, metric=conf.metric, loss=conf.loss)
+    chosen.plan.check_base(fingerprint(work.model), model=conf.model)
+    # The figures apply compares with: the unpruned model and the trial, on the full validation set.
+    with console.status(f"evaluating the unpruned model ({work.metric}, full validation set)"):
+        acc_unpruned = evaluate(work.model.to(dev), work.data.val, device=dev, metric=work.metric)
+    work.model.to("cpu")
+    warnings_: list[str] = []
+    kd = _distillation(work, acc_unpruned, chosen, distill=distill, alpha=kd_alpha, temperature=kd_temperature,
+                       features=kd_features, beta=kd_beta, warnings=warnings_, console=console)
+    ft = FinetuneConfig(epochs=epochs / progressive, lr=lr, seed=conf.seed, loss=work.loss, workers=work.data.workers)
+    recovered = _prune_and_recover(work, chosen, ft=ft, kd=kd, progressive=progressive, unstructured=unstructured,
+                                   unstructured_scope=unstructured_scope, device=dev, console=console)
+    files = _write_models(recovered, work, chosen, console=console)
+    report = _report(work, chosen, recovered, files, acc_unpruned=acc_unpruned, kd=kd, epochs=epochs, lr=lr,
+                     device=dev, warnings=warnings_, console=console)
+    report_path = _publish(report, chosen)
+    _print_report(console, report, sense=sense)
+    return ApplyResult(out_dir=chosen.out_dir, model_path=files.model, onnx_path=files.onnx, report_path=report_path,
+                       report=report, location=report.get("location") or str(chosen.out_dir))
+
+
+def _check_options(*, epochs: float, progressive: int, kd_alpha: float, kd_temperature: float, distill: bool,
+                   kd_features: str | None, unstructured: float, unstructured_scope: str) -> None:
+    """Every option apply can judge alone, before any work."""
     if epochs < 0:
         raise AutopruneError(f"epochs is {epochs}; it must be >= 0")
     if not isinstance(progressive, int) or progressive < 1:
@@ -156,51 +190,76 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
     if not 0.0 <= kd_alpha <= 1.0 or kd_temperature <= 0:
         raise AutopruneError(f"kd_alpha {kd_alpha} / kd_temperature {kd_temperature} are not valid; use "
                              "0 <= kd_alpha <= 1 and kd_temperature > 0")
+    if kd_features and not distill:
+        raise AutopruneError("kd_features matches feature maps during distillation; add --distill")
     check_sparsity(unstructured, unstructured_scope)
-    from autoprune.core.device import resolve_device
 
-    dev = resolve_device(device)
-    console = Console(quiet=quiet, highlight=False)
+
+@dataclass(frozen=True)
+class _Chosen:
+    """The run, the trial picked from it, its plan, and where the outputs go."""
+
+    run: Path
+    conf: RunConfig
+    row: pd.Series
+    plan: Plan
+    profiles: list[HardwareProfile]
+    out_dir: Path
+    remote_out: Location | None
+
+
+def _choose(run_dir: str | Path, *, pick: str, out: str | Path | None, console: Console) -> _Chosen:
     run, location, conf, trials = read_run(run_dir)
     rule = conf.budget_confidence
-    sense = conf.sense
-    row = pick_trial(trials, str(pick), budget=conf.budget, rule=rule, sense=sense)
+    row = pick_trial(trials, pick, budget=conf.budget, rule=rule, sense=conf.sense)
     out_dir, remote_out = _output_place(out, run=run, location=location, trial=str(row["trial"]))
-    plan = Plan.load(run / row["plan"])
-    profiles = [HardwareProfile.model_validate(p) for p in conf.profiles]
-    work = load_workload(model=conf.model, data=conf.data, space=None, profiles=profiles,
-                         weights=conf.weights, metric=conf.metric, loss=conf.loss)
-    metric = work.metric
-    plan.check_base(fingerprint(work.model), model=conf.model)
     console.print(f"applying {row['trial']} ({row['plan']}) to {conf.model}"
-                  + (f", the best within budget by {describe_rule(rule)}" if str(pick) == "best" else ""))
+                  + (f", the best within budget by {describe_rule(rule)}" if pick == "best" else ""))
+    return _Chosen(run=run, conf=conf, row=row, plan=Plan.load(run / row["plan"]),
+                   profiles=[HardwareProfile.model_validate(p) for p in conf.profiles], out_dir=out_dir,
+                   remote_out=remote_out)
+
+
+def _distillation(work, acc_unpruned: float, chosen: _Chosen, *, distill: bool, alpha: float, temperature: float,
+                  features: str | None, beta: float, warnings: list[str], console: Console) -> Distillation | None:
+    """The unpruned model as the teacher (with the feature maps matched by attention transfer), and a
+    warning when it scores worse than the trial's student."""
+    if not distill:
+        return None
+    sense, trial_acc = chosen.conf.sense, _num(chosen.row["accuracy"])
+    if trial_acc is not None and sense.better(trial_acc, acc_unpruned):
+        warnings.append(f"the teacher (unpruned, {sense.fmt(acc_unpruned)}) scores worse than the trial's fine-tuned "
+                        f"student ({sense.fmt(trial_acc)}): distillation pulls the student toward a weaker model; "
+                        "fine-tune without --distill, or fine-tune the unpruned model on this data first")
+        console.print(f"[yellow]warning:[/] {warnings[-1]}")
+    layers = feature_layers(work.model, features, input_shape=work.input_shape) if features else ()
+    return Distillation(teacher=work.model, alpha=alpha, temperature=temperature, features=layers, beta=beta)
+
+
+@dataclass
+class _Recovered:
+    """The pruned, recovered model and what happened on the way."""
+
+    pruned: nn.Module
+    steps: list[dict[str, float]]  # per pruning step: the metric pruned, then fine-tuned
+    measured: dict[str, LatencyStats]  # per profile, timed before any training
+    same_weights: bool  # the pruned weights are the trial's (one shot, no zeros added)
+    finetune_steps: int
+    sparse: dict[str, Any]  # unstructured zeros: what was added and the sizes
+    calibration: torch.Tensor | None  # the inputs a static-INT8 profile quantizes with
+
+
+def _prune_and_recover(work, chosen: _Chosen, *, ft: FinetuneConfig, kd: Distillation | None, progressive: int,
+                       unstructured: float, unstructured_scope: str, device, console: Console) -> _Recovered:
+    """Prune by the plan (in ``progressive`` steps), time the final architecture, and after each step
+    re-estimate BatchNorm, fine-tune and re-estimate again, scoring before and after."""
+    conf, row, plan, profiles, sense = chosen.conf, chosen.row, chosen.plan, chosen.profiles, chosen.conf.sense
     # Timed as the search timed it: against the run's reference, on the run's own scale.
     quant_calib = quantization_inputs(work.data, profiles)
     references = run_references(work.model, profiles, input_shape=work.input_shape, baseline=conf.baseline,
                                 calibration=quant_calib)
-
     calib = calibration_batch(work.data.train, 64)
-    if kd_features and not distill:
-        raise AutopruneError("kd_features matches feature maps during distillation; add --distill")
-    features = feature_layers(work.model, kd_features, input_shape=work.input_shape) if kd_features else ()
-    # The figures apply compares with: the unpruned model and the trial, on the full validation set.
-    with console.status(f"evaluating the unpruned model ({metric}, full validation set)"):
-        acc_unpruned = evaluate(work.model.to(dev), work.data.val, device=dev, metric=metric)
-    work.model.to("cpu")
-    warnings_: list[str] = []
-    trial_acc = _num(row["accuracy"])
-    if distill and trial_acc is not None and sense.better(trial_acc, acc_unpruned):
-        warnings_.append(f"the teacher (unpruned, {sense.fmt(acc_unpruned)}) scores worse than the trial's fine-tuned "
-                         f"student ({sense.fmt(trial_acc)}): distillation pulls the student toward a weaker model; fine-tune without "
-                         "--distill, or fine-tune the unpruned model on this data first")
-        console.print(f"[yellow]warning:[/] {warnings_[-1]}")
-    kd = (Distillation(teacher=work.model, alpha=kd_alpha, temperature=kd_temperature, features=features,
-                       beta=kd_beta) if distill else None)
-    ft = FinetuneConfig(epochs=epochs / progressive, lr=lr, seed=conf.seed,
-                        loss=work.loss, workers=work.data.workers)
-    total = 0
-    steps_report = []
-    sparse_info: dict[str, Any] = {}
+    total, steps, sparse, measured, same_weights = 0, [], {}, {}, False
     pruned = work.model
     # One shot is the trial's own plan, so the pruned weights can be checked against the trial's.
     builds = ([lambda _: plan] if progressive == 1
@@ -221,107 +280,135 @@ def apply(run_dir: str | Path, *, pick: str = "best", epochs: float = 5.0, lr: f
                                             reference=references.get(p.name), calibration=quant_calib)
                         for p in profiles}
             if unstructured > 0:
-                sparse_info = _add_zeros(pruned, unstructured, unstructured_scope, profiles, work.input_shape, console)
-        pruned.to(dev)
+                sparse = _add_zeros(pruned, unstructured, unstructured_scope, profiles, work.input_shape, console)
+        pruned.to(device)
         # BatchNorm statistics re-estimated after pruning, as the trials did, and again after the
         # fine-tune: a model whose BN layers move slowly (momentum 0.01, TF-ported nets) otherwise
         # keeps statistics of channels that are gone (measured: 15 % instead of 40 %+ on EfficientNet-Lite0).
         bn_batches = max(conf.bn_recalibration, BN_BATCHES)
-        recalibrate_bn(pruned, work.data.train, batches=bn_batches, seed=ft.seed, device=dev)
-        acc_before = evaluate(pruned, work.data.val, device=dev, metric=metric)
-        with console.status(f"fine-tuning on {dev}") as status:
-            finetune(pruned, work.data.train, config=ft, distill=kd, device=dev,
+        recalibrate_bn(pruned, work.data.train, batches=bn_batches, seed=ft.seed, device=device)
+        before = evaluate(pruned, work.data.val, device=device, metric=work.metric)
+        with console.status(f"fine-tuning on {device}") as status:
+            finetune(pruned, work.data.train, config=ft, distill=kd, device=device,
                      on_step=lambda s, n, loss, k=k: status.update(
-                         f"step {k + 1}/{progressive}: fine-tuning on {dev} {s}/{n}, loss {loss:.3f}"))
+                         f"step {k + 1}/{progressive}: fine-tuning on {device} {s}/{n}, loss {loss:.3f}"))
         total += ft.total_steps(len(work.data.train))
-        recalibrate_bn(pruned, work.data.train, batches=bn_batches, seed=ft.seed + 1, device=dev)
-        acc_after = evaluate(pruned, work.data.val, device=dev, metric=metric)
-        steps_report.append({"accuracy_pruned": acc_before, "accuracy_finetuned": acc_after})
-        console.print(f"pruning step {k + 1}/{progressive}: {sense.label} {sense.fmt(acc_before)} -> "
-                      f"{sense.fmt(acc_after)} after "
-                      f"fine-tuning{' with distillation' if kd else ''}")
+        recalibrate_bn(pruned, work.data.train, batches=bn_batches, seed=ft.seed + 1, device=device)
+        after = evaluate(pruned, work.data.val, device=device, metric=work.metric)
+        steps.append({"accuracy_pruned": before, "accuracy_finetuned": after})
+        console.print(f"pruning step {k + 1}/{progressive}: {sense.label} {sense.fmt(before)} -> {sense.fmt(after)} "
+                      f"after fine-tuning{' with distillation' if kd else ''}")
     pruned.to("cpu")
     work.model.to("cpu")
     make_permanent(pruned)
     if unstructured > 0:
         size = sparsity_report(pruned, input_shape=work.input_shape, opset=profiles[0].opset)
-        sparse_info["size"] = size.as_dict()
+        sparse["size"] = size.as_dict()
         console.print(f"sparsity {size.sparsity:.1%} of the conv/linear weights; {size.dense_bytes / 1e6:.2f} MB dense, "
                       f"{size.sparse_bytes / 1e6:.2f} MB as CSR, ONNX {size.onnx_gzip_bytes / 1e6:.2f} MB gzipped")
-    same_weights = same_weights and progressive == 1 and unstructured == 0
-    acc_pruned = steps_report[0]["accuracy_pruned"]
-    accuracy = steps_report[-1]["accuracy_finetuned"]
+    return _Recovered(pruned=pruned, steps=steps, measured=measured, finetune_steps=total, sparse=sparse,
+                      same_weights=same_weights and progressive == 1 and unstructured == 0, calibration=quant_calib)
 
-    model_path = save_checkpoint(pruned, out_dir / "model.pt", arch=conf.model, plan=plan.model_dump(mode="json"),
-                                 input_shape=work.input_shape, weights=conf.weights,
-                                 extra={"metric": metric, "loss": work.loss,
-                                        "data": conf.data})
+
+@dataclass(frozen=True)
+class _Files:
+    model: Path
+    onnx: Path
+    onnx_max_abs_diff: float  # ONNX Runtime against torch on a validation batch
+    channels: Path | None
+    hf: Path | None  # a Hugging Face model as save_pretrained writes it
+    int8: dict[str, Any] | None
+
+
+def _write_models(recovered: _Recovered, work, chosen: _Chosen, *, console: Console) -> _Files:
+    """model.pt (rebuildable by the plan), hf/ for a Hugging Face model, model.onnx checked against
+    torch on a validation batch, the INT8 model a quantizing profile deploys, and channels.png."""
+    conf, out_dir, profiles, pruned = chosen.conf, chosen.out_dir, chosen.profiles, recovered.pruned
+    model_path = save_checkpoint(pruned, out_dir / "model.pt", arch=conf.model,
+                                 plan=chosen.plan.model_dump(mode="json"), input_shape=work.input_shape,
+                                 weights=conf.weights, extra={"metric": work.metric, "loss": work.loss, "data": conf.data})
     hf_dir = _save_pretrained(pruned, out_dir / "hf")
-    applied_on_subset = (evaluate(pruned, work.data.with_val_samples(conf.val_samples).trial_val,
-                                  metric=metric) if conf.val_samples else accuracy)
-    shortfall = _shortfall(applied=applied_on_subset, trial=trial_acc, unpruned=acc_unpruned, distilled=bool(kd),
-                           warnings=warnings_, trial_steps=conf.finetune.steps, apply_steps=total,
-                           subset=conf.val_samples, sense=sense)
-    if shortfall:
-        console.print(f"[yellow]note:[/] {shortfall}")
     onnx_path = export_onnx(pruned, out_dir / "model.onnx", input_shape=work.input_shape, batch_size=1,
                             opset=profiles[0].opset, dynamic_batch=True)
     x = next(iter(torch.utils.data.DataLoader(work.data.val, batch_size=32)))[0]
     with torch.no_grad():
         max_diff = float(abs(onnx_outputs(onnx_path, x) - first_output(pruned(x)).numpy()).max())
-    int8 = _write_int8(pruned, profiles, onnx_path, out_dir, data=work.data, calibration=quant_calib,
-                       measured=measured, base=conf.baseline, console=console)
-    channels_png = _plot_plan(conf, plan, row, out_dir / "channels.png")
+    int8 = _write_int8(pruned, profiles, onnx_path, out_dir, data=work.data, calibration=recovered.calibration,
+                       measured=recovered.measured, base=conf.baseline, console=console)
+    return _Files(model=model_path, onnx=onnx_path, onnx_max_abs_diff=max_diff, hf=hf_dir, int8=int8,
+                  channels=_plot_plan(conf, chosen.plan, chosen.row, out_dir / "channels.png"))
+
+
+def _report(work, chosen: _Chosen, recovered: _Recovered, files: _Files, *, acc_unpruned: float,
+            kd: Distillation | None, epochs: float, lr: float, device, warnings: list[str],
+            console: Console) -> dict[str, Any]:
+    """report.yaml: the unpruned model, the trial and the applied model side by side (metric, MACs,
+    parameters, latency per profile with the budget's verdict), how it was recovered, and the files."""
+    conf, row, sense, rule = chosen.conf, chosen.row, chosen.conf.sense, chosen.conf.budget_confidence
+    pruned, steps = recovered.pruned, recovered.steps
+    accuracy, trial_acc = steps[-1]["accuracy_finetuned"], _num(row["accuracy"])
+    applied_on_subset = (evaluate(pruned, work.data.with_val_samples(conf.val_samples).trial_val,
+                                  metric=work.metric) if conf.val_samples else accuracy)
+    shortfall = _shortfall(applied=applied_on_subset, trial=trial_acc, unpruned=acc_unpruned, distilled=kd is not None,
+                           warnings=warnings, trial_steps=conf.finetune.steps, apply_steps=recovered.finetune_steps,
+                           subset=conf.val_samples, sense=sense)
+    if shortfall:
+        console.print(f"[yellow]note:[/] {shortfall}")
+    int8 = files.int8
     macs, params = count_macs_params(pruned, input_shape=work.input_shape)
     base, budgets = conf.baseline, conf.budgets_ms
     latency = {name: _latency_entry(stats, row=row, base=base["profiles"][name],
                                     budget_ms=budgets.get(name), rule=rule)
-               for name, stats in measured.items()}
+               for name, stats in recovered.measured.items()}
     mac_cut = base["macs"] / macs if macs else float("nan")
     for name, lat in latency.items():
         lat["speedup"] = lat["unpruned_p50_ms"] / lat["applied"]["p50_ms"]
         lat["speedup_per_mac_cut"] = lat["speedup"] / mac_cut
         note = _little_gain(name, speedup=lat["speedup"], mac_cut=mac_cut)
         if note is not None:
-            warnings_.append(note)
+            warnings.append(note)
             console.print(f"[yellow]note:[/] {note}")
+    features = list(kd.features) if kd is not None else []
     report = {
-        "trial": row["trial"], "plan": str(run / row["plan"]), "budget": conf.budget,
-        "same_pruned_weights_as_trial": bool(same_weights), "onnx_max_abs_diff": max_diff,
-        "finetune": {"epochs": epochs, "steps": total, "lr": lr, "schedule": "warm-up + cosine"},
-        "recovery": {"distillation": {"alpha": kd_alpha, "temperature": kd_temperature,
-                                      "attention_transfer": {"layers": list(features), "beta": kd_beta} if features
-                                      else None} if kd else None,
-                     "progressive_steps": progressive, "steps": steps_report,
-                     "unstructured": sparse_info if unstructured > 0 else None},
-        "finetune_device": str(dev),  # where apply trained; latency.<profile>.applied.node: where it was timed
-        "metric": metric, "metric_direction": sense.direction, "warnings": warnings_, "shortfall": shortfall,
+        "trial": row["trial"], "plan": str(chosen.run / row["plan"]), "budget": conf.budget,
+        "same_pruned_weights_as_trial": bool(recovered.same_weights), "onnx_max_abs_diff": files.onnx_max_abs_diff,
+        "finetune": {"epochs": epochs, "steps": recovered.finetune_steps, "lr": lr, "schedule": "warm-up + cosine"},
+        "recovery": {"distillation": {"alpha": kd.alpha, "temperature": kd.temperature,
+                                      "attention_transfer": {"layers": features, "beta": kd.beta} if features
+                                      else None} if kd is not None else None,
+                     "progressive_steps": len(steps), "steps": steps,
+                     "unstructured": recovered.sparse or None},
+        "finetune_device": str(device),  # where apply trained; latency.<profile>.applied.node: where it was timed
+        "metric": work.metric, "metric_direction": sense.direction, "warnings": warnings, "shortfall": shortfall,
         "trial_ran_on": {"node": _str(row.get("node")), "finetune_device": _str(row.get("finetune_device"))},
         "budget_confidence": rule,
         "accuracy": {"unpruned": acc_unpruned, "unpruned_in_search": base["accuracy"], "trial": trial_acc,
                      "applied_on_trial_samples": applied_on_subset,
-                     "applied_before_finetune": acc_pruned, "applied": accuracy},
+                     "applied_before_finetune": steps[0]["accuracy_pruned"], "applied": accuracy},
         "macs": {"unpruned": base["macs"], "trial": _num(row["macs"]), "applied": macs, "cut": mac_cut},
         "params": {"unpruned": base["params"], "trial": _num(row["params"]), "applied": params},
         "latency": latency,
         "meets_budget": all(v["meets_budget"] for v in latency.values() if v["meets_budget"] is not None),
         "budget_verdict": _overall([v["verdict"] for v in latency.values() if v["verdict"] is not None]),
         "int8": int8,
-        "files": {"model": str(model_path), "onnx": str(onnx_path), "channels": str(channels_png),
-                  **({"int8_onnx": int8["file"]} if int8 else {}), **({"hf": str(hf_dir)} if hf_dir else {})},
+        "files": {"model": str(files.model), "onnx": str(files.onnx), "channels": str(files.channels),
+                  **({"int8_onnx": int8["file"]} if int8 else {}), **({"hf": str(files.hf)} if files.hf else {})},
     }
-    if remote_out is not None:
-        report["location"] = remote_out.url
-    report_path = cfg.dump(report, out_dir / "report.yaml")
-    if remote_out is not None:
+    if chosen.remote_out is not None:
+        report["location"] = chosen.remote_out.url
+    return report
+
+
+def _publish(report: dict[str, Any], chosen: _Chosen) -> Path:
+    """report.yaml beside the models, and everything pushed to the run's URL when it has one."""
+    report_path = cfg.dump(report, chosen.out_dir / "report.yaml")
+    if chosen.remote_out is not None:
         try:
-            push_tree(out_dir, remote_out)
+            push_tree(chosen.out_dir, chosen.remote_out)
         except Exception as exc:  # noqa: BLE001 - the outputs are safe locally: say where
-            raise AutopruneError(f"apply: could not write the outputs to {remote_out.url} ({exc}); they are in "
-                                 f"{out_dir}") from None
-    _print_report(console, report, sense=sense)
-    return ApplyResult(out_dir=out_dir, model_path=model_path, onnx_path=onnx_path, report_path=report_path,
-                       report=report, location=remote_out.url if remote_out is not None else str(out_dir))
+            raise AutopruneError(f"apply: could not write the outputs to {chosen.remote_out.url} ({exc}); they are "
+                                 f"in {chosen.out_dir}") from None
+    return report_path
 
 
 def _little_gain(profile: str, *, speedup: float, mac_cut: float) -> str | None:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from rich.console import Console
 from torch import nn
 
@@ -28,6 +27,7 @@ from autoprune.core import config as cfg
 from autoprune.core.errors import AutopruneError
 from autoprune.load.models import save_checkpoint
 from autoprune.prune.penalties import bn_scales, get_regularizer, penalty_hook
+from autoprune.report.plots import plot_bn_scales
 from autoprune.train.finetune import FinetuneConfig, evaluate, finetune, recalibrate_bn
 
 
@@ -87,7 +87,8 @@ def regularize(*, model: str = "builtin:demo", data: str = "builtin:digits", met
              for name, m in (("input", base), ("regularized", trained))}
     out_dir = Path(out)
     model_path = save_checkpoint(trained, out_dir / "model.pt", arch=model, plan=None, input_shape=work.input_shape)
-    plot = _plot(before, after, out_dir / "bn_scales.png", title=f"{model}: {method}, strength {strength:g}")
+    plot = plot_bn_scales(before.numpy(), after.numpy(), out_dir / "bn_scales.png",
+                          title=f"{model}: {method}, strength {strength:g}")
     report = {
         "model": model, "data": data, "method": method, "device": str(dev), "description": reg.description, "strength": strength,
         "training": {"epochs": epochs, "steps": ft.total_steps(len(work.data.train)), "lr": lr,
@@ -112,29 +113,3 @@ def regularize(*, model: str = "builtin:demo", data: str = "builtin:digits", met
                   f"{probe['input']:.1%} from the input model, {probe['regularized']:.1%} from the regularised one")
     console.print(f"wrote {model_path}, {report_path} and {plot}; next: {report['next']}")
     return RegularizeResult(model_path=model_path, report_path=report_path, plot=plot, report=report)
-
-
-def _plot(before: torch.Tensor, after: torch.Tensor, path: Path, *, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
-    if len(before):
-        lo = max(1e-6, float(min(before.min(), after.min())) or 1e-6)
-        hi = float(max(before.max(), after.max())) + 1e-6
-        bins = np.logspace(np.log10(lo), np.log10(hi), 50)
-        ax.hist(before.clamp(min=lo).numpy(), bins=bins, alpha=0.6, label="input model")
-        ax.hist(after.clamp(min=lo).numpy(), bins=bins, alpha=0.6, label="regularised")
-        ax.set_xscale("log")
-        ax.legend()
-    else:
-        ax.text(0.5, 0.5, "no BatchNorm layers", ha="center", transform=ax.transAxes)
-    ax.set(xlabel="|BatchNorm scale γ| (log)", ylabel="channels", title=title)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path

@@ -15,12 +15,12 @@ import pandas as pd
 from rich.console import Console
 
 from autoprune.core.errors import AutopruneError
-from autoprune.core.metric import ACCURACY, MetricSense
 from autoprune.latency.cache import LocalLatencyCache
 from autoprune.latency.measure import baseline_latency
 from autoprune.latency.profiles import DEFAULT_PROFILE, resolve_profile
 from autoprune.load.models import architecture_fingerprint
 from autoprune.prune.plan import Plan
+from autoprune.report.plots import plot_sensitivity
 from autoprune.space.sensitivity import narrowed_space
 from autoprune.space.space import SearchSpace
 from autoprune.study.trial import TrialSettings, run_trial
@@ -92,32 +92,9 @@ def sensitivity(*, model: str = "builtin:demo", data: str = "builtin:digits", sp
     out_dir.mkdir(parents=True, exist_ok=True)
     csv = out_dir / "sensitivity.csv"
     table.to_csv(csv, index=False)
-    plot = _plot(table, out_dir / "sensitivity.png", title=f"{model} on {hw.name}", sense=sense)
+    plot = plot_sensitivity(table, out_dir / "sensitivity.png", title=f"{model} on {hw.name}", sense=sense)
     narrowed = narrowed_space(work.space, table, max_drop=max_drop)
     narrowed.save(out_dir / "space.yaml")
     console.print(f"wrote {csv}, {plot} and {out_dir / 'space.yaml'} (ranges cut where one group alone costs "
                   f"more than {sense.fmt(max_drop)}); search it with --space {out_dir / 'space.yaml'}")
     return SensitivityResult(table=table, csv=csv, plot=plot, space=narrowed)
-
-
-def _plot(table: pd.DataFrame, path: Path, *, title: str, sense: MetricSense = ACCURACY) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_acc, ax_lat) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=120)
-    for name, g in table.groupby("group", sort=False):
-        ax_acc.plot(g["ratio"], sense.shown(g["accuracy_drop"]), marker="o", label=name)
-        ax_lat.plot(g["ratio"], g["latency_saving"] * 100, marker="o", label=name)
-    ax_acc.set(xlabel="ratio of the group's channels removed (others intact)", ylabel=f"{sense.label} drop (points)" if sense.percent else f"{sense.label}: how much worse",
-               title=f"sensitivity: {title}")
-    ax_lat.set(xlabel="ratio of the group's channels removed (others intact)", ylabel="latency saved (%)",
-               title="what it buys")
-    for ax in (ax_acc, ax_lat):
-        ax.grid(alpha=0.3)
-    ax_acc.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path

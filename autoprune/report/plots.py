@@ -1,10 +1,12 @@
-"""``pareto.png``: accuracy against latency per profile, the budget and the unpruned model marked."""
+"""The figures a person would rather look at than read: ``pareto.png`` (the metric against latency per
+profile, the budget and the unpruned model marked), the sensitivity curves and the BatchNorm-scale histogram."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from autoprune.core.files import atomic_path
@@ -101,5 +103,55 @@ def plot_widths(probes: list, path: Path, *, profile: str) -> Path:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_sensitivity(table: pd.DataFrame, path: Path, *, title: str, sense: MetricSense = ACCURACY) -> Path:
+    """``sensitivity``'s figure: each group's metric drop and latency saved against its ratio (others intact)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_acc, ax_lat) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=120)
+    for name, g in table.groupby("group", sort=False):
+        ax_acc.plot(g["ratio"], sense.shown(g["accuracy_drop"]), marker="o", label=name)
+        ax_lat.plot(g["ratio"], g["latency_saving"] * 100, marker="o", label=name)
+    ax_acc.set(xlabel="ratio of the group's channels removed (others intact)", ylabel=f"{sense.label} drop (points)" if sense.percent else f"{sense.label}: how much worse",
+               title=f"sensitivity: {title}")
+    ax_lat.set(xlabel="ratio of the group's channels removed (others intact)", ylabel="latency saved (%)",
+               title="what it buys")
+    for ax in (ax_acc, ax_lat):
+        ax.grid(alpha=0.3)
+    ax_acc.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_bn_scales(before: np.ndarray, after: np.ndarray, path: Path, *, title: str) -> Path:
+    """``regularize``'s histogram: |BatchNorm scale| of every channel before and after the penalty."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    if len(before):
+        lo = max(1e-6, float(min(before.min(), after.min())) or 1e-6)
+        hi = float(max(before.max(), after.max())) + 1e-6
+        bins = np.logspace(np.log10(lo), np.log10(hi), 50)
+        ax.hist(np.clip(before, lo, None), bins=bins, alpha=0.6, label="input model")
+        ax.hist(np.clip(after, lo, None), bins=bins, alpha=0.6, label="regularised")
+        ax.set_xscale("log")
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no BatchNorm layers", ha="center", transform=ax.transAxes)
+    ax.set(xlabel="|BatchNorm scale γ| (log)", ylabel="channels", title=title)
+    fig.tight_layout()
+    fig.savefig(path)
     plt.close(fig)
     return path
