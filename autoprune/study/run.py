@@ -18,8 +18,11 @@ from autoprune.core.inputs import as_spec
 from autoprune.core.records import (
     FINISHED,
     RUN_FORMAT,
+    BudgetEntry,
+    FinetuneEntry,
     RunConfig,
     Status,
+    StudyEntry,
     at,
     ratios_of,
     status_of,
@@ -142,7 +145,7 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
            seed_plans: str | Sequence[str] | None = None, weights: str | Path | None = None,
            metric: str = "top1", loss: str = "cross_entropy", val_samples: int | None = None, confirm: int = 3,
            confirm_seeds: int = 2, landing_moves: int = 2) -> SearchResult:
-    """Search per-group prune ratios for the best accuracy/latency trade-off under the budget(s).
+    """Search per-group prune ratios for the best metric/latency trade-off under the budget(s).
 
     ``profile`` may name several hardware profiles: every trial is measured on each. ``budget``
     may be several, one per profile (``50ms@cpu-1thread-b1``, ``0.5x@cpu-default``); the first
@@ -157,7 +160,7 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
     ``quiet`` are taken from this call. ``budget_confidence``: a plan meets a budget when its
     latency's 95 % CI lies within it (``upper``, default) or when its point estimate does (``p50``).
 
-    ``formulation``: ``budget`` (default) maximises accuracy among plans moved onto the budget's
+    ``formulation``: ``budget`` (default) optimises the metric among plans moved onto the budget's
     boundary (each proposal's ratios shifted together until its predicted latency meets the
     budget, see ``repair``); ``front`` searches accuracy and latency as two objectives, spreading
     trials along the whole front. Both report the front of every trial. ``seed_plans``: the cheap
@@ -165,8 +168,9 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
     greedy from a sensitivity table, computed here when ``sensitivity`` is not given); budget
     formulation only (``front`` seeds uniform plans bracketing the budget).
 
-    ``weights``: a state_dict file loaded into ``model``. ``metric`` ranks plans (``top1``, ``top5``
-    or ``package.module:fn(model, loader) -> float``) and ``loss`` trains them (``cross_entropy`` or
+    ``weights``: a state_dict file loaded into ``model``. ``metric`` ranks plans (``top1``, ``top5``,
+    ``next_token_top1``, ``perplexity`` or ``package.module:fn(model, loader) -> float``; higher is better
+    unless the function says ``direction = "minimize"``, as perplexity does) and ``loss`` trains them (``cross_entropy`` or
     ``package.module:fn(outputs, targets)``). ``val_samples``: trials evaluate on a fixed, seeded
     subset of that many validation samples (``apply`` reports the full set).
 
@@ -205,74 +209,93 @@ def search(*, budget: str | Sequence[str] = "50ms", model: str = "builtin:demo",
     from autoprune.study.ray_backend import ray_session
 
     with ray_session(progress, address=address) as cache:
-        names = ", ".join(p.name for p in work.profiles)
-        with progress.phase(f"measuring the unpruned model on {names}", key="baseline_s"):
-            baseline, references = measure_baseline(work, cache=cache)
-        budgets_ms = {b.profile: b.resolve_ms(baseline_ms=baseline["profiles"][b.profile]["latency_p50_ms"])
-                      for b in budgets}
-        progress.baseline(baseline, budgets=budgets, budgets_ms=budgets_ms)
-        aim = None
+        baseline, references, budgets_ms = _measure_start(work, budgets, cache=cache, progress=progress)
         if formulation == "budget" and all(baseline["profiles"][p]["latency_p50_ms"] <= ms
                                            for p, ms in budgets_ms.items()):
             # Every plan would be repaired back to the unpruned model: nothing to aim at.
             progress.print("the unpruned model already meets every budget: searching the whole accuracy/latency "
                            "front instead (formulation front)")
-            formulation = "front"
-            if sampler == "local":
-                sampler = "tpe"
+            formulation, sampler = "front", "tpe" if sampler == "local" else sampler
+        aim = None
         if formulation == "budget":
             with progress.phase("calibrating the latency model: uniform plans measured", key="cost_s"):
                 aim = budget_aim(work, budgets_ms=budgets_ms, baseline=baseline)
                 measured_plans = calibrate_aim(aim, work, references=references, cache=cache)
             check_reach(aim, measured=measured_plans)
-        if initial_plans is None and formulation == "front":
-            targets = {p: (ms, baseline["profiles"][p]["latency_p50_ms"]) for p, ms in budgets_ms.items()}
-            initial_plans = uniform_seeds(work.space, budgets=targets)
-            if sens_table is not None:
-                tightest = min(ms / base for ms, base in targets.values())
-                seeds = sensitivity_seeds(work.space, sens_table, target=tightest)
-                initial_plans = seeds + [p for p in initial_plans[1:2] if p not in seeds]
         land_initial = initial_plans is None and formulation == "budget"  # seeds land; plans a user lists run as given
-        if initial_plans is None and formulation == "budget":
-            initial_plans = _seeds(work, aim, seed_names, sens_table=sens_table, progress=progress)
-
+        if initial_plans is None:
+            initial_plans = _first_plans(work, aim, formulation=formulation, seed_names=seed_names,
+                                         sens_table=sens_table, baseline=baseline, budgets_ms=budgets_ms,
+                                         progress=progress)
         outputs = new_run(out, warn=progress.print)
         run_dir = outputs.local
-        base_fp = fingerprint(work.model)
-        plan_fields = {"criterion": work.space.criterion, "round_to": work.space.round_to,
-                       "ignored": work.space.ignored, "base_model": model, "base_fingerprint": base_fp, "seed": seed}
         finetune = FinetuneConfig(steps=finetune_steps, seed=seed)
-        primary = work.profiles[0].name
-        run_config = RunConfig.model_validate({
-            "format": RUN_FORMAT, "model": model, "weights": None if weights is None else str(weights),
-            "model_fingerprint": base_fp, "data": data, "metric": metric, "loss": loss, "val_samples": val_samples,
-            "metric_direction": work.sense.direction, "metric_percent": work.sense.percent,
-            "preprocessing": work.data.preprocessing,
-            **as_spec(work.input_shape).record(), "budget": str(budgets[0]), "budget_ms": budgets_ms[primary],
-            "budgets": {b.profile: {"budget": str(b), "ms": budgets_ms[b.profile]} for b in budgets},
-            "trials": trials, "concurrency": concurrency, "seed": seed, "sampler": sampler,
-            "budget_confidence": budget_confidence, "formulation": formulation, "seed_plans": list(seed_names),
-            "confirm": confirm, "confirm_seeds": confirm_seeds,
-            "landing_moves": landing_moves if formulation == "budget" else 0,
-            "precheck": precheck, "bn_recalibration": bn_recalibration, "early_stop": early_stop,
-            "eval_every": max(1, finetune_steps // 4) if early_stop == "asha" else 0,
-            "finetune": {"steps": finetune_steps, "lr": finetune.lr, "batch_size": finetune.batch_size},
-            "study": {"storage": storage, "name": study_name(run_dir, storage)},
-            "initial_plans": [dict(p) for p in initial_plans],
-            "seeded_from": (str(sensitivity) if sensitivity is not None else "uniform ratios") if formulation == "front"
-            else ", ".join(seed_names) or "none",
-            "profiles": [p.model_dump(mode="json") for p in work.profiles],
-            "space": work.space.model_dump(mode="json"), "plan": plan_fields, "baseline": baseline})
-        run_config.write(run_dir)
-        for p in work.profiles:
-            cfg.dump(p, run_dir / "profiles" / f"{p.name}.yaml")
-        work.space.save(run_dir / "space.yaml")
+        primary, base_fp = work.profiles[0].name, fingerprint(work.model)
+        run_config = RunConfig(
+            format=RUN_FORMAT, model=model, weights=None if weights is None else str(weights),
+            model_fingerprint=base_fp, data=data, metric=metric, loss=loss, val_samples=val_samples,
+            metric_direction=work.sense.direction, metric_percent=work.sense.percent,
+            preprocessing=work.data.preprocessing, **as_spec(work.input_shape).record(),
+            budget=str(budgets[0]), budget_ms=budgets_ms[primary],
+            budgets={b.profile: BudgetEntry(budget=str(b), ms=budgets_ms[b.profile]) for b in budgets},
+            trials=trials, concurrency=concurrency, seed=seed, sampler=sampler, budget_confidence=budget_confidence,
+            formulation=formulation, seed_plans=list(seed_names), confirm=confirm, confirm_seeds=confirm_seeds,
+            landing_moves=landing_moves if formulation == "budget" else 0, precheck=precheck,
+            bn_recalibration=bn_recalibration, early_stop=early_stop,
+            eval_every=max(1, finetune_steps // 4) if early_stop == "asha" else 0,
+            finetune=FinetuneEntry(steps=finetune_steps, lr=finetune.lr, batch_size=finetune.batch_size),
+            study=StudyEntry(storage=storage, name=study_name(run_dir, storage)),
+            initial_plans=[dict(p) for p in initial_plans],
+            seeded_from=((str(sensitivity) if sensitivity is not None else "uniform ratios") if formulation == "front"
+                         else ", ".join(seed_names) or "none"),
+            profiles=[p.model_dump(mode="json") for p in work.profiles], space=work.space.model_dump(mode="json"),
+            plan={"criterion": work.space.criterion, "round_to": work.space.round_to, "ignored": work.space.ignored,
+                  "base_model": model, "base_fingerprint": base_fp, "seed": seed},
+            baseline=baseline)
+        _write_run_files(run_config, work, run_dir)
         opts = _run_options(run_config, run_dir, trials=trials, concurrency=concurrency,
                             cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
                             initial_plans=tuple(initial_plans), aim=aim, land_initial=land_initial)
         outputs.sync()  # the config is there before the first trial ends
         return _execute(work, outputs, run_config, opts, cache=cache, progress=progress, rows=[],
                         references=references)
+
+
+def _measure_start(work: Workload, budgets: Sequence[Any], *, cache: LatencyCache, progress: SearchProgress
+                   ) -> tuple[dict[str, Any], dict[str, Reference], dict[str, float]]:
+    """The unpruned model measured on every profile, and each budget in ms (a ``0.5x`` budget is a
+    share of that figure)."""
+    names = ", ".join(p.name for p in work.profiles)
+    with progress.phase(f"measuring the unpruned model on {names}", key="baseline_s"):
+        baseline, references = measure_baseline(work, cache=cache)
+    budgets_ms = {b.profile: b.resolve_ms(baseline_ms=baseline["profiles"][b.profile]["latency_p50_ms"])
+                  for b in budgets}
+    progress.baseline(baseline, budgets=budgets, budgets_ms=budgets_ms)
+    return baseline, references, budgets_ms
+
+
+def _first_plans(work: Workload, aim: BudgetAim | None, *, formulation: str, seed_names: Sequence[str],
+                 sens_table: pd.DataFrame | None, baseline: dict[str, Any], budgets_ms: dict[str, float],
+                 progress: SearchProgress) -> list[dict[str, float]]:
+    """The plans tried first when the user lists none: the seed plans on the budget, or for the
+    front uniform ratios bracketing it (the least sensitive groups pruned most first, with a table)."""
+    if formulation == "budget":
+        return _seeds(work, aim, seed_names, sens_table=sens_table, progress=progress)
+    targets = {p: (ms, baseline["profiles"][p]["latency_p50_ms"]) for p, ms in budgets_ms.items()}
+    plans = uniform_seeds(work.space, budgets=targets)
+    if sens_table is not None:
+        tightest = min(ms / base for ms, base in targets.values())
+        seeds = sensitivity_seeds(work.space, sens_table, target=tightest)
+        plans = seeds + [p for p in plans[1:2] if p not in seeds]
+    return plans
+
+
+def _write_run_files(run_config: RunConfig, work: Workload, run_dir: Path) -> None:
+    """config.yaml, each profile and the space: what resume, apply and a teammate read back."""
+    run_config.write(run_dir)
+    for p in work.profiles:
+        cfg.dump(p, run_dir / "profiles" / f"{p.name}.yaml")
+    work.space.save(run_dir / "space.yaml")
 
 
 def budget_aim(work: Workload, *, budgets_ms: dict[str, float], baseline: dict[str, Any],
