@@ -1,4 +1,4 @@
-"""Reports over trials: trials.csv, the Pareto front (accuracy up, latency down) and its plot.
+"""Reports over trials: trials.csv, the Pareto front (the metric better, latency down) and its plot.
 """
 
 from __future__ import annotations
