@@ -580,10 +580,10 @@ def _print_report(console: Console, report: dict[str, Any], *, sense: MetricSens
     console.print(f"ONNX vs torch max |diff| {report['onnx_max_abs_diff']:.1e}")
     console.print(f"wrote {report['files']['model']} and {report['files']['onnx']}")
     if report["files"].get("hf"):
-        import json
+        from autoprune.load.hf import auto_class
 
         hf = report["files"]["hf"]
-        auto = next(iter(json.loads((Path(hf) / "config.json").read_text()).get("auto_map") or {}), "AutoModel")
+        auto = auto_class(hf)
         console.print(f"and {hf}: transformers.{auto}.from_pretrained({hf!r}, trust_remote_code=True) loads it "
                       "at its pruned widths")
     if report.get("location"):

@@ -56,14 +56,14 @@ def sensitivity(*, model: str = "builtin:demo", data: str = "builtin:digits", sp
                              "one point of accuracy)")
     from autoprune.train.task import metric_sense
 
-    if metric_sense(metric).percent and max_drop > 1:
+    sense = metric_sense(metric)
+    if sense.percent and max_drop > 1:
         raise AutopruneError(f"max_drop is {max_drop}; for {metric} it is a fraction in [0, 1], e.g. 0.01")
     console = Console(quiet=quiet, highlight=False)
     hw = resolve_profile(profile)
     dev = resolve_device(device)
     work = load_workload(model=model, data=data, space=space, profiles=[hw], criterion=criterion, weights=weights,
                          metric=metric, loss=loss, val_samples=val_samples)
-    sense = work.sense
     cache = LocalLatencyCache()
     base_acc = evaluate(work.model.to(dev), work.data.trial_val, device=dev, metric=metric)
     work.model.to("cpu")

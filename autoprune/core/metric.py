@@ -70,8 +70,5 @@ class MetricSense:
         d = self.drop(base, value)
         return f"{d:+.1%}" if self.percent else f"{d:+.4g}"
 
-    def record(self) -> dict:
-        return {"direction": self.direction, "percent": self.percent}
-
 
 ACCURACY = MetricSense()

@@ -10,6 +10,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from autoprune.prune.transformer import HEAD_ATTRS, in_out, is_conv1d
+
 
 def is_hugging_face(model: nn.Module) -> bool:
     """A ``transformers`` model, recognised without importing ``transformers`` (seconds)."""
@@ -27,7 +29,7 @@ class Logits(nn.Module):
         self.model = model
         self.input_name = getattr(model, "main_input_name", "input_ids")
         self.use_cache = getattr(model.config, "use_cache", None)  # what save_pretrained writes back
-        if getattr(model.config, "use_cache", None):
+        if self.use_cache:
             model.config.use_cache = False
 
     def forward(self, x: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
@@ -43,8 +45,6 @@ class Logits(nn.Module):
 # 5 no ``pruned_heads``), so a model pruned per layer cannot be described by its config alone.
 LAYOUT_KEY = "autoprune_layout"
 REMOTE_CODE = "modeling_autoprune.py"
-HEAD_ATTRS = ("num_heads", "num_attention_heads", "n_head", "n_heads", "num_key_value_heads", "all_head_size",
-              "split_size")
 
 _REMOTE_TEMPLATE = '''"""{cls}: a {base} pruned per layer by autoprune. Its config's ``{key}`` lists the
 layers whose widths differ from what the config alone builds (a Hugging Face config holds one head count
@@ -93,13 +93,8 @@ class {cls}(transformers.{base}):
 
 
 def _linear_shape(module: nn.Module) -> tuple[int, int] | None:
-    """(in, out) of a Linear or GPT-2's Conv1D (weight (in, out)); None for anything else."""
-    if isinstance(module, nn.Linear):
-        return module.in_features, module.out_features
-    if type(module).__name__ == "Conv1D":
-        n_in, n_out = module.weight.shape
-        return int(n_in), int(n_out)
-    return None
+    """(in, out) of a Linear or GPT-2's Conv1D; None for anything else."""
+    return in_out(module) if isinstance(module, nn.Linear) or is_conv1d(module) else None
 
 
 def pruned_layout(model: nn.Module) -> dict[str, dict]:
@@ -172,14 +167,18 @@ def save_pretrained(model: nn.Module, path: str | Path) -> Path:
     return out
 
 
+def auto_class(path: str | Path) -> str:
+    """The ``transformers`` Auto class that loads what ``save_pretrained`` wrote at ``path``."""
+    import json
+
+    auto_map = json.loads((Path(path) / "config.json").read_text()).get("auto_map") or {}
+    return next(iter(auto_map), "AutoModel")
+
+
 def from_pretrained(path: str | Path) -> nn.Module:
     """A model ``save_pretrained`` wrote, rebuilt at its pruned widths (its own remote code), wrapped
     as autoprune runs it (``Logits``)."""
-    import json
-
     import transformers
 
-    config = json.loads((Path(path) / "config.json").read_text())
-    autos = list(config.get("auto_map") or {})
-    auto = getattr(transformers, autos[0] if autos else "AutoModel")
+    auto = getattr(transformers, auto_class(path))
     return Logits(auto.from_pretrained(str(path), trust_remote_code=True)).eval()

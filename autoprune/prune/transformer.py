@@ -287,12 +287,16 @@ def prune_block(model: nn.Module, block: Block, remove: Sequence[int]) -> None:
         _sync_heads(modules[block.owner], block, len(kept))
 
 
+# The attributes attention code reads: head counts and the widths derived from them (Llama's
+# ``view(..., -1, head_dim)`` needs none; BERT's ``all_head_size`` and GPT-2's ``split_size`` do). The
+# pruning keeps them in step; ``load.hf.save_pretrained`` writes down those that changed.
+HEAD_ATTRS = ("num_heads", "num_attention_heads", "n_head", "n_heads", "num_key_value_heads", "all_head_size",
+              "split_size")
+
+
 def _sync_heads(owner: nn.Module, block: Block, kv_kept: int) -> None:
-    """The attributes attention code reads: head counts and the widths derived from them. (Llama's
-    ``view(..., -1, head_dim)`` needs none; BERT's ``all_head_size`` and GPT-2's ``split_size`` do.)"""
     heads = kv_kept * block.q_per_kv
-    for attr, value in (("num_heads", heads), ("num_attention_heads", heads), ("n_head", heads), ("n_heads", heads),
-                        ("num_key_value_heads", kv_kept), ("all_head_size", heads * block.head_dim),
-                        ("split_size", heads * block.head_dim)):
+    values = (heads, heads, heads, heads, kv_kept, heads * block.head_dim, heads * block.head_dim)
+    for attr, value in zip(HEAD_ATTRS, values, strict=True):
         if isinstance(getattr(owner, attr, None), int):
             setattr(owner, attr, value)
